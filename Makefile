@@ -1,0 +1,33 @@
+# Two commands on a fresh machine:  `make run` (the worker) and `make test` (the tests).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test unit bench install ffmpeg clean
+
+run: install
+	$(BIN)/transcode-worker serve
+
+test: install
+	$(BIN)/python -m pytest
+
+unit: install
+	$(BIN)/python -m pytest -m "not integration"
+
+bench: install
+	$(BIN)/python scripts/bench.py
+
+install: ffmpeg $(STAMP)
+
+ffmpeg:
+	@scripts/ensure-ffmpeg.sh
+
+$(STAMP): setup.cfg setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

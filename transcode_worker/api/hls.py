@@ -1,0 +1,85 @@
+"""HLS for players: `<job_id>.m3u8` and `<job_id>_<n>.ts`, nothing else.
+
+A player that comes before FFmpeg has written what it asks for waits (bounded by
+playlist_wait_s) instead of getting a 404 it would give up on; it is answered at once when the
+job can no longer write it.
+"""
+import re
+import time
+
+from flask import Blueprint, Response, abort, send_file
+
+from ..states import JobState, WRITING_STATES
+from . import context
+from .jobs import error
+
+bp = Blueprint("hls", __name__)
+
+PLAYLIST_NAME = re.compile(r"^([A-Za-z0-9_-]{1,64})\.m3u8$")
+SEGMENT_NAME = re.compile(r"^([A-Za-z0-9_-]{1,64})_(\d{1,9})\.ts$")
+POLL_S = 0.02  # how often a waiting request looks for the file; a job's end wakes it at once
+NO_CACHE = "no-cache"
+
+
+@bp.after_request
+def cors(response):
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = "Range"
+    response.headers["Access-Control-Expose-Headers"] = "Content-Length, Content-Range, Accept-Ranges"
+    return response
+
+
+@bp.route("/<name>", methods=["GET", "HEAD"])
+def hls_file(name):
+    if match := PLAYLIST_NAME.match(name):
+        return _wait_and_serve(match.group(1), _playlist)
+    if match := SEGMENT_NAME.match(name):
+        number = int(match.group(2))
+        return _wait_and_serve(match.group(1), lambda job: _segment(job, number))
+    abort(404)
+
+
+def _wait_and_serve(job_id, serve):
+    """Call serve(job) until it answers, the job cannot write any more, or the wait runs out."""
+    manager = context().manager
+    deadline = time.monotonic() + context().settings.playlist_wait_s
+    while True:
+        job = manager.get(job_id)  # again each time: a seek replaces the job
+        if job is None:
+            abort(404)
+        response = serve(job)
+        if response is not None:
+            return response
+        if job.state not in WRITING_STATES:
+            if job.state is JobState.FAILED:
+                return error(404, f"job {job_id} failed: {job.error}")
+            abort(404)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return error(503, f"job {job_id} has not written it yet", retry_after=1)
+        job.wait_changed(min(POLL_S, remaining))
+
+
+def _playlist(job):
+    try:
+        data = (job.folder / job.output.playlist).read_bytes()
+    except FileNotFoundError:
+        return None
+    if b"#EXTINF" not in data:
+        return None
+    response = Response(data, mimetype="application/vnd.apple.mpegurl")
+    response.headers["Cache-Control"] = NO_CACHE  # it grows while FFmpeg runs
+    return response
+
+
+def _segment(job, number):
+    if number < job.output.start_number:  # from before a seek: gone for good
+        abort(404)
+    try:
+        response = send_file(job.folder / f"{job.job_id}_{number}.ts", mimetype="video/mp2t", conditional=True)
+    except FileNotFoundError:
+        return None
+    # Names are reused only if a job id is: revalidating (a cheap 304) keeps players safe then.
+    response.headers["Cache-Control"] = NO_CACHE
+    return response

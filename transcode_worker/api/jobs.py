@@ -1,0 +1,98 @@
+"""Job commands from the orchestrator: create/update, inspect, delete."""
+import hmac
+import json
+
+from flask import Blueprint, jsonify, request
+from marshmallow import ValidationError
+
+from ..jobs import Refused
+from ..schemas import load_job_command
+from ..validation import FieldErrors, validate_command
+from . import context
+
+bp = Blueprint("jobs", __name__)
+
+
+def error(status, message, retry_after=None, **extra):
+    response = jsonify(error=message, **extra)
+    response.status_code = status
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+@bp.before_request
+def require_token():
+    token = context().settings.api_token
+    if not token:
+        return None
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+        return None
+    response = error(401, "missing or wrong bearer token")
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def _job_body(job):
+    return job.to_dict(context().settings.advertise_url)
+
+
+@bp.post("/v1/jobs")
+def submit():
+    """Create a job, keep it (same command: 200), or restart it (changed command: 202)."""
+    ctx = context()
+    try:
+        data = json.loads(request.get_data(cache=False))  # any Content-Type: curl -d sends a form type
+    except ValueError:
+        return error(400, "the body is not JSON")
+    if not isinstance(data, dict):
+        return error(400, "the body must be a JSON object")
+    if not ctx.capabilities.ffmpeg_ok:
+        return error(503, f"FFmpeg ({ctx.settings.ffmpeg_path}) cannot be run on this worker", retry_after=60)
+    try:
+        spec = validate_command(load_job_command(data), ctx.settings, ctx.capabilities)
+    except ValidationError as err:
+        return error(422, "invalid job command", fields=err.messages)
+    except FieldErrors as err:
+        return error(422, "invalid job command", fields=err.errors)
+    try:
+        job, started = ctx.manager.submit(spec)
+    except Refused as exc:
+        return error(exc.status, str(exc), retry_after=exc.retry_after)
+    response = jsonify(_job_body(job))
+    response.status_code = 202 if started else 200
+    response.headers["Location"] = f"/v1/jobs/{job.job_id}"
+    return response
+
+
+@bp.post("/v1/workers/<worker_id>/heartbeats")
+def submit_alias(worker_id):
+    """The endpoint map lists the job controller under this path too."""
+    if worker_id != context().settings.worker_id:
+        return error(404, f"this is worker {context().settings.worker_id!r}, not {worker_id!r}")
+    return submit()
+
+
+@bp.get("/v1/jobs")
+def list_jobs():
+    ctx = context()
+    return {
+        "worker_id": ctx.settings.worker_id,
+        "active_jobs": ctx.manager.active_count(),
+        "max_concurrent_jobs": ctx.settings.max_concurrent_jobs,
+        "jobs": [_job_body(job) for job in ctx.manager.jobs()],
+    }
+
+
+@bp.get("/v1/jobs/<job_id>")
+def get_job(job_id):
+    job = context().manager.get(job_id)
+    return _job_body(job) if job is not None else error(404, f"no job {job_id!r}")
+
+
+@bp.delete("/v1/jobs/<job_id>")
+def delete_job(job_id):
+    if not context().manager.delete(job_id):
+        return error(404, f"no job {job_id!r}")
+    return {"job_id": job_id, "deleted": True}

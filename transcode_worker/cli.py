@@ -1,0 +1,105 @@
+"""The `transcode-worker` command: serve, probe, check-config."""
+import argparse
+import json
+import logging
+import os
+import sys
+
+from . import __version__, capabilities
+from .config import ConfigError, describe, load_settings
+
+PROG = "transcode-worker"
+
+
+def _fail(message):
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return 2
+
+
+def _prepare_folders(settings):
+    for key in ("segment_root", "spool_dir"):
+        try:
+            os.makedirs(getattr(settings, key), exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot create {getattr(settings, key)}: {exc.strerror}") from None
+        if not os.access(getattr(settings, key), os.W_OK):
+            raise ConfigError(f"{key}: {getattr(settings, key)} is not writable")
+
+
+def _first_run_hint(settings):
+    """On the embedded configuration: make sure there is something to play, and say how."""
+    from .sample import ensure_sample
+    root = settings.media_roots[0]
+    print(f"{PROG}: embedded configuration (standalone); media from {root}", file=sys.stderr)
+    try:
+        video = ensure_sample(root, settings.ffmpeg_path)
+    except Exception as exc:  # the hint is a convenience: never stop the service for it
+        print(f"{PROG}: could not make a sample clip ({exc}); put a video in {root}", file=sys.stderr)
+        return
+    local = f"http://127.0.0.1:{settings.listen_port}"
+    body = json.dumps({"job_id": "demo", "source_path": str(video)})
+    print(f"""
+  Try it:
+    curl -X POST {local}/v1/jobs -H 'Content-Type: application/json' -d '{body}'
+    ffplay {local}/demo.m3u8        (or open it in VLC, Safari, mpv)
+    curl -X DELETE {local}/v1/jobs/demo
+""", file=sys.stderr)
+
+
+def cmd_serve(args):
+    settings = load_settings(args.config)
+    _prepare_folders(settings)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    if settings.config_file is None:
+        _first_run_hint(settings)
+    from .server import WorkerApplication
+    WorkerApplication(settings).run()
+    return 0
+
+
+def cmd_probe(args):
+    settings = load_settings(args.config)
+    found = capabilities.detect(settings.ffmpeg_path)
+    report = {
+        "worker_id": settings.worker_id,
+        "version": __version__,
+        "ffmpeg": settings.ffmpeg_path,
+        "ffmpeg_version": found.ffmpeg_version,
+        "encoders": list(found.encoders),
+        "hardware_acceleration": list(found.hardware_acceleration),
+    }
+    print(json.dumps(report, indent=2))
+    return 0 if found.ffmpeg_ok else 1
+
+
+def cmd_check_config(args):
+    settings = load_settings(args.config)
+    print(f"# {settings.config_file or 'embedded configuration'}: valid")
+    for key, _default, help_text in describe():
+        print(f"{key} = {json.dumps(getattr(settings, key))}  # {help_text}")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog=PROG, description="On-demand FFmpeg-to-HLS transcode worker.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, help_text in (
+        ("serve", cmd_serve, "run the worker under gunicorn"),
+        ("probe", cmd_probe, "print what this machine's FFmpeg can do"),
+        ("check-config", cmd_check_config, "validate the configuration and print the effective settings"),
+    ):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--config", metavar="FILE", help="TOML configuration (default: $TRANSCODE_WORKER_CONFIG, "
+                                                           "else the embedded configuration)")
+        cmd.set_defaults(func=func)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        return _fail(f"configuration error: {exc}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

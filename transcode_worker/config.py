@@ -1,0 +1,207 @@
+"""The worker's configuration: each setting declared once, loaded from TOML and the environment.
+
+Precedence, lowest first: the defaults declared here (the embedded configuration: standalone,
+folders under the user's data directory), the TOML file named by ``--config`` or
+``TRANSCODE_WORKER_CONFIG``, then ``TRANSCODE_WORKER_<KEY>`` environment variables (lists are
+separated by ``:`` like PATH). A bad value raises ConfigError naming the key.
+"""
+import os
+import socket
+import tomllib
+from pathlib import Path
+from types import SimpleNamespace
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+ENV_PREFIX = "TRANSCODE_WORKER_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+
+# Bounds a job's bitrate must fall in: below, nothing watchable; above, no home network carries it.
+MIN_BITRATE_BPS = 64_000
+MAX_BITRATE_BPS = 150_000_000
+ENCODER_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot run; str() is one line that names the key."""
+
+
+def data_dir():
+    """Where the embedded configuration keeps its folders (XDG data home)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "transcode-worker"
+
+
+def _listen_address(value):
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValidationError("must be host:port, for example 0.0.0.0:8081")
+    return host.strip("[]"), int(port)
+
+
+def _absolute(value):
+    if not os.path.isabs(os.path.expanduser(value)):
+        raise ValidationError(f"{value!r} must be an absolute path")
+
+
+_URL = validate.URL(require_tld=False, schemes={"http", "https"})
+
+
+def _url_or_empty(value):
+    if value:
+        _URL(value)
+
+
+def _setting(field_cls, default, help, **kwargs):
+    return field_cls(load_default=default, metadata={"help": help}, **kwargs)
+
+
+class SettingsSchema(Schema):
+    """Every key of conf/worker.toml, with its type, default, bounds and meaning."""
+
+    worker_id = _setting(
+        fields.String, socket.gethostname,
+        "this worker's id in the orchestrator's pool (letters, digits, . _ -)",
+        validate=validate.Regexp(r"^[A-Za-z0-9._-]{1,64}$", error="must be 1-64 of A-Z a-z 0-9 . _ -"),
+    )
+    listen = _setting(fields.String, "0.0.0.0:8081", "host:port the HTTP server binds to")
+    advertise_url = _setting(
+        fields.String, "",
+        "URL players and the orchestrator use to reach this worker (empty: derived from listen)",
+        validate=_url_or_empty,
+    )
+    orchestrator_url = _setting(
+        fields.String, "", "orchestrator base URL (empty: standalone, no heartbeats)", validate=_url_or_empty,
+    )
+    api_token = _setting(fields.String, "", "shared bearer token for job commands (empty: no auth)")
+    media_roots = _setting(
+        fields.List, lambda: [str(data_dir() / "media")],
+        "folders sources may come from; nothing outside them is read",
+        cls_or_instance=fields.String(validate=_absolute), validate=validate.Length(min=1),
+    )
+    segment_root = _setting(
+        fields.String, lambda: str(data_dir() / "segments"),
+        "folder for HLS output; nothing outside it is created or deleted", validate=_absolute,
+    )
+    spool_dir = _setting(
+        fields.String, lambda: str(data_dir() / "spool"),
+        "folder for records kept while the orchestrator is unreachable", validate=_absolute,
+    )
+    max_concurrent_jobs = _setting(
+        fields.Integer, 2, "jobs FFmpeg runs at once; more get 503", validate=validate.Range(1, 64),
+    )
+    heartbeat_interval_s = _setting(
+        fields.Float, 10.0, "seconds between heartbeats", validate=validate.Range(1, 300),
+    )
+    ffmpeg_path = _setting(fields.String, "ffmpeg", "FFmpeg executable", validate=validate.Length(min=1))
+    ffprobe_path = _setting(fields.String, "ffprobe", "ffprobe executable", validate=validate.Length(min=1))
+    segment_duration_s = _setting(
+        fields.Float, 4.0, "target HLS segment length in seconds", validate=validate.Range(1, 30),
+    )
+    playlist_wait_s = _setting(
+        fields.Float, 20.0,
+        "how long a playlist or segment request waits for a running job to write it",
+        validate=validate.Range(0, 120),
+    )
+    stop_grace_s = _setting(
+        fields.Float, 5.0, "seconds FFmpeg gets after SIGTERM before SIGKILL", validate=validate.Range(0.1, 60),
+    )
+    http_threads = _setting(
+        fields.Integer, 32, "request threads of the single gunicorn worker process",
+        validate=validate.Range(2, 1024),
+    )
+    default_encoder = _setting(
+        fields.String, "libx264", "video encoder used when a job names none", validate=validate.Length(min=1),
+    )
+    default_bitrate_bps = _setting(
+        fields.Integer, 4_000_000, "video bitrate used when a job names none",
+        validate=validate.Range(MIN_BITRATE_BPS, MAX_BITRATE_BPS),
+    )
+    encoder_preset = _setting(
+        fields.String, "veryfast", "x264/x265 speed preset", validate=validate.OneOf(ENCODER_PRESETS),
+    )
+    log_level = _setting(
+        fields.String, "info", "debug, info, warning or error",
+        validate=validate.OneOf(("debug", "info", "warning", "error")),
+    )
+
+    @validates("listen")
+    def _check_listen(self, value, **kwargs):
+        _listen_address(value)
+
+
+LIST_KEYS = frozenset(name for name, field in SettingsSchema().fields.items() if isinstance(field, fields.List))
+PATH_KEYS = frozenset({"segment_root", "spool_dir"})
+
+
+class Settings(SimpleNamespace):
+    """The validated configuration: one attribute per key of SettingsSchema, plus
+    ``listen_host``, ``listen_port`` and ``config_file`` (None on the embedded default)."""
+
+
+def _one_line(messages):
+    parts = []
+    for key in sorted(messages, key=str):
+        value = messages[key]
+        if isinstance(value, dict):  # list items: {index: [messages]}
+            value = [f"item {i}: {' '.join(m)}" for i, m in sorted(value.items())]
+        parts.append(f"{key}: {' '.join(map(str, value))}")
+    return "; ".join(parts)
+
+
+def _read_toml(path):
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+
+
+def _from_environ(environ):
+    raw = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        if key not in SettingsSchema().fields:
+            raise ConfigError(f"{name}: unknown setting (see conf/worker.toml for the keys)")
+        raw[key] = [p for p in value.split(":") if p] if key in LIST_KEYS else value
+    return raw
+
+
+def load_settings(path=None, environ=None):
+    """Load, merge and validate the configuration; raise ConfigError on anything wrong."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_ENV) or None
+    raw = _read_toml(path) if path else {}
+    raw.update(_from_environ(environ))
+    try:
+        data = SettingsSchema().load(raw)
+    except ValidationError as err:
+        raise ConfigError(_one_line(err.messages)) from None
+    data["media_roots"] = [os.path.expanduser(p) for p in data["media_roots"]]
+    for key in PATH_KEYS:
+        data[key] = os.path.expanduser(data[key])
+    host, port = _listen_address(data["listen"])
+    if not data["advertise_url"]:
+        data["advertise_url"] = f"http://{_reachable_host(host)}:{port}"
+    return Settings(**data, listen_host=host, listen_port=port, config_file=path)
+
+
+def _reachable_host(bind_host):
+    """A host name players can use when none is configured: the bind address, or this machine's."""
+    if bind_host not in ("0.0.0.0", "::", ""):
+        return f"[{bind_host}]" if ":" in bind_host else bind_host
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def describe():
+    """(key, default, help) for every setting, in declaration order: for docs and check-config."""
+    for name, field in SettingsSchema().fields.items():
+        default = field.load_default() if callable(field.load_default) else field.load_default
+        yield name, default, field.metadata["help"]

@@ -1,0 +1,262 @@
+"""Jobs and the JobManager that creates, replaces, stops and forgets them.
+
+A Job is one run of FFmpeg for a job id. A new command for a known id (a seek, another bitrate)
+replaces the Job with a new one under the same id; its segments keep counting up, so a segment
+name is never reused for other content while the job id lives.
+"""
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from datetime import datetime, timezone
+
+from .ffmpeg_command import HlsOutput, build_command
+from .progress import percent
+from .states import ACTIVE_STATES, ENDED_STATES, JobState, check_transition
+from .supervisor import JobSupervisor
+from .validation import is_inside
+
+log = logging.getLogger(__name__)
+
+
+class Refused(Exception):
+    """A job command that cannot be carried out now: HTTP status, message, and Retry-After."""
+
+    def __init__(self, status, message, retry_after=None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _iso(ts):
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Job:
+    """State, progress and outcome of one FFmpeg run. Every state change goes through
+    change_state(), under `changed` (a Condition that wakes anyone waiting on the job)."""
+
+    def __init__(self, spec, output, *, restarts=0, on_transition=None):
+        self.spec = spec
+        self.output = output
+        self.restarts = restarts
+        self.state = JobState.STARTING
+        self.pid = None
+        self.exit_code = None
+        self.progress = None
+        self.speed = None
+        self.position_s = spec.seek_s
+        self.last_segment_id = None
+        self.error = None
+        self.stderr_tail = []
+        self.created_at = self.updated_at = time.time()
+        self.ended_at = None
+        self.last_progress_at = time.monotonic()
+        self.changed = threading.Condition()
+        self.supervisor = None
+        self._on_transition = on_transition
+
+    @property
+    def job_id(self):
+        return self.spec.job_id
+
+    @property
+    def folder(self):
+        return self.spec.folder
+
+    def change_state(self, new, **attrs):
+        """The one way a job changes state; refuses transitions states.py does not allow."""
+        with self.changed:
+            old = self.state
+            check_transition(old, new)
+            self.state = new
+            for name, value in attrs.items():
+                setattr(self, name, value)
+            self.updated_at = time.time()
+            if new in ENDED_STATES:
+                self.ended_at = self.updated_at
+            self.changed.notify_all()
+            if self._on_transition is not None:
+                self._on_transition(self, old, new)
+
+    def record_progress(self, snapshot):
+        with self.changed:
+            if snapshot.out_time_s is not None:
+                self.position_s = self.spec.seek_s + snapshot.out_time_s
+                self.progress = percent(self.spec.seek_s, snapshot.out_time_s, self.spec.media.duration_s)
+            self.speed = snapshot.speed or self.speed
+            self.updated_at = time.time()
+            self.last_progress_at = time.monotonic()
+
+    def record_segment(self, number):
+        with self.changed:
+            self.last_segment_id = number
+            if self.state is JobState.STARTING:  # STARTING -> RUNNING: the stream is playable
+                self.change_state(JobState.RUNNING)
+            self.changed.notify_all()
+
+    def wait_changed(self, timeout):
+        with self.changed:
+            self.changed.wait(timeout)
+
+    def to_dict(self, base_url):
+        with self.changed:
+            return {
+                "job_id": self.job_id,
+                "state": self.state.value,
+                "source_path": self.spec.source_path,
+                "output_path": str(self.folder),
+                "configuration": self.spec.configuration(),
+                "playlist_url": f"{base_url.rstrip('/')}/{self.output.playlist}",
+                "pid": self.pid,
+                "progress": self.progress,
+                "speed": self.speed,
+                "position_s": round(self.position_s, 3),
+                "duration_s": self.spec.media.duration_s,
+                "first_segment_id": self.output.start_number,
+                "last_segment_id": self.last_segment_id,
+                "restarts": self.restarts,
+                "created_at": _iso(self.created_at),
+                "updated_at": _iso(self.updated_at),
+                "ended_at": _iso(self.ended_at),
+                "error": None if self.error is None else {
+                    "message": self.error, "exit_code": self.exit_code, "ffmpeg_stderr_tail": self.stderr_tail,
+                },
+            }
+
+
+def next_segment_number(folder, job_id):
+    """One past the highest segment number on disk (finished or in progress), else 0."""
+    pattern = re.compile(rf"^{re.escape(job_id)}_(\d+)\.ts(\.tmp)?$")
+    try:
+        numbers = [int(m.group(1)) for name in os.listdir(folder) if (m := pattern.match(name))]
+    except FileNotFoundError:
+        return 0
+    return max(numbers) + 1 if numbers else 0
+
+
+class JobManager:
+    """All jobs of this worker: capacity, idempotent commands, restarts, stops and clean-up.
+
+    Nothing is created or deleted outside settings.segment_root.
+    """
+
+    def __init__(self, settings, *, ffmpeg_argv=build_command):
+        self.settings = settings
+        self.segment_root = os.path.realpath(settings.segment_root)
+        self._build = ffmpeg_argv
+        self._jobs = {}      # job_id -> current Job
+        self._retiring = {}  # job_id -> Job being deleted (its folder still on disk)
+        self._lock = threading.RLock()
+        self._accepting = True
+        self._listeners = []
+
+    # -- observers (the orchestrator link subscribes here) -------------------------------------
+    def add_listener(self, callback):
+        """callback(job, old_state, new_state) on every transition of every job."""
+        self._listeners.append(callback)
+
+    def _notify(self, job, old, new):
+        for callback in self._listeners:
+            callback(job, old, new)
+
+    # -- queries ------------------------------------------------------------------------------
+    def get(self, job_id):
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def jobs(self):
+        with self._lock:
+            return list(self._jobs.values())
+
+    def active_count(self, excluding=None):
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.state in ACTIVE_STATES and j.job_id != excluding)
+
+    # -- commands -----------------------------------------------------------------------------
+    def submit(self, spec):
+        """Start, keep or replace the job for spec.job_id. Returns (job, started)."""
+        with self._lock:
+            if not self._accepting:
+                raise Refused(503, "the worker is shutting down", retry_after=5)
+            if spec.job_id in self._retiring:
+                raise Refused(409, f"job {spec.job_id} is being deleted; retry", retry_after=1)
+            current = self._jobs.get(spec.job_id)
+            if current is not None and current.spec.same_command(spec) and current.state not in (
+                    JobState.FAILED, JobState.STOPPED):
+                return current, False  # an orchestrator's retry: keep the progress
+            self._check_folder_free(spec)
+            if self.active_count(excluding=spec.job_id) >= self.settings.max_concurrent_jobs:
+                raise Refused(503, f"at capacity: {self.settings.max_concurrent_jobs} jobs running", retry_after=5)
+            start_number, restarts = 0, 0
+            if current is not None:
+                # A changed command: the old output is thrown away, so no SIGTERM grace.
+                current.supervisor.stop(self.settings.stop_grace_s, kill_now=True)
+                start_number = next_segment_number(current.folder, spec.job_id)
+                restarts = current.restarts + 1
+                self._remove_folder(current.folder)
+            job = self._start(spec, start_number, restarts)
+            self._jobs[spec.job_id] = job
+        return job, True
+
+    def _check_folder_free(self, spec):
+        for other in list(self._jobs.values()) + list(self._retiring.values()):
+            if other.job_id != spec.job_id and (
+                    is_inside(spec.folder, other.folder) or is_inside(other.folder, spec.folder)):
+                raise Refused(422, f"output_path overlaps the folder of job {other.job_id}")
+
+    def _start(self, spec, start_number, restarts):
+        self._remove_folder(spec.folder)
+        os.makedirs(spec.folder)
+        output = HlsOutput(spec.job_id, self.settings.segment_duration_s, start_number)
+        job = Job(spec, output, restarts=restarts, on_transition=self._notify)
+        argv = self._build(spec, output, ffmpeg=self.settings.ffmpeg_path, preset=self.settings.encoder_preset)
+        job.supervisor = JobSupervisor(job, argv)
+        job.supervisor.start()
+        job.supervisor.wait_spawned()
+        return job
+
+    def delete(self, job_id):
+        """Stop the job (SIGTERM, grace, SIGKILL), delete its folder, forget it. False if unknown."""
+        with self._lock:
+            job = self._jobs.pop(job_id, None)
+            if job is None:
+                return False
+            self._retiring[job_id] = job
+        try:
+            job.supervisor.stop(self.settings.stop_grace_s)
+            self._remove_folder(job.folder)
+        finally:
+            with self._lock:
+                self._retiring.pop(job_id, None)
+        log.info("job %s: deleted", job_id)
+        return True
+
+    def shutdown(self):
+        """Refuse new jobs, stop every FFmpeg at once (bounded by the grace), remove their folders."""
+        with self._lock:
+            self._accepting = False
+            jobs = list(self._jobs.values())
+            self._jobs.clear()
+        stoppers = [threading.Thread(target=self._stop_and_remove, args=(job,), name=f"stop-{job.job_id}")
+                    for job in jobs]
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join()
+
+    def _stop_and_remove(self, job):
+        job.supervisor.stop(self.settings.stop_grace_s)
+        self._remove_folder(job.folder)
+
+    def _remove_folder(self, folder):
+        # The one place the worker deletes: only strictly inside segment_root, never a symlink's target.
+        real = os.path.realpath(folder)
+        if not is_inside(real, self.segment_root, strictly=True):
+            log.error("refusing to delete %s: outside segment_root %s", folder, self.segment_root)
+            return
+        shutil.rmtree(real, ignore_errors=True)
+        if os.path.exists(real):
+            log.warning("could not remove all of %s", real)

@@ -1,0 +1,58 @@
+"""Running the app under gunicorn: one worker process, many threads.
+
+Job state (the supervisors and their FFmpeg children) lives in that one process, so there must
+never be a second one: a job posted to one process could not be seen, seeked or stopped by
+another. Threads serve the players; segment files go out through sendfile.
+"""
+import logging
+
+from gunicorn.app.base import BaseApplication
+
+from .app import create_app
+
+log = logging.getLogger(__name__)
+
+
+def worker_exit(server, worker):
+    """gunicorn's last call in the worker process: stop every FFmpeg and remove its folder."""
+    app = getattr(worker, "wsgi", None)
+    ctx = app.extensions.get("transcode_worker") if app is not None else None
+    if ctx is not None:
+        log.info("shutting down: stopping %d job(s)", len(ctx.manager.jobs()))
+        ctx.shutdown()
+
+
+def gunicorn_options(settings):
+    """gunicorn settings for this worker's configuration (also used by conf/gunicorn.conf.py)."""
+    return {
+        "bind": [settings.listen],
+        "workers": 1,  # never more: see the module docstring
+        "worker_class": "gthread",
+        "threads": settings.http_threads,
+        "timeout": 60,
+        # in-flight requests get a moment, then worker_exit stops FFmpeg within stop_grace_s
+        "graceful_timeout": 10,
+        "keepalive": 5,
+        "loglevel": settings.log_level,
+        "errorlog": "-",
+        "proc_name": f"transcode-worker[{settings.worker_id}]",
+        "worker_exit": worker_exit,
+        # gunicorn 27's control socket would be a file in $HOME; the worker needs none
+        "control_socket_disable": True,
+    }
+
+
+class WorkerApplication(BaseApplication):
+    """`transcode-worker serve`: gunicorn configured from our settings, not from its CLI."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self):
+        for key, value in gunicorn_options(self.settings).items():
+            if key in self.cfg.settings:  # options newer than the installed gunicorn are skipped
+                self.cfg.set(key, value)
+
+    def load(self):
+        return create_app(self.settings)

@@ -1,0 +1,154 @@
+"""JobSupervisor: the thread that owns one FFmpeg process from spawn to reap."""
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from collections import deque
+
+from .progress import ProgressParser, segment_numbers
+from .states import JobState, WRITING_STATES
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL_LINES = 40
+STDERR_LINE_CHARS = 400
+SPAWN_WAIT_S = 10
+REAP_WAIT_S = 5
+# PR_SET_PDEATHSIG through util-linux's setpriv (which then execs FFmpeg, keeping the pid):
+# if the worker dies without a chance to stop FFmpeg, the kernel kills FFmpeg for it.
+# It follows the thread that spawned FFmpeg, which is why the supervisor thread spawns it
+# and outlives it.
+SETPRIV = shutil.which("setpriv")
+
+
+def _pdeathsig_prefix():
+    return [SETPRIV, "--pdeathsig", "KILL", "--"] if SETPRIV else []
+
+
+class JobSupervisor(threading.Thread):
+    """Spawns the job's FFmpeg in its own process group, follows its progress and playlist,
+    records its end, and stops it (SIGTERM, a bounded grace, SIGKILL, reap) on request."""
+
+    def __init__(self, job, argv):
+        super().__init__(name=f"job-{job.job_id}", daemon=True)
+        self.job = job
+        self.argv = argv
+        self.stderr_tail = deque(maxlen=STDERR_TAIL_LINES)
+        self._proc = None
+        self._spawned = threading.Event()
+        self._stop_requested = False
+        self._playlist_mtime = None
+
+    # -- the thread ---------------------------------------------------------------------------
+    def run(self):
+        job = self.job
+        with job.changed:
+            if self._stop_requested:  # stopped before it started: STOPPING -> STOPPED
+                job.change_state(JobState.STOPPED)
+                self._spawned.set()
+                return
+            try:
+                self._proc = subprocess.Popen(
+                    _pdeathsig_prefix() + self.argv, cwd=job.folder, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0, close_fds=True,
+                )
+            except OSError as exc:  # STARTING -> FAILED
+                job.change_state(JobState.FAILED, error=f"cannot start FFmpeg: {exc}")
+                self._spawned.set()
+                return
+            job.pid = self._proc.pid
+        self._spawned.set()
+        log.info("job %s: FFmpeg started, pid %d", job.job_id, self._proc.pid)
+        drain = threading.Thread(target=self._drain_stderr, name=f"job-{job.job_id}-stderr", daemon=True)
+        drain.start()
+        self._follow_progress()
+        exit_code = self._proc.wait()
+        drain.join(timeout=REAP_WAIT_S)
+        self._check_playlist()
+        self._finish(exit_code)
+
+    def _follow_progress(self):
+        parser = ProgressParser()
+        for raw in self._proc.stdout:
+            snapshot = parser.feed(raw.decode(errors="replace"))
+            if snapshot is not None:
+                self.job.record_progress(snapshot)
+                self._check_playlist()
+
+    def _drain_stderr(self):
+        for raw in self._proc.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            if line:
+                self.stderr_tail.append(line[:STDERR_LINE_CHARS])
+
+    def _check_playlist(self):
+        """Note the newest finished segment; the first one makes the job RUNNING."""
+        path = os.path.join(self.job.folder, self.job.output.playlist)
+        try:
+            mtime = os.stat(path).st_mtime_ns
+            if mtime == self._playlist_mtime:
+                return
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                numbers = segment_numbers(fh.read(), self.job.job_id)
+        except FileNotFoundError:
+            return
+        self._playlist_mtime = mtime
+        if numbers:
+            self.job.record_segment(numbers[-1])
+
+    def _finish(self, exit_code):
+        job = self.job
+        tail = list(self.stderr_tail)
+        with job.changed:
+            job.exit_code = exit_code
+            if self._stop_requested:  # STOPPING -> STOPPED
+                job.change_state(JobState.STOPPED)
+            elif exit_code == 0 and job.last_segment_id is not None:  # RUNNING -> COMPLETED
+                job.change_state(JobState.COMPLETED, progress=100.0)
+            elif exit_code == 0:  # STARTING -> FAILED
+                job.change_state(JobState.FAILED, error="FFmpeg finished without writing a segment",
+                                 stderr_tail=tail)
+            else:  # STARTING/RUNNING -> FAILED
+                how = f"was killed by signal {-exit_code}" if exit_code < 0 else f"exited with status {exit_code}"
+                job.change_state(JobState.FAILED, error=f"FFmpeg {how}", stderr_tail=tail)
+        log.log(logging.WARNING if job.state is JobState.FAILED else logging.INFO,
+                "job %s: FFmpeg pid %s ended (%s, exit %s)%s", job.job_id, job.pid, job.state, exit_code,
+                f": {tail[-1]}" if job.state is JobState.FAILED and tail else "")
+
+    # -- called from other threads ------------------------------------------------------------
+    def wait_spawned(self, timeout=SPAWN_WAIT_S):
+        return self._spawned.wait(timeout)
+
+    def stop(self, grace_s, *, kill_now=False):
+        """Stop FFmpeg and wait for this thread. kill_now skips SIGTERM: for output about to be
+        thrown away (a seek), where the grace would only delay the new stream."""
+        with self.job.changed:
+            self._stop_requested = True
+            if self.job.state in WRITING_STATES:  # STARTING/RUNNING -> STOPPING
+                self.job.change_state(JobState.STOPPING)
+        if self.is_alive():
+            self.wait_spawned()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            if not kill_now:
+                self._signal(signal.SIGTERM)
+                try:
+                    proc.wait(grace_s)
+                except subprocess.TimeoutExpired:
+                    log.warning("job %s: FFmpeg pid %d ignored SIGTERM for %.1fs, killing it",
+                                self.job.job_id, proc.pid, grace_s)
+            if proc.poll() is None:
+                self._signal(signal.SIGKILL)
+                proc.wait(REAP_WAIT_S)
+        self.join(REAP_WAIT_S)
+
+    def _signal(self, sig):
+        # The whole group: FFmpeg and anything it started. Only while not yet reaped, so the
+        # pid (= group id) cannot have been reused by another process.
+        if self._proc.returncode is None:
+            try:
+                os.killpg(self._proc.pid, sig)
+            except ProcessLookupError:
+                pass

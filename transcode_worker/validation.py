@@ -1,0 +1,135 @@
+"""The rules that keep the worker safe, applied to a job command before anything is spawned.
+
+The orchestrator's paths are not trusted: a source must resolve (symlinks included) to a
+regular, playable file inside a media root; an output folder must resolve strictly inside
+segment_root. Every failing field is reported at once.
+"""
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import media
+from .schemas import seek_seconds
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated job command with every default applied: what FFmpeg will be asked to do."""
+
+    job_id: str
+    source: Path           # resolved, inside a media root
+    folder: Path           # resolved, strictly inside segment_root
+    seek_time: str
+    bitrate_bps: int
+    encoder: str
+    force_remux: bool
+    media: media.MediaInfo
+    source_path: str       # as the orchestrator sent it
+    output_path: str | None
+
+    @property
+    def seek_s(self):
+        return seek_seconds(self.seek_time)
+
+    def same_command(self, other):
+        """True when `other` asks for exactly what this one does (a retry, not a change)."""
+        return self._identity() == other._identity()
+
+    def _identity(self):
+        return (self.job_id, self.source, self.folder, self.seek_s, self.bitrate_bps,
+                self.encoder, self.force_remux)
+
+    def configuration(self):
+        return {"seek_time": self.seek_time, "bitrate_bps": self.bitrate_bps,
+                "encoder": self.encoder, "force_remux": self.force_remux}
+
+
+class FieldErrors(Exception):
+    """{field: [messages]} for a command that fails the rules."""
+
+    def __init__(self, errors):
+        super().__init__(errors)
+        self.errors = errors
+
+
+def is_inside(path, root, *, strictly=False):
+    """True when resolved `path` lies within resolved `root` (strictly: and is not root itself)."""
+    path, root = Path(path), Path(root)
+    return path.is_relative_to(root) and not (strictly and path == root)
+
+
+def resolve_source(raw, media_roots):
+    """The real path of `raw` if it is a readable regular file inside a media root, else ValueError."""
+    if "\0" in raw:
+        raise ValueError("contains a NUL byte")
+    if not os.path.isabs(raw):
+        raise ValueError("must be an absolute file path (URLs and protocols such as concat: or http: are refused)")
+    real = Path(os.path.realpath(raw))
+    if not any(is_inside(real, os.path.realpath(root), strictly=True) for root in media_roots):
+        raise ValueError("is outside the media roots (after resolving symlinks)")
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        raise ValueError("no such file") from None
+    except OSError as exc:
+        raise ValueError(f"cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError("is not a regular file")
+    if not os.access(real, os.R_OK):
+        raise ValueError("is not readable by the worker")
+    return real
+
+
+def resolve_output(raw, job_id, segment_root):
+    """The real folder for the job's segments: strictly inside segment_root, else ValueError."""
+    root = Path(os.path.realpath(segment_root))
+    if raw is None:
+        return root / job_id
+    if "\0" in raw:
+        raise ValueError("contains a NUL byte")
+    real = Path(os.path.realpath(os.path.join(root, raw)))  # an absolute `raw` replaces root
+    if not is_inside(real, root, strictly=True):
+        raise ValueError(f"must be a folder inside segment_root ({root})")
+    if real.exists() and not real.is_dir():
+        raise ValueError("exists and is not a folder")
+    return real
+
+
+def validate_command(command, settings, capabilities, probe=media.probe):
+    """Apply every rule to a schema-valid command dict; return a JobSpec or raise FieldErrors."""
+    errors = {}
+    conf = command["configuration"]
+    source = folder = info = None
+    try:
+        source = resolve_source(command["source_path"], settings.media_roots)
+    except ValueError as exc:
+        errors["source_path"] = [f"{command['source_path']!r} {exc}"]
+    try:
+        folder = resolve_output(command["output_path"], command["job_id"], settings.segment_root)
+    except ValueError as exc:
+        errors["output_path"] = [str(exc)]
+    encoder = conf["encoder"] or settings.default_encoder
+    # A remux copies the video: the default encoder matters only when one is asked for.
+    if encoder not in capabilities.encoders and (conf["encoder"] or not conf["force_remux"]):
+        usable = ", ".join(capabilities.encoders) or "none: FFmpeg is missing or has no usable encoder"
+        errors["configuration.encoder"] = [f"{encoder!r} is not usable on this worker (usable: {usable})"]
+    if source is not None:
+        try:
+            info = probe(settings.ffprobe_path, str(source))
+        except media.ProbeError as exc:
+            errors["source_path"] = [f"not playable media: {exc}"]
+        except OSError as exc:
+            errors["source_path"] = [f"cannot be read: {exc.strerror}"]
+    seek_s = seek_seconds(conf["seek_time"])
+    if info is not None and seek_s >= info.duration_s:
+        errors["configuration.seek_time"] = [
+            f"{conf['seek_time']} is at or past the end of the source ({info.duration_s:.3f}s long)"]
+    if errors:
+        raise FieldErrors(errors)
+    return JobSpec(
+        job_id=command["job_id"], source=source, folder=folder, seek_time=conf["seek_time"],
+        bitrate_bps=conf["bitrate_bps"] or settings.default_bitrate_bps, encoder=encoder,
+        force_remux=conf["force_remux"], media=info,
+        source_path=command["source_path"], output_path=command["output_path"],
+    )
