@@ -1,0 +1,102 @@
+import pytest
+
+from specs import job_spec, media_info
+from transcode_worker.ffmpeg_command import HlsOutput, build_command, target_height
+
+OUT = HlsOutput("j1", 4.0)
+
+
+def argv_of(**overrides):
+    return build_command(job_spec(**overrides), OUT, ffmpeg="/usr/bin/ffmpeg")
+
+
+def value_after(argv, flag):
+    return argv[argv.index(flag) + 1]
+
+
+def test_source_is_a_file_path_never_a_protocol():
+    argv = argv_of()
+    assert argv[0] == "/usr/bin/ffmpeg"
+    assert value_after(argv, "-i") == "file:/media/My Movie é.mkv"
+
+
+def test_progress_goes_to_stdout_without_stats_line():
+    argv = argv_of()
+    assert value_after(argv, "-progress") == "pipe:1" and "-nostats" in argv and "-nostdin" in argv
+
+
+def test_bitrate_with_maxrate_and_bufsize():
+    argv = argv_of(bitrate_bps=3_000_000)
+    assert value_after(argv, "-b:v") == "3000000"
+    assert value_after(argv, "-maxrate") == "3000000"
+    assert value_after(argv, "-bufsize") == "6000000"
+
+
+def test_encoder_and_preset():
+    argv = build_command(job_spec(encoder="libx265"), OUT, preset="faster")
+    assert value_after(argv, "-c:v") == "libx265" and value_after(argv, "-preset") == "faster"
+
+
+def test_keyframes_forced_on_segment_boundaries():
+    argv = build_command(job_spec(), HlsOutput("j1", 2.0))
+    assert value_after(argv, "-force_key_frames") == "expr:gte(t,n_forced*2)"
+    assert value_after(argv, "-hls_time") == "2"
+
+
+def test_seek_is_input_side():
+    argv = argv_of(seek_time="01:02:03.500")
+    assert value_after(argv, "-ss") == "3723.500"
+    assert argv.index("-ss") < argv.index("-i")
+    assert "-ss" not in argv_of()
+
+
+def test_scaled_by_the_bitrate_ladder_and_8bit():
+    assert value_after(argv_of(bitrate_bps=4_000_000), "-vf") == "scale=-2:720,format=yuv420p"
+    assert value_after(argv_of(bitrate_bps=8_000_000), "-vf") == "format=yuv420p"  # 1080p source kept
+    assert value_after(argv_of(bitrate_bps=8_000_000, media=media_info(height=480)), "-vf") == "format=yuv420p"
+
+
+@pytest.mark.parametrize("bitrate,source,height", [
+    (10_000_000, 2160, 1080), (6_000_000, 1080, 1080), (5_999_999, 1080, 720), (2_500_000, 1080, 720),
+    (1_500_000, 1080, 480), (500_000, 1080, 360), (10_000_000, 576, 576), (64_000, None, 360),
+])
+def test_target_height(bitrate, source, height):
+    assert target_height(bitrate, source) == height
+
+
+def test_remux_copies_video_and_player_safe_audio():
+    argv = argv_of(force_remux=True)
+    assert value_after(argv, "-c:v") == "copy" and "-force_key_frames" not in argv and "-vf" not in argv
+    assert value_after(argv, "-c:a") == "copy"
+
+
+@pytest.mark.parametrize("codec", ["ac3", "dts", "truehd", "flac", "opus"])
+def test_remux_reencodes_other_audio_to_aac(codec):
+    argv = argv_of(force_remux=True, media=media_info(audio=((codec, True),)))
+    assert value_after(argv, "-c:a") == "aac"
+
+
+def test_transcode_always_makes_stereo_aac():
+    argv = argv_of(media=media_info(audio=(("dts", True),)))
+    assert value_after(argv, "-c:a") == "aac" and value_after(argv, "-ac") == "2"
+
+
+def test_maps_the_default_audio_track_and_drops_subtitles():
+    argv = argv_of(media=media_info(audio=(("ac3", False), ("aac", True))))
+    maps = [argv[i + 1] for i, a in enumerate(argv) if a == "-map"]
+    assert maps == ["0:0", "0:2"] and "-sn" in argv
+
+
+def test_no_audio_maps_video_only():
+    argv = argv_of(media=media_info(audio=()))
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "-map"] == ["0:0"]
+    assert "-c:a" not in argv
+
+
+def test_hls_output_names_and_numbering():
+    argv = build_command(job_spec(), HlsOutput("j1", 4.0, start_number=12))
+    assert argv[-1] == "j1.m3u8"
+    assert value_after(argv, "-hls_segment_filename") == "j1_%d.ts"
+    assert value_after(argv, "-start_number") == "12"
+    assert value_after(argv, "-hls_playlist_type") == "event"
+    assert "temp_file" in value_after(argv, "-hls_flags")

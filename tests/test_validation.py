@@ -1,0 +1,167 @@
+"""Every rule of DESIGN.md's "Rules that keep the worker safe", one by one (real folders and
+symlinks in tmp_path; the probe is a fake: integration tests use the real ffprobe)."""
+import os
+from types import SimpleNamespace
+
+import pytest
+from marshmallow import ValidationError
+
+from specs import media_info
+from transcode_worker.capabilities import Capabilities
+from transcode_worker.media import ProbeError
+from transcode_worker.schemas import load_job_command
+from transcode_worker.validation import FieldErrors, validate_command
+
+CAPS = Capabilities(ffmpeg_version="5.1", encoders=("libx264",))
+
+
+@pytest.fixture
+def roots(tmp_path):
+    media, segments, outside = tmp_path / "media", tmp_path / "segments", tmp_path / "outside"
+    for folder in (media, segments, outside):
+        folder.mkdir()
+    (media / "movie.mkv").write_bytes(b"video")
+    (media / "notes.txt").write_text("text")
+    (media / "folder.mkv").mkdir()
+    (outside / "secret.mkv").write_bytes(b"video")
+    (media / "escape.mkv").symlink_to(outside / "secret.mkv")
+    (segments / "out-link").symlink_to(outside)
+    settings = SimpleNamespace(media_roots=[str(media)], segment_root=str(segments), ffprobe_path="ffprobe",
+                               default_encoder="libx264", default_bitrate_bps=4_000_000)
+    return SimpleNamespace(media=media, segments=segments, outside=outside, settings=settings)
+
+
+def fake_probe(ffprobe, path):
+    if path.endswith(".txt"):
+        raise ProbeError("Invalid data found when processing input")
+    return media_info(duration=120.0)
+
+
+def run(roots, **fields):
+    body = {"job_id": "j1", "source_path": str(roots.media / "movie.mkv"), **fields}
+    return validate_command(load_job_command(body), roots.settings, CAPS, probe=fake_probe)
+
+
+def failing_fields(roots, **fields):
+    with pytest.raises((FieldErrors, ValidationError)) as err:
+        run(roots, **fields)
+    exc = err.value
+    return set(exc.errors if isinstance(exc, FieldErrors) else exc.messages)
+
+
+def test_a_good_command_gets_defaults(roots):
+    spec = run(roots)
+    assert spec.source == roots.media / "movie.mkv"
+    assert spec.folder == roots.segments / "j1"
+    assert (spec.seek_s, spec.bitrate_bps, spec.encoder, spec.force_remux) == (0, 4_000_000, "libx264", False)
+
+
+def test_same_command_and_changed_command(roots):
+    first = run(roots, configuration={"seek_time": "00:00:00", "bitrate_bps": 4_000_000})
+    assert first.same_command(run(roots))  # defaults spelled out or left out: the same command
+    assert not first.same_command(run(roots, configuration={"seek_time": "00:00:10"}))
+    assert not first.same_command(run(roots, configuration={"bitrate_bps": 2_000_000}))
+
+
+@pytest.mark.parametrize("job_id", ["../x", "a/b", "", "x" * 65, "naïve", "a.b", "a b"])
+def test_job_id_rule(roots, job_id):
+    assert failing_fields(roots, job_id=job_id) == {"job_id"}
+
+
+@pytest.mark.parametrize("source", [
+    "relative/movie.mkv", "concat:/a.mkv|/b.mkv", "http://evil/x.mkv", "pipe:0", "file:/etc/passwd",
+    "/etc/passwd", "/nonexistent/movie.mkv",
+])
+def test_source_must_be_an_absolute_path_inside_a_root(roots, source):
+    assert failing_fields(roots, source_path=source) == {"source_path"}
+
+
+@pytest.mark.parametrize("name", ["missing.mkv", "folder.mkv", "notes.txt", "escape.mkv", "../outside/secret.mkv"])
+def test_source_must_be_a_playable_regular_file_really_inside(roots, name):
+    assert failing_fields(roots, source_path=str(roots.media / name)) == {"source_path"}
+
+
+def test_source_nul_byte(roots):
+    assert failing_fields(roots, source_path=str(roots.media / "movie.mkv") + "\0x") == {"source_path"}
+
+
+def test_the_media_root_itself_is_not_a_source(roots):
+    assert failing_fields(roots, source_path=str(roots.media)) == {"source_path"}
+
+
+@pytest.mark.parametrize("output", ["../outside", "/tmp", "out-link", "out-link/deeper", ".", "", "a\0b"])
+def test_output_path_must_resolve_strictly_inside_segment_root(roots, output):
+    assert failing_fields(roots, output_path=output) == {"output_path"}
+
+
+def test_output_path_inside_segment_root(roots):
+    assert run(roots, output_path="shows/j1").folder == roots.segments / "shows" / "j1"
+    assert run(roots, output_path=str(roots.segments / "abs")).folder == roots.segments / "abs"
+
+
+def test_output_path_that_is_a_file(roots):
+    (roots.segments / "taken").write_text("x")
+    assert failing_fields(roots, output_path="taken") == {"output_path"}
+
+
+@pytest.mark.parametrize("encoder", ["h264_nvenc", "libfoo", ""])
+def test_encoder_must_be_usable_here(roots, encoder):
+    assert failing_fields(roots, configuration={"encoder": encoder}) == {"configuration.encoder"}
+
+
+def test_encoder_error_lists_the_usable_ones(roots):
+    with pytest.raises(FieldErrors) as err:
+        run(roots, configuration={"encoder": "h264_nvenc"})
+    assert "libx264" in err.value.errors["configuration.encoder"][0]
+
+
+@pytest.mark.parametrize("seek", ["1:2:3", "00:61:00", "00:00:60", "aa:bb:cc", "00:00:01.1234", "-00:00:01", "10"])
+def test_seek_time_format(roots, seek):
+    assert failing_fields(roots, configuration={"seek_time": seek}) == {"configuration.seek_time"}
+
+
+@pytest.mark.parametrize("seek", ["00:02:00", "00:05:00", "99:00:00"])
+def test_seek_time_within_the_source(roots, seek):
+    assert failing_fields(roots, configuration={"seek_time": seek}) == {"configuration.seek_time"}
+
+
+def test_seek_time_accepted(roots):
+    assert run(roots, configuration={"seek_time": "00:01:59.500"}).seek_s == 119.5
+
+
+@pytest.mark.parametrize("bitrate", [0, -1, 10**12, 1.5, "5000000", True])
+def test_bitrate_rule(roots, bitrate):
+    assert failing_fields(roots, configuration={"bitrate_bps": bitrate}) == {"configuration.bitrate_bps"}
+
+
+@pytest.mark.parametrize("value", ["yes", 1, "true", None])
+def test_force_remux_is_a_real_boolean(roots, value):
+    assert failing_fields(roots, configuration={"force_remux": value}) == {"configuration.force_remux"}
+
+
+def test_unknown_and_missing_fields_are_named(roots):
+    with pytest.raises(ValidationError) as err:
+        load_job_command({"job_id": "j", "sauce_path": "/x"})
+    assert set(err.value.messages) == {"source_path", "sauce_path"}
+
+
+def test_every_failing_field_at_once(roots):
+    fields = failing_fields(roots, source_path="/etc/passwd", output_path="../x",
+                            configuration={"encoder": "nope"})
+    assert fields == {"source_path", "output_path", "configuration.encoder"}
+
+
+def test_remux_does_not_need_the_default_encoder(roots):
+    roots.settings.default_encoder = "libmissing"
+    assert run(roots, configuration={"force_remux": True}).force_remux
+    assert failing_fields(roots) == {"configuration.encoder"}
+
+
+def test_nothing_was_created_or_deleted(roots):
+    before = sorted(os.walk(roots.segments))
+    for output in ("../outside", "new/j1"):
+        try:
+            run(roots, output_path=output, source_path="/etc/passwd")
+        except FieldErrors:
+            pass
+    assert sorted(os.walk(roots.segments)) == before
