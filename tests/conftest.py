@@ -1,4 +1,89 @@
+import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))  # test helpers (specs.py, media_files.py)
+import psutil
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # test helpers: specs, media_files, worker_process
+
+from media_files import make_library  # noqa: E402
+from worker_process import WorkerProcess  # noqa: E402
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "worker" in getattr(item, "fixturenames", ()) or "make_worker" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def media_root(tmp_path_factory):
+    """Every kind of source the tests play, made once per session with FFmpeg."""
+    return make_library(tmp_path_factory.mktemp("library") / "media")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_stray_processes(tmp_path_factory):
+    """Fail the session if any process that names our temporary folders outlives it."""
+    base = str(tmp_path_factory.getbasetemp())
+    yield
+    strays = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if proc.pid != os.getpid() and any(base in arg for arg in (proc.info["cmdline"] or [])):
+            strays.append(proc)
+            proc.kill()
+    assert not strays, f"processes left behind: {[p.info['cmdline'] for p in strays]}"
+
+
+@pytest.fixture(scope="module")
+def _shared_worker(media_root, tmp_path_factory):
+    worker = WorkerProcess(tmp_path_factory.mktemp("worker"), media_root).start()
+    yield worker
+    worker.stop()
+    assert worker.proc.returncode is not None
+
+
+def _fail_on_leftovers(worker):
+    """What a test left behind: jobs, FFmpeg processes, folders. Cleans up, then reports."""
+    problems = []
+    for job in worker.jobs():
+        problems.append(f"job {job['job_id']} ({job['state']}) left running")
+        worker.delete(job["job_id"])
+    if worker.ffmpeg_pids():
+        problems.append(f"FFmpeg processes left: {worker.ffmpeg_pids()}")
+    left = sorted(p.name for p in worker.segment_root.iterdir()) if worker.segment_root.exists() else []
+    if left:
+        problems.append(f"folders left under segment_root: {left}")
+    return problems
+
+
+@pytest.fixture
+def worker(_shared_worker):
+    """The shared service; the test fails if it leaves a job, an FFmpeg or a folder behind."""
+    assert not _fail_on_leftovers(_shared_worker), "a previous test left things behind"
+    yield _shared_worker
+    problems = _fail_on_leftovers(_shared_worker)
+    assert not problems, "; ".join(problems)
+
+
+@pytest.fixture
+def make_worker(media_root, tmp_path):
+    """A dedicated service with its own settings; stopped, and checked for leftovers, after the test."""
+    started = []
+
+    def make(**settings):
+        started.append(WorkerProcess(tmp_path / f"worker{len(started)}", media_root, **settings).start())
+        return started[-1]
+
+    yield make
+    problems = []
+    for w in started:
+        if w.proc.poll() is None:
+            problems += _fail_on_leftovers(w)
+        pids = [p.pid for p in w.descendants()]
+        w.stop()
+        alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+        if alive:
+            problems.append(f"processes of the worker outlived it: {alive}")
+    assert not problems, "; ".join(problems)

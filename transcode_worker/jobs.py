@@ -91,7 +91,10 @@ class Job:
             self.last_progress_at = time.monotonic()
 
     def record_segment(self, number):
+        """A finished segment was seen in the playlist (by the supervisor or a player's request)."""
         with self.changed:
+            if self.last_segment_id is not None and number <= self.last_segment_id:
+                return
             self.last_segment_id = number
             if self.state is JobState.STARTING:  # STARTING -> RUNNING: the stream is playable
                 self.change_state(JobState.RUNNING)

@@ -1,0 +1,225 @@
+"""The real service under gunicorn on loopback, real FFmpeg, real HTTP clients."""
+import os
+import time
+
+import psutil
+import pytest
+import requests
+
+import media_files as mf
+from worker_process import first_frame_luma, play, probe_duration, wait_for
+
+SEGMENT_S = 2.0  # the test workers' segment_duration_s
+
+
+def source(media_root, name):
+    return str(media_root / name)
+
+
+def test_player_reads_the_stream_right_after_the_202(worker, media_root):
+    src = source(media_root, mf.H264)
+    response = worker.post_job({"job_id": "play1", "source_path": src})
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["playlist_url"].endswith("/play1.m3u8") and body["pid"]
+    code, decoded, stderr = play(f"{worker.url}/play1.m3u8")
+    assert code == 0, stderr
+    assert abs(decoded - probe_duration(src)) <= SEGMENT_S
+    job = worker.wait_state("play1", {"COMPLETED"})
+    assert job["progress"] == 100.0 and job["last_segment_id"] >= 2 and job["speed"].endswith("x")
+    assert worker.delete("play1").status_code == 200
+
+
+@pytest.mark.parametrize("name", list(mf.SOURCES))
+@pytest.mark.parametrize("remux", [False, True])
+def test_every_kind_of_source_plays(worker, media_root, name, remux):
+    src = source(media_root, name)
+    job_id = f"kind-{list(mf.SOURCES).index(name)}-{int(remux)}"
+    response = worker.post_job({"job_id": job_id, "source_path": src, "configuration": {"force_remux": remux}})
+    assert response.status_code == 202, response.text
+    code, decoded, stderr = play(f"{worker.url}/{job_id}.m3u8")
+    assert code == 0, stderr
+    assert abs(decoded - probe_duration(src)) <= SEGMENT_S + 0.5
+    assert worker.wait_state(job_id, {"COMPLETED"})["error"] is None
+    worker.delete(job_id)
+
+
+def test_seek_starts_the_stream_at_the_requested_time(worker, media_root):
+    src = source(media_root, mf.LONG)
+    first = worker.post_job({"job_id": "seek1", "source_path": src, "configuration": {"bitrate_bps": 1_000_000}})
+    assert first.status_code == 202
+    worker.wait_state("seek1", {"RUNNING", "COMPLETED"})
+    seek_s = 300
+    second = worker.post_job({"job_id": "seek1", "source_path": src,
+                              "configuration": {"bitrate_bps": 1_000_000, "seek_time": "00:05:00"}})
+    assert second.status_code == 202, second.text
+    assert second.json()["restarts"] == 1
+    playlist = requests.get(f"{worker.url}/seek1.m3u8", timeout=30)
+    assert playlist.status_code == 200
+    first_segment = next(line for line in playlist.text.splitlines() if line.endswith(".ts"))
+    luma = first_frame_luma(f"{worker.url}/{first_segment}")
+    # the source's luma grows 0.36 per second: 10 s of tolerance is ~4 levels
+    assert abs(luma - mf.luma_at(seek_s)) <= 4, (luma, mf.luma_at(seek_s))
+    job = wait_for(lambda: (j := worker.job("seek1"))["progress"] is not None and j, 30, what="progress")
+    assert job["progress"] >= 100 * seek_s / mf.LONG_SECONDS
+    assert job["position_s"] >= seek_s
+    worker.delete("seek1")
+
+
+def test_identical_command_keeps_ffmpeg_and_a_changed_one_replaces_it(worker, media_root):
+    body = {"job_id": "same1", "source_path": source(media_root, mf.LONG),
+            "configuration": {"bitrate_bps": 800_000}}
+    first = worker.post_job(body)
+    assert first.status_code == 202
+    pid = first.json()["pid"]
+    again = worker.post_job(body)
+    assert again.status_code == 200
+    assert again.json()["pid"] == pid and again.json()["restarts"] == 0
+    assert psutil.pid_exists(pid)
+    alias = worker.post_job(body, path="/v1/workers/test-worker/heartbeats")
+    assert alias.status_code == 200 and alias.json()["pid"] == pid
+    changed = worker.post_job({**body, "configuration": {"bitrate_bps": 1_200_000}})
+    assert changed.status_code == 202
+    new_pid = changed.json()["pid"]
+    assert new_pid != pid
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", 5,
+             what="old FFmpeg gone")
+    assert worker.ffmpeg_pids() == [new_pid]
+    worker.delete("same1")
+
+
+def test_alias_path_for_another_worker_is_404(worker, media_root):
+    response = worker.post_job({"job_id": "x", "source_path": source(media_root, mf.H264)},
+                               path="/v1/workers/someone-else/heartbeats")
+    assert response.status_code == 404
+
+
+def test_delete_leaves_no_ffmpeg_and_no_folder(worker, media_root):
+    response = worker.post_job({"job_id": "del1", "source_path": source(media_root, mf.LONG)})
+    pid = response.json()["pid"]
+    folder = response.json()["output_path"]
+    worker.wait_state("del1", {"RUNNING"})
+    assert os.path.isdir(folder)
+    assert worker.delete("del1").status_code == 200
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    assert not os.path.exists(folder)
+    assert worker.ffmpeg_pids() == []
+    assert requests.get(f"{worker.url}/v1/jobs/del1", timeout=5).status_code == 404
+    assert requests.get(f"{worker.url}/del1.m3u8", timeout=5).status_code == 404
+    assert worker.delete("del1").status_code == 404
+
+
+def test_output_path_inside_segment_root(worker, media_root):
+    response = worker.post_job({"job_id": "out1", "source_path": source(media_root, mf.H264),
+                                "output_path": "shows/out1"})
+    assert response.status_code == 202, response.text
+    assert response.json()["output_path"] == str(worker.segment_root / "shows" / "out1")
+    assert play(f"{worker.url}/out1.m3u8")[0] == 0
+    worker.wait_state("out1", {"COMPLETED"})
+    worker.delete("out1")
+    os.rmdir(worker.segment_root / "shows")  # the parent the command named is the orchestrator's
+
+
+def test_corrupt_source_fails_with_the_error_tail_and_players_hear_at_once(worker, media_root):
+    response = worker.post_job({"job_id": "bad1", "source_path": source(media_root, mf.CORRUPT)})
+    assert response.status_code == 202
+    started = time.monotonic()
+    playlist = requests.get(f"{worker.url}/bad1.m3u8", timeout=30)
+    assert playlist.status_code == 404
+    assert time.monotonic() - started < 10  # not the 20 s wait bound
+    job = worker.wait_state("bad1", {"FAILED"}, timeout=10)
+    assert job["error"]["message"].startswith("FFmpeg")
+    assert job["error"]["ffmpeg_stderr_tail"]
+    assert "failed" in playlist.json()["error"]
+    worker.delete("bad1")
+
+
+def test_hls_headers_and_byte_ranges(worker, media_root):
+    worker.post_job({"job_id": "hdr1", "source_path": source(media_root, mf.H264)})
+    playlist = requests.get(f"{worker.url}/hdr1.m3u8", timeout=30)
+    assert playlist.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    assert playlist.headers["Cache-Control"] == "no-cache"
+    assert playlist.headers["Access-Control-Allow-Origin"] == "*"
+    segment_url = f"{worker.url}/hdr1_0.ts"
+    whole = requests.get(segment_url, timeout=30)
+    assert whole.status_code == 200 and whole.headers["Content-Type"] == "video/mp2t"
+    assert whole.content[0] == 0x47  # MPEG-TS sync byte
+    part = requests.get(segment_url, headers={"Range": "bytes=188-375"}, timeout=10)
+    assert part.status_code == 206 and part.content == whole.content[188:376]
+    assert part.headers["Content-Range"].startswith("bytes 188-375/")
+    preflight = requests.options(segment_url, headers={"Origin": "http://tv.example",
+                                                       "Access-Control-Request-Headers": "range"}, timeout=5)
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Range" in preflight.headers["Access-Control-Allow-Headers"]
+    worker.wait_state("hdr1", {"COMPLETED"})
+    worker.delete("hdr1")
+
+
+def test_a_segment_not_yet_written_waits_then_arrives(worker, media_root):
+    worker.post_job({"job_id": "wait1", "source_path": source(media_root, mf.LONG),
+                     "configuration": {"bitrate_bps": 800_000}})
+    requests.get(f"{worker.url}/wait1.m3u8", timeout=30)
+    ahead = worker.job("wait1")["last_segment_id"] + 3
+    response = requests.get(f"{worker.url}/wait1_{ahead}.ts", timeout=30)
+    assert response.status_code == 200 and response.content[0] == 0x47
+    worker.delete("wait1")
+
+
+@pytest.mark.parametrize("path", [
+    "/../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/..%2fetc%2fpasswd", "/nojob.m3u8", "/nojob_0.ts",
+    "/x.txt", "/worker.toml", "/job_abc.ts", "/job_-1.ts", "/.m3u8", "/a/b.m3u8", "/%00.m3u8",
+])
+def test_other_names_are_404_at_once(worker, path):
+    started = time.monotonic()
+    response = requests.get(worker.url + path, timeout=10)
+    assert response.status_code == 404
+    assert time.monotonic() - started < 2
+
+
+def test_finished_job_answers_missing_segments_at_once(worker, media_root):
+    worker.post_job({"job_id": "fin1", "source_path": source(media_root, mf.H264)})
+    job = worker.wait_state("fin1", {"COMPLETED"})
+    started = time.monotonic()
+    assert requests.get(f"{worker.url}/fin1_{job['last_segment_id'] + 5}.ts", timeout=10).status_code == 404
+    assert time.monotonic() - started < 2
+    worker.delete("fin1")
+
+
+def test_capacity_gives_503_with_retry_after(make_worker, media_root):
+    w = make_worker(max_concurrent_jobs=1)
+    long = source(media_root, mf.LONG)
+    assert w.post_job({"job_id": "cap1", "source_path": long}).status_code == 202
+    refused = w.post_job({"job_id": "cap2", "source_path": long})
+    assert refused.status_code == 503 and int(refused.headers["Retry-After"]) > 0
+    assert "capacity" in refused.json()["error"]
+    assert w.ffmpeg_pids() == [w.job("cap1")["pid"]]
+    # a changed command for the running job is not a new job: it is allowed at capacity
+    assert w.post_job({"job_id": "cap1", "source_path": long,
+                       "configuration": {"seek_time": "00:01:00"}}).status_code == 202
+    w.delete("cap1")
+    assert w.post_job({"job_id": "cap2", "source_path": long}).status_code == 202
+    w.delete("cap2")
+
+
+def test_shutdown_stops_ffmpeg_and_removes_folders(make_worker, media_root):
+    w = make_worker()
+    pid = w.post_job({"job_id": "sd1", "source_path": source(media_root, mf.LONG)}).json()["pid"]
+    w.wait_state("sd1", {"RUNNING"})
+    w.stop()
+    assert w.proc.returncode == 0
+    assert not psutil.pid_exists(pid)
+    assert list(w.segment_root.iterdir()) == []
+    assert "shutting down" in w.log()
+
+
+def test_token_protects_job_commands_not_players(make_worker, media_root):
+    w = make_worker(api_token="s3cret")
+    body = {"job_id": "auth1", "source_path": source(media_root, mf.H264)}
+    assert w.post_job(body).status_code == 401
+    assert w.post_job(body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert requests.get(w.url + "/v1/jobs", timeout=5).status_code == 401
+    good = {"Authorization": "Bearer s3cret"}
+    assert w.post_job(body, headers=good).status_code == 202
+    assert requests.get(w.url + "/auth1.m3u8", timeout=30).status_code == 200
+    assert requests.get(w.url + "/healthz", timeout=5).status_code == 200
+    assert requests.delete(w.url + "/v1/jobs/auth1", headers=good, timeout=30).status_code == 200

@@ -1,0 +1,160 @@
+"""The real service under gunicorn on loopback, for integration tests, and a player (FFmpeg)."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import requests
+
+from transcode_worker.progress import ProgressParser
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class WorkerProcess:
+    """`transcode-worker serve --config FILE` with a TOML written from `settings`."""
+
+    def __init__(self, workdir, media_root, **settings):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.segment_root = self.workdir / "segments"
+        self.settings = {
+            "worker_id": "test-worker", "listen": f"127.0.0.1:{self.port}", "media_roots": [str(media_root)],
+            "segment_root": str(self.segment_root), "spool_dir": str(self.workdir / "spool"),
+            "segment_duration_s": 2.0, "playlist_wait_s": 20.0, "stop_grace_s": 3.0,
+            "max_concurrent_jobs": 4, "log_level": "info", **settings,
+        }
+        self.config = self.workdir / "worker.toml"
+        self.config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in self.settings.items()))
+        self.log_path = self.workdir / "worker.log"
+        self.proc = None
+
+    def start(self, timeout=30):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCODE_WORKER_")}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "transcode_worker", "serve", "--config", str(self.config)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            )
+        try:
+            wait_for(self._healthy, timeout, what=f"worker on {self.url} (log: {self.log_path})")
+        except AssertionError:
+            self.stop()
+            raise
+        return self
+
+    def _healthy(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def descendants(self):
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def ffmpeg_pids(self):
+        return sorted(p.pid for p in self.descendants() if _is_ffmpeg(p))
+
+    def stop(self, timeout=20):
+        """SIGTERM the gunicorn master by pid, wait, then SIGKILL whatever of it is left."""
+        if self.proc is None:
+            return
+        family = [self.proc] + self.descendants()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        for proc in family:
+            try:
+                if proc.poll() is None if isinstance(proc, subprocess.Popen) else proc.is_running():
+                    proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.proc.wait(5)
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    # -- HTTP -----------------------------------------------------------------------------------
+    def auth(self):
+        token = self.settings.get("api_token")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def post_job(self, body, path="/v1/jobs", **kwargs):
+        return requests.post(self.url + path, json=body, timeout=30, **kwargs)
+
+    def jobs(self):
+        return requests.get(f"{self.url}/v1/jobs", headers=self.auth(), timeout=10).json()["jobs"]
+
+    def job(self, job_id):
+        return requests.get(f"{self.url}/v1/jobs/{job_id}", headers=self.auth(), timeout=10).json()
+
+    def wait_state(self, job_id, states, timeout=60):
+        return wait_for(lambda: (j := self.job(job_id)).get("state") in states and j, timeout,
+                        what=f"job {job_id} in {states}")
+
+    def delete(self, job_id):
+        return requests.delete(f"{self.url}/v1/jobs/{job_id}", headers=self.auth(), timeout=30)
+
+
+def _is_ffmpeg(proc):
+    try:
+        return proc.name() == "ffmpeg"
+    except psutil.NoSuchProcess:
+        return False
+
+
+def play(url, timeout=120):
+    """FFmpeg as the player: read the HLS stream from its first segment to its end, decoding
+    every frame. Returns (exit code, seconds of media decoded, stderr)."""
+    proc = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats", "-progress", "pipe:1",
+         "-live_start_index", "0", "-i", url, "-f", "null", "-"],
+        capture_output=True, timeout=timeout,
+    )
+    parser = ProgressParser()
+    blocks = [b for line in proc.stdout.decode().splitlines() if (b := parser.feed(line))]
+    decoded = max((b.out_time_s or 0 for b in blocks), default=0.0)
+    return proc.returncode, decoded, proc.stderr.decode(errors="replace")
+
+
+def probe_duration(path_or_url):
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                          path_or_url], capture_output=True, timeout=60, check=True)
+    return float(out.stdout.decode().strip())
+
+
+def first_frame_luma(url):
+    """Mean luma (0-255) of the first decoded frame at `url`."""
+    out = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-i", url,
+                          "-frames:v", "1", "-vf", "scale=1:1:flags=area", "-pix_fmt", "gray",
+                          "-f", "rawvideo", "-"], capture_output=True, timeout=60, check=True)
+    return out.stdout[0]
