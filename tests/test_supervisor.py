@@ -1,0 +1,91 @@
+"""JobSupervisor around a real child process (a fake FFmpeg), without the HTTP service."""
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from specs import job_spec, media_info
+from transcode_worker.ffmpeg_command import HlsOutput
+from transcode_worker.jobs import Job
+from transcode_worker.states import JobState
+from transcode_worker.supervisor import JobSupervisor
+
+FAKE = str(Path(__file__).parent / "fake_ffmpeg.py")
+
+
+@pytest.fixture
+def run_fake(tmp_path):
+    started = []
+
+    def run(mode):
+        job = Job(job_spec(folder=tmp_path, media=media_info(duration=8.0)), HlsOutput("j1", 2.0))
+        job.supervisor = JobSupervisor(job, [sys.executable, FAKE, mode])
+        job.supervisor.start()
+        assert job.supervisor.wait_spawned()
+        started.append(job)
+        return job
+
+    yield run
+    for job in started:
+        job.supervisor.stop(0.5)
+        assert not job.supervisor.is_alive()
+        assert job.pid is None or not psutil.pid_exists(job.pid) or psutil.Process(job.pid).status() == "zombie"
+
+
+def wait_until(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_sigterm_ignored_then_sigkill_and_reaped(run_fake):
+    job = run_fake("stubborn")
+    wait_until(lambda: job.position_s == 1.0)
+    assert job.speed == "1.0x"
+    started = time.monotonic()
+    job.supervisor.stop(0.5)
+    elapsed = time.monotonic() - started
+    assert 0.5 <= elapsed < 5
+    assert job.state is JobState.STOPPED and job.exit_code == -9
+    assert not psutil.pid_exists(job.pid)
+
+
+def test_kill_now_skips_the_grace(run_fake):
+    job = run_fake("stubborn")
+    started = time.monotonic()
+    job.supervisor.stop(30, kill_now=True)
+    assert time.monotonic() - started < 5 and job.state is JobState.STOPPED
+
+
+def test_failure_keeps_the_stderr_tail(run_fake):
+    job = run_fake("fail")
+    wait_until(lambda: job.state is JobState.FAILED)
+    assert job.error == "FFmpeg exited with status 1" and job.exit_code == 1
+    assert job.stderr_tail[-1].endswith("Invalid data found when processing input")
+    assert len(job.stderr_tail) == 40  # bounded: the first lines are dropped
+
+
+def test_exit_without_a_segment_is_a_failure(run_fake):
+    job = run_fake("nothing")
+    wait_until(lambda: job.state is JobState.FAILED)
+    assert "without writing a segment" in job.error
+
+
+def test_completion_reads_progress_and_playlist(run_fake):
+    job = run_fake("playlist")
+    wait_until(lambda: job.state is JobState.COMPLETED)
+    assert job.last_segment_id == 1 and job.progress == 100.0 and job.speed == "2.5x"
+    assert job.ended_at is not None
+
+
+def test_missing_executable_fails_the_job(tmp_path):
+    job = Job(job_spec(folder=tmp_path), HlsOutput("j1", 2.0))
+    job.supervisor = JobSupervisor(job, [str(tmp_path / "no-ffmpeg")])
+    job.supervisor.start()
+    job.supervisor.join(5)
+    assert job.state is JobState.FAILED
+    # directly: "cannot start FFmpeg: ..."; through setpriv: exit 127 with setpriv's reason in the tail
+    assert "no-ffmpeg" in job.error + " ".join(job.stderr_tail)
