@@ -1,5 +1,6 @@
 """The real service under gunicorn on loopback, real FFmpeg, real HTTP clients."""
 import os
+import shutil
 import time
 
 import psutil
@@ -223,3 +224,23 @@ def test_token_protects_job_commands_not_players(make_worker, media_root):
     assert requests.get(w.url + "/auth1.m3u8", timeout=30).status_code == 200
     assert requests.get(w.url + "/healthz", timeout=5).status_code == 200
     assert requests.delete(w.url + "/v1/jobs/auth1", headers=good, timeout=30).status_code == 200
+
+
+@pytest.mark.parametrize("victim", ["worker process", "gunicorn master"])
+def test_sigkill_leaves_no_ffmpeg(make_worker, media_root, victim):
+    w = make_worker()
+    ffmpeg_pid = w.post_job({"job_id": "kill1", "source_path": source(media_root, mf.LONG)}).json()["pid"]
+    w.wait_state("kill1", {"RUNNING"})
+    holder = psutil.Process(ffmpeg_pid).parent()  # the gunicorn worker process that owns the job
+    family = [p.pid for p in w.descendants()]
+    (holder if victim == "worker process" else psutil.Process(w.proc.pid)).kill()
+
+    def ffmpeg_gone():
+        return not psutil.pid_exists(ffmpeg_pid) or psutil.Process(ffmpeg_pid).status() == "zombie"
+    wait_for(ffmpeg_gone, 2, interval=0.02, what="FFmpeg to die with its worker")
+    if victim == "gunicorn master":
+        wait_for(lambda: not any(psutil.pid_exists(p) for p in family if p != ffmpeg_pid), 10,
+                 what="the orphaned worker process to exit")
+    w.stop()
+    for leftover in w.segment_root.iterdir():  # a killed worker cannot clean up (issue 4's restart does)
+        shutil.rmtree(leftover)
