@@ -1,0 +1,42 @@
+"""The `transcode-worker` command as an operator runs it."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CONF = Path(__file__).resolve().parent.parent / "conf" / "worker.toml"
+
+
+def run(*args, **env):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCODE_WORKER_")}
+    return subprocess.run([sys.executable, "-m", "transcode_worker", *args], capture_output=True, text=True,
+                          timeout=60, env={**clean, **env})
+
+
+def test_check_config_prints_the_effective_settings():
+    result = run("check-config", "--config", str(CONF), TRANSCODE_WORKER_MAX_CONCURRENT_JOBS="7")
+    assert result.returncode == 0, result.stderr
+    assert "max_concurrent_jobs = 7" in result.stdout
+    assert "media_roots = [" in result.stdout and "valid" in result.stdout.splitlines()[0]
+
+
+def test_bad_configuration_is_one_line_naming_the_key_not_a_traceback():
+    result = run("serve", TRANSCODE_WORKER_LISTEN="nowhere")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "listen" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_probe_reports_ffmpeg_and_only_proven_encoders():
+    result = run("probe")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ffmpeg_version"] and "libx264" in report["encoders"]
+    # the Debian build lists h264_nvenc, but nothing has proven it usable here
+    assert "h264_nvenc" not in report["encoders"] and report["hardware_acceleration"] == []
+
+
+def test_probe_without_ffmpeg_fails_clearly():
+    result = run("probe", TRANSCODE_WORKER_FFMPEG_PATH="/nonexistent/ffmpeg")
+    assert result.returncode == 1 and json.loads(result.stdout)["ffmpeg_version"] is None
