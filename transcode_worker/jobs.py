@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timezone
 
 from .ffmpeg_command import HlsOutput, build_command
-from .progress import percent
+from .progress import percent, segment_numbers
 from .states import ACTIVE_STATES, ENDED_STATES, JobState, check_transition
 from .supervisor import JobSupervisor
 from .validation import is_inside
@@ -90,8 +90,15 @@ class Job:
             self.updated_at = time.time()
             self.last_progress_at = time.monotonic()
 
+    def record_playlist(self, text):
+        """Note the newest segment a playlist lists (read by the supervisor or for a player's
+        request, whichever comes first); False when it lists none yet."""
+        numbers = segment_numbers(text, self.job_id)
+        if numbers:
+            self.record_segment(numbers[-1])
+        return bool(numbers)
+
     def record_segment(self, number):
-        """A finished segment was seen in the playlist (by the supervisor or a player's request)."""
         with self.changed:
             if self.last_segment_id is not None and number <= self.last_segment_id:
                 return

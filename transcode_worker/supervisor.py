@@ -7,7 +7,7 @@ import subprocess
 import threading
 from collections import deque
 
-from .progress import ProgressParser, segment_numbers
+from .progress import ProgressParser
 from .states import JobState, WRITING_STATES
 
 log = logging.getLogger(__name__)
@@ -91,12 +91,11 @@ class JobSupervisor(threading.Thread):
             if mtime == self._playlist_mtime:
                 return
             with open(path, encoding="utf-8", errors="replace") as fh:
-                numbers = segment_numbers(fh.read(), self.job.job_id)
+                text = fh.read()
         except FileNotFoundError:
             return
         self._playlist_mtime = mtime
-        if numbers:
-            self.job.record_segment(numbers[-1])
+        self.job.record_playlist(text)
 
     def _finish(self, exit_code):
         job = self.job

@@ -9,7 +9,6 @@ import time
 
 from flask import Blueprint, Response, abort, send_file
 
-from ..progress import segment_numbers
 from ..states import JobState, WRITING_STATES
 from . import context
 from .jobs import error
@@ -67,10 +66,8 @@ def _playlist(job):
         data = (job.folder / job.output.playlist).read_bytes()
     except FileNotFoundError:
         return None
-    numbers = segment_numbers(data.decode(errors="replace"), job.job_id)
-    if not numbers:
+    if not job.record_playlist(data.decode(errors="replace")):
         return None
-    job.record_segment(numbers[-1])  # the player may be ahead of the supervisor's next look
     response = Response(data, mimetype="application/vnd.apple.mpegurl")
     response.headers["Cache-Control"] = NO_CACHE  # it grows while FFmpeg runs
     return response
