@@ -8,7 +8,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers: specs, media_files, worker_process
 
 from media_files import make_library  # noqa: E402
-from worker_process import WorkerProcess  # noqa: E402
+from worker_process import WorkerProcess, process_gone  # noqa: E402
 
 
 def pytest_collection_modifyitems(items):
@@ -83,7 +83,7 @@ def make_worker(media_root, tmp_path):
             problems += _fail_on_leftovers(w)
         pids = [p.pid for p in w.descendants()]
         w.stop()
-        alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+        alive = [pid for pid in pids if not process_gone(pid)]
         if alive:
             problems.append(f"processes of the worker outlived it: {alive}")
     assert not problems, "; ".join(problems)

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 import media_files as mf
-from worker_process import first_frame_luma, play, probe_duration, wait_for
+from worker_process import first_frame_luma, play, probe_duration, process_gone, wait_for
 
 SEGMENT_S = 2.0  # the test workers' segment_duration_s
 
@@ -83,8 +83,7 @@ def test_identical_command_keeps_ffmpeg_and_a_changed_one_replaces_it(worker, me
     assert changed.status_code == 202
     new_pid = changed.json()["pid"]
     assert new_pid != pid
-    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", 5,
-             what="old FFmpeg gone")
+    wait_for(lambda: process_gone(pid), 5, what="old FFmpeg gone")
     assert worker.ffmpeg_pids() == [new_pid]
     worker.delete("same1")
 
@@ -102,7 +101,7 @@ def test_delete_leaves_no_ffmpeg_and_no_folder(worker, media_root):
     worker.wait_state("del1", {"RUNNING"})
     assert os.path.isdir(folder)
     assert worker.delete("del1").status_code == 200
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    assert process_gone(pid)
     assert not os.path.exists(folder)
     assert worker.ffmpeg_pids() == []
     assert requests.get(f"{worker.url}/v1/jobs/del1", timeout=5).status_code == 404
@@ -234,10 +233,7 @@ def test_sigkill_leaves_no_ffmpeg(make_worker, media_root, victim):
     holder = psutil.Process(ffmpeg_pid).parent()  # the gunicorn worker process that owns the job
     family = [p.pid for p in w.descendants()]
     (holder if victim == "worker process" else psutil.Process(w.proc.pid)).kill()
-
-    def ffmpeg_gone():
-        return not psutil.pid_exists(ffmpeg_pid) or psutil.Process(ffmpeg_pid).status() == "zombie"
-    wait_for(ffmpeg_gone, 2, interval=0.02, what="FFmpeg to die with its worker")
+    wait_for(lambda: process_gone(ffmpeg_pid), 2, interval=0.02, what="FFmpeg to die with its worker")
     if victim == "gunicorn master":
         wait_for(lambda: not any(psutil.pid_exists(p) for p in family if p != ffmpeg_pid), 10,
                  what="the orphaned worker process to exit")

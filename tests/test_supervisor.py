@@ -11,6 +11,7 @@ from transcode_worker.ffmpeg_command import HlsOutput
 from transcode_worker.jobs import Job
 from transcode_worker.states import JobState
 from transcode_worker.supervisor import JobSupervisor
+from worker_process import process_gone
 
 FAKE = str(Path(__file__).parent / "fake_ffmpeg.py")
 
@@ -31,7 +32,7 @@ def run_fake(tmp_path):
     for job in started:
         job.supervisor.stop(0.5)
         assert not job.supervisor.is_alive()
-        assert job.pid is None or not psutil.pid_exists(job.pid) or psutil.Process(job.pid).status() == "zombie"
+        assert job.pid is None or process_gone(job.pid)
 
 
 def wait_until(predicate, timeout=10):

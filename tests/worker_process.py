@@ -85,20 +85,17 @@ class WorkerProcess:
         """SIGTERM the gunicorn master by pid, wait, then SIGKILL whatever of it is left."""
         if self.proc is None:
             return
-        family = [self.proc] + self.descendants()
+        descendants = self.descendants()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                pass
-        for proc in family:
-            try:
-                if proc.poll() is None if isinstance(proc, subprocess.Popen) else proc.is_running():
-                    proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        self.proc.wait(5)
+                self.proc.kill()
+                self.proc.wait(5)
+        for proc in descendants:
+            if not process_gone(proc.pid):
+                proc.kill()
 
     def log(self):
         return self.log_path.read_text(errors="replace")
@@ -123,6 +120,14 @@ class WorkerProcess:
 
     def delete(self, job_id):
         return requests.delete(f"{self.url}/v1/jobs/{job_id}", headers=self.auth(), timeout=30)
+
+
+def process_gone(pid):
+    """True when `pid` has exited (a zombie waiting for its parent to reap it counts as gone)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def _is_ffmpeg(proc):
