@@ -55,7 +55,7 @@ def by_hand(source, workdir, run):
     folder = workdir / f"hand{run}"
     folder.mkdir()
     job_id = f"hand{run}"
-    info = media.probe("ffprobe", str(source))
+    info = media.run_ffprobe("ffprobe", str(source))
     spec = JobSpec(job_id=job_id, source=source, folder=folder, seek_time="00:00:00", bitrate_bps=BITRATE,
                    encoder="libx264", force_remux=False, media=info, source_path=str(source), output_path=None)
     argv = build_command(spec, HlsOutput(job_id, SEGMENT_S))
@@ -107,8 +107,7 @@ def main():
                     worker_s.append(by_worker(worker, source, run))
                     hand_s.append(by_hand(source, tmp, run))
             started = time.monotonic()
-            media._probe_cached.cache_clear()
-            media.probe("ffprobe", str(source))
+            media.run_ffprobe("ffprobe", str(source))
             probe_s = time.monotonic() - started
         finally:
             worker.stop()

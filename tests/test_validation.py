@@ -31,7 +31,7 @@ def roots(tmp_path):
     return SimpleNamespace(media=media, segments=segments, outside=outside, settings=settings)
 
 
-def fake_probe(ffprobe, path):
+def fake_probe(path):
     if path.endswith(".txt"):
         raise ProbeError("Invalid data found when processing input")
     return media_info(duration=120.0)

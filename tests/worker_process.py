@@ -43,7 +43,9 @@ class WorkerProcess:
             "worker_id": "test-worker", "listen": f"127.0.0.1:{self.port}", "media_roots": [str(media_root)],
             "segment_root": str(self.segment_root), "spool_dir": str(self.workdir / "spool"),
             "segment_duration_s": 2.0, "playlist_wait_s": 20.0, "stop_grace_s": 3.0,
-            "max_concurrent_jobs": 4, "log_level": "info", **settings,
+            "max_concurrent_jobs": 4, "log_level": "info",
+            "library_scan_interval_s": 0,  # tests of the scan turn it on: elsewhere it only costs CPU
+            **settings,
         }
         self.config = self.workdir / "worker.toml"
         self.config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in self.settings.items()))

@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 from . import capabilities as caps
 from .config import load_settings
 from .jobs import JobManager
+from .library import MediaLibrary
 
 log = logging.getLogger(__name__)
 
@@ -17,13 +18,15 @@ MAX_BODY_BYTES = 64 * 1024  # a job command is a few hundred bytes
 
 @dataclass
 class WorkerContext:
-    """What the blueprints share: the settings, what FFmpeg can do, and the jobs."""
+    """What the blueprints share: the settings, what FFmpeg can do, the sources, and the jobs."""
 
     settings: object
     capabilities: caps.Capabilities
+    library: MediaLibrary
     manager: JobManager
 
     def shutdown(self):
+        self.library.stop()
         self.manager.shutdown()
 
 
@@ -39,7 +42,10 @@ def create_app(settings=None, capabilities=None):
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
-    app.extensions["transcode_worker"] = WorkerContext(settings, capabilities, JobManager(settings))
+    library = MediaLibrary(settings.ffprobe_path, settings.media_roots, settings.spool_dir,
+                           settings.library_scan_interval_s)
+    app.extensions["transcode_worker"] = WorkerContext(settings, capabilities, library, JobManager(settings))
+    library.start()
 
     from .api import health, hls, jobs
     app.register_blueprint(health.bp)

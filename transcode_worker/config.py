@@ -85,7 +85,8 @@ class SettingsSchema(Schema):
     )
     spool_dir = _setting(
         fields.String, lambda: str(data_dir() / "spool"),
-        "folder for records kept while the orchestrator is unreachable", validate=_absolute,
+        "folder for the worker's own state: records kept while the orchestrator is unreachable, "
+        "the probe cache", validate=_absolute,
     )
     max_concurrent_jobs = _setting(
         fields.Integer, 2, "jobs FFmpeg runs at once; more get 503", validate=validate.Range(1, 64),
@@ -95,6 +96,12 @@ class SettingsSchema(Schema):
     )
     ffmpeg_path = _setting(fields.String, "ffmpeg", "FFmpeg executable", validate=validate.Length(min=1))
     ffprobe_path = _setting(fields.String, "ffprobe", "ffprobe executable", validate=validate.Length(min=1))
+    library_scan_interval_s = _setting(
+        fields.Float, 900.0,
+        "seconds between background probes of new files under media_roots, so a play never waits "
+        "on ffprobe (0: no scan; each file is probed when first played)",
+        validate=validate.Range(0, 7 * 86400),
+    )
     segment_duration_s = _setting(
         fields.Float, 4.0, "target HLS segment length in seconds", validate=validate.Range(1, 30),
     )

@@ -1,13 +1,9 @@
-"""What a source file holds, as ffprobe reports it, cached per file version.
-
-The probe runs once per (path, size, mtime): a seek or a retry of a known file costs nothing,
-so a player seeking never waits on ffprobe.
-"""
+"""What a source file holds, as ffprobe reports it (library.py decides when to ask)."""
+import dataclasses
 import json
-import os
+import shutil
 import subprocess
 from dataclasses import dataclass
-from functools import lru_cache
 
 PROBE_TIMEOUT_S = 20
 _ENTRIES = (
@@ -78,10 +74,14 @@ def parse_probe(data):
     )
 
 
-@lru_cache(maxsize=512)
-def _probe_cached(ffprobe, path, size, mtime_ns):
-    # size and mtime_ns are part of the cache key only: a replaced file is probed again.
-    argv = [ffprobe, "-v", "error", "-show_entries", _ENTRIES, "-of", "json", "file:" + path]
+def run_ffprobe(ffprobe, path, prefix=()):
+    """Probe the file at `path` (already resolved and checked by the caller) with a fresh ffprobe.
+
+    `prefix` goes before the command (the library scan runs it through ``nice``)."""
+    exe = shutil.which(ffprobe)
+    if exe is None:  # found here: behind a prefix, a missing ffprobe would read like a bad file
+        raise ProbeError(f"cannot run ffprobe ({ffprobe}): not found")
+    argv = [*prefix, exe, "-v", "error", "-show_entries", _ENTRIES, "-of", "json", "file:" + path]
     try:
         proc = subprocess.run(argv, capture_output=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
@@ -97,7 +97,10 @@ def _probe_cached(ffprobe, path, size, mtime_ns):
         raise ProbeError("ffprobe printed no readable report") from None
 
 
-def probe(ffprobe, path):
-    """MediaInfo of the file at `path` (already resolved and checked by the caller)."""
-    st = os.stat(path)
-    return _probe_cached(ffprobe, path, st.st_size, st.st_mtime_ns)
+def info_to_dict(info):
+    return dataclasses.asdict(info)
+
+
+def info_from_dict(data):
+    """The inverse of info_to_dict (for the library's cache on disk)."""
+    return MediaInfo(**{**data, "audio": tuple(AudioStream(**a) for a in data["audio"])})

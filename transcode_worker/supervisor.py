@@ -23,7 +23,7 @@ REAP_WAIT_S = 5
 SETPRIV = shutil.which("setpriv")
 
 
-def _pdeathsig_prefix():
+def pdeathsig_prefix():
     return [SETPRIV, "--pdeathsig", "KILL", "--"] if SETPRIV else []
 
 
@@ -51,7 +51,7 @@ class JobSupervisor(threading.Thread):
                 return
             try:
                 self._proc = subprocess.Popen(
-                    _pdeathsig_prefix() + self.argv, cwd=job.folder, stdin=subprocess.DEVNULL,
+                    pdeathsig_prefix() + self.argv, cwd=job.folder, stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0, close_fds=True,
                 )
             except OSError as exc:  # STARTING -> FAILED

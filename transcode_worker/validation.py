@@ -96,8 +96,10 @@ def resolve_output(raw, job_id, segment_root):
     return real
 
 
-def validate_command(command, settings, capabilities, probe=media.probe):
-    """Apply every rule to a schema-valid command dict; return a JobSpec or raise FieldErrors."""
+def validate_command(command, settings, capabilities, probe):
+    """Apply every rule to a schema-valid command dict; return a JobSpec or raise FieldErrors.
+
+    `probe(path)` gives the source's MediaInfo (MediaLibrary.info: usually known already)."""
     errors = {}
     conf = command["configuration"]
     source = folder = info = None
@@ -116,7 +118,7 @@ def validate_command(command, settings, capabilities, probe=media.probe):
         errors["configuration.encoder"] = [f"{encoder!r} is not usable on this worker (usable: {usable})"]
     if source is not None:
         try:
-            info = probe(settings.ffprobe_path, str(source))
+            info = probe(str(source))
         except media.ProbeError as exc:
             errors["source_path"] = [f"not playable media: {exc}"]
         except OSError as exc:

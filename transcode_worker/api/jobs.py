@@ -51,7 +51,7 @@ def submit():
     if not ctx.capabilities.ffmpeg_ok:
         return error(503, f"FFmpeg ({ctx.settings.ffmpeg_path}) cannot be run on this worker", retry_after=60)
     try:
-        spec = validate_command(load_job_command(data), ctx.settings, ctx.capabilities)
+        spec = validate_command(load_job_command(data), ctx.settings, ctx.capabilities, ctx.library.info)
     except ValidationError as err:
         return error(422, "invalid job command", fields=err.messages)
     except FieldErrors as err:
