@@ -8,6 +8,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers: specs, media_files, worker_process
 
 from media_files import make_library  # noqa: E402
+from transcode_worker.runstate import LOCK_FILE  # noqa: E402
 from worker_process import WorkerProcess, process_gone  # noqa: E402
 
 
@@ -52,7 +53,8 @@ def _fail_on_leftovers(worker):
         worker.delete(job["job_id"])
     if worker.ffmpeg_pids():
         problems.append(f"FFmpeg processes left: {worker.ffmpeg_pids()}")
-    left = sorted(p.name for p in worker.segment_root.iterdir()) if worker.segment_root.exists() else []
+    left = sorted(p.name for p in worker.segment_root.iterdir() if p.name != LOCK_FILE) \
+        if worker.segment_root.exists() else []
     if left:
         problems.append(f"folders left under segment_root: {left}")
     return problems

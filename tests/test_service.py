@@ -8,6 +8,7 @@ import pytest
 import requests
 
 import media_files as mf
+from transcode_worker.runstate import LOCK_FILE
 from worker_process import first_frame_luma, play, probe_duration, process_gone, wait_for
 
 SEGMENT_S = 2.0  # the test workers' segment_duration_s
@@ -208,7 +209,7 @@ def test_shutdown_stops_ffmpeg_and_removes_folders(make_worker, media_root):
     w.stop()
     assert w.proc.returncode == 0
     assert not psutil.pid_exists(pid)
-    assert list(w.segment_root.iterdir()) == []
+    assert [p.name for p in w.segment_root.iterdir()] == [LOCK_FILE]
     assert "shutting down" in w.log()
 
 
@@ -234,9 +235,15 @@ def test_sigkill_leaves_no_ffmpeg(make_worker, media_root, victim):
     family = [p.pid for p in w.descendants()]
     (holder if victim == "worker process" else psutil.Process(w.proc.pid)).kill()
     wait_for(lambda: process_gone(ffmpeg_pid), 2, interval=0.02, what="FFmpeg to die with its worker")
-    if victim == "gunicorn master":
+    folder = w.segment_root / "kill1"
+    if victim == "worker process":
+        # gunicorn's master starts a new worker process, which removes what the old one left
+        wait_for(lambda: not folder.exists(), 30, what="the new worker process to clean up")
+    else:
+        # the orphaned worker process notices its master is gone and shuts down cleanly
         wait_for(lambda: not any(psutil.pid_exists(p) for p in family if p != ffmpeg_pid), 10,
                  what="the orphaned worker process to exit")
+        assert not folder.exists()
+        w.start()
+    assert w.jobs() == []
     w.stop()
-    for leftover in w.segment_root.iterdir():  # a killed worker cannot clean up (issue 4's restart does)
-        shutil.rmtree(leftover)

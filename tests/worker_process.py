@@ -45,6 +45,7 @@ class WorkerProcess:
             "segment_duration_s": 2.0, "playlist_wait_s": 20.0, "stop_grace_s": 3.0,
             "max_concurrent_jobs": 4, "log_level": "info",
             "library_scan_interval_s": 0,  # tests of the scan turn it on: elsewhere it only costs CPU
+            "min_free_disk_bytes": 1024 * 1024,  # a test machine's disk may be small
             **settings,
         }
         self.config = self.workdir / "worker.toml"

@@ -1,4 +1,10 @@
-"""The Flask application factory: one WorkerContext, three blueprints."""
+"""The Flask application factory: one WorkerContext, three blueprints.
+
+Start-up, in order (in gunicorn's worker process, after fork, so every thread lives there):
+lock segment_root and spool_dir, end what a crashed previous run left, find what FFmpeg and the
+hardware can do, load the media library, check health once, then start the background threads
+(library scan, health monitor, heartbeat). Shutdown is WorkerContext.shutdown().
+"""
 import logging
 import os
 from dataclasses import dataclass
@@ -8,44 +14,93 @@ from werkzeug.exceptions import HTTPException
 
 from . import capabilities as caps
 from .config import load_settings
+from .health import HealthMonitor
+from .heartbeat import Heartbeat
 from .jobs import JobManager
 from .library import MediaLibrary
+from .orchestrator_client import OrchestratorClient, Unreachable
+from .runstate import RunState, lock_folder
+from .spool import Spool
+from .states import ACTIVE_STATES
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024  # a job command is a few hundred bytes
+HEALTH_INTERVAL_S = 5.0
 
 
 @dataclass
 class WorkerContext:
-    """What the blueprints share: the settings, what FFmpeg can do, the sources, and the jobs."""
+    """What the blueprints share, and the parts that run in the background."""
 
     settings: object
     capabilities: caps.Capabilities
     library: MediaLibrary
     manager: JobManager
+    health: HealthMonitor
+    runstate: RunState
+    heartbeat: Heartbeat | None  # None when standalone
+    locks: tuple = ()
+
+    def start(self):
+        self.library.start()
+        self.health.start()
+        if self.heartbeat is not None:
+            self.heartbeat.start()
+        else:
+            log.info("standalone: no orchestrator_url, so no registration and no heartbeats")
 
     def shutdown(self):
+        """The fixed order: stop taking jobs, stop the background threads, stop every FFmpeg
+        (bounded by stop_grace_s) and remove its folder, mark the run clean, send the death note."""
+        self.manager.close()
         self.library.stop()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        self.health.stop()
         self.manager.shutdown()
+        self.runstate.close()
+        if self.heartbeat is not None:
+            self.heartbeat.death_note("SHUTDOWN")
+
+
+def build_context(settings, capabilities=None):
+    locks = tuple(lock_folder(folder) for folder in (settings.segment_root, settings.spool_dir))
+    runstate = RunState(settings.spool_dir, settings.segment_root)
+    runstate.recover()
+    capabilities = capabilities or caps.detect(settings.ffmpeg_path)
+    if capabilities.ffmpeg_ok:
+        log.info("FFmpeg %s; encoders: %s; hardware acceleration: %s", capabilities.ffmpeg_version,
+                 ", ".join(capabilities.encoders) or "none", ", ".join(capabilities.hardware_acceleration) or "none")
+    library = MediaLibrary(settings.ffprobe_path, settings.media_roots, settings.spool_dir,
+                           settings.library_scan_interval_s)
+    manager = JobManager(settings, vaapi_device=capabilities.vaapi_device)
+    manager.add_listener(lambda job, old, new: runstate.job_changed(job, new in ACTIVE_STATES))
+    health = HealthMonitor(settings, interval_s=min(HEALTH_INTERVAL_S, settings.heartbeat_interval_s))
+    health.check_now()
+    manager.set_gate(health.reason)
+    heartbeat = None
+    if settings.orchestrator_url:
+        spool = Spool(os.path.join(settings.spool_dir, "outbox"), settings.spool_max_records)
+        heartbeat = Heartbeat(settings, capabilities, manager, health, runstate, spool)
+    return WorkerContext(settings, capabilities, library, manager, health, runstate, heartbeat, locks)
 
 
 def create_app(settings=None, capabilities=None):
     """Build the worker's WSGI app. Under gunicorn this runs in the worker process, after fork."""
     settings = settings or load_settings()
-    for folder in (settings.segment_root, settings.spool_dir):
-        os.makedirs(folder, exist_ok=True)
-    capabilities = capabilities or caps.detect(settings.ffmpeg_path)
-    if capabilities.ffmpeg_ok:
-        log.info("FFmpeg %s; encoders: %s", capabilities.ffmpeg_version, ", ".join(capabilities.encoders) or "none")
+    try:
+        for folder in (settings.segment_root, settings.spool_dir):
+            os.makedirs(folder, exist_ok=True)
+        ctx = build_context(settings, capabilities)
+    except Exception as exc:
+        send_fatal_death_note(settings, f"the worker could not start: {exc}")
+        raise
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
-    library = MediaLibrary(settings.ffprobe_path, settings.media_roots, settings.spool_dir,
-                           settings.library_scan_interval_s)
-    app.extensions["transcode_worker"] = WorkerContext(settings, capabilities, library, JobManager(settings))
-    library.start()
+    app.extensions["transcode_worker"] = ctx
 
     from .api import health, hls, jobs
     app.register_blueprint(health.bp)
@@ -58,4 +113,19 @@ def create_app(settings=None, capabilities=None):
         response.status_code = exc.code
         return response
 
+    ctx.start()
     return app
+
+
+def send_fatal_death_note(settings, message):
+    """Tell the orchestrator this worker is going down on an error (best effort, bounded)."""
+    log.critical("%s", message)
+    if not settings.orchestrator_url:
+        return
+    client = OrchestratorClient(settings.orchestrator_url, settings.worker_id, settings.api_token)
+    try:
+        client.death_note({"status": "OFFLINE", "reason": "ERROR", "message": message[:1000]}, timeout=3.0)
+    except Unreachable as exc:
+        log.warning("death note (ERROR) not delivered: %s", exc)
+    finally:
+        client.close()

@@ -1,12 +1,15 @@
-"""What this machine's FFmpeg can do: its version and the video encoders a job may ask for.
+"""What this machine's FFmpeg can do: its version, the video encoders a job may ask for, and the
+hardware acceleration it proved by trial (hardware.py).
 
-Software encoders count when the build has them. Hardware encoders count only once a trial
-encode has proved them (the orchestrator-link work adds that trial); until then there are none.
+Software encoders count when the build has them; hardware encoders only once a trial encode has
+proved them on this machine. Found once at start and kept for the life of the process.
 """
 import logging
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from . import hardware
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +23,24 @@ class Capabilities:
     ffmpeg_version: str | None  # None: FFmpeg could not be run
     encoders: tuple[str, ...]   # the values a job's `encoder` may take
     hardware_acceleration: tuple[str, ...] = ()
+    vaapi_device: str | None = None
+    trials: tuple = field(default=(), compare=False)  # hardware.TrialResult, for `probe`
+    skipped: tuple = field(default=(), compare=False)
 
     @property
     def ffmpeg_ok(self):
         return self.ffmpeg_version is not None
+
+    def report(self):
+        """The whole finding, as `transcode-worker probe` prints it."""
+        return {
+            "ffmpeg_version": self.ffmpeg_version,
+            "encoders": list(self.encoders),
+            "hardware_acceleration": list(self.hardware_acceleration),
+            "vaapi_device": self.vaapi_device,
+            "trials": [r.to_dict() for r in self.trials],
+            "not_tried": [{"api": api, "what": what, "reason": why} for api, what, why in self.skipped],
+        }
 
 
 def parse_encoders(text):
@@ -31,16 +48,35 @@ def parse_encoders(text):
     return _ENCODER_LINE.findall(text)
 
 
-def detect(ffmpeg):
-    """Run `ffmpeg -encoders` once and keep the software encoders it has."""
+def parse_hwaccels(text):
+    """Names in `ffmpeg -hwaccels` output (pure)."""
+    lines = text.splitlines()
+    start = next((i + 1 for i, line in enumerate(lines) if line.strip().endswith("methods:")), len(lines))
+    return [line.strip() for line in lines[start:] if line.strip()]
+
+
+def _run(ffmpeg, option):
+    proc = subprocess.run([ffmpeg, "-hide_banner", option] if option != "-encoders" else [ffmpeg, option],
+                          capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    return proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+
+
+def detect(ffmpeg, render_nodes=None):
+    """List FFmpeg's encoders, keep the software ones it has, and prove the hardware ones by trial."""
     try:
-        proc = subprocess.run([ffmpeg, "-encoders"], capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+        encoders_out, banner = _run(ffmpeg, "-encoders")
+        hwaccels_out, _ = _run(ffmpeg, "-hwaccels")
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.error("cannot run FFmpeg (%s): %s", ffmpeg, exc)
         return Capabilities(ffmpeg_version=None, encoders=())
-    version = _VERSION.search(proc.stderr.decode(errors="replace"))
-    available = set(parse_encoders(proc.stdout.decode(errors="replace")))
+    version = _VERSION.search(banner)
+    listed = parse_encoders(encoders_out)
+    found = hardware.find(ffmpeg, listed, parse_hwaccels(hwaccels_out), render_nodes)
     return Capabilities(
         ffmpeg_version=version.group(1) if version else "unknown",
-        encoders=tuple(e for e in SOFTWARE_ENCODERS if e in available),
+        encoders=tuple(e for e in SOFTWARE_ENCODERS if e in listed) + found.encoders,
+        hardware_acceleration=found.hardware_acceleration,
+        vaapi_device=found.vaapi_device,
+        trials=found.results,
+        skipped=found.skipped,
     )

@@ -7,6 +7,8 @@ import sys
 
 from . import __version__, capabilities
 from .config import ConfigError, describe, load_settings
+from .runstate import FolderInUse, lock_folder
+from .telemetry import Nvml, Telemetry, static_specs
 
 PROG = "transcode-worker"
 
@@ -24,6 +26,10 @@ def _prepare_folders(settings):
             raise ConfigError(f"{key}: cannot create {getattr(settings, key)}: {exc.strerror}") from None
         if not os.access(getattr(settings, key), os.W_OK):
             raise ConfigError(f"{key}: {getattr(settings, key)} is not writable")
+        try:  # the worker process takes the lock for good; this only makes the refusal one clear line
+            lock_folder(getattr(settings, key)).close()
+        except FolderInUse as exc:
+            raise ConfigError(f"{key}: {exc}") from None
 
 
 def _first_run_hint(settings):
@@ -65,11 +71,12 @@ def cmd_probe(args):
         "worker_id": settings.worker_id,
         "version": __version__,
         "ffmpeg": settings.ffmpeg_path,
-        "ffmpeg_version": found.ffmpeg_version,
-        "encoders": list(found.encoders),
-        "hardware_acceleration": list(found.hardware_acceleration),
+        **found.report(),
+        "static_specs": static_specs(found),
+        "gpus": Nvml().names(),
+        "telemetry": Telemetry().collect(),
     }
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0 if found.ffmpeg_ok else 1
 
 

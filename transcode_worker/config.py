@@ -94,6 +94,32 @@ class SettingsSchema(Schema):
     heartbeat_interval_s = _setting(
         fields.Float, 10.0, "seconds between heartbeats", validate=validate.Range(1, 300),
     )
+    spool_max_records = _setting(
+        fields.Integer, 8640,
+        "heartbeats kept on disk while the orchestrator is unreachable (8640: a day at 10 s); "
+        "past it the oldest are dropped and counted", validate=validate.Range(10, 1_000_000),
+    )
+    stressed_cpu_percent = _setting(
+        fields.Float, 90.0, "status STRESSED at or above this CPU use (%)", validate=validate.Range(1, 100),
+    )
+    stressed_ram_free_bytes = _setting(
+        fields.Integer, 512 * 1024 * 1024, "status STRESSED at or below this much available memory (bytes)",
+        validate=validate.Range(min=0),
+    )
+    stressed_temp_c = _setting(
+        fields.Float, 90.0, "status STRESSED when the CPU or a GPU is at or above this temperature (°C)",
+        validate=validate.Range(30, 150),
+    )
+    min_free_disk_bytes = _setting(
+        fields.Integer, 2 * 1024 ** 3,
+        "free space segment_root must keep (bytes); below it the status is ERROR and new jobs get 503",
+        validate=validate.Range(min=0),
+    )
+    health_check_timeout_s = _setting(
+        fields.Float, 5.0,
+        "how long a health check (a stat of a media root, a write to segment_root) may take before "
+        "it counts as failed: a dead network mount hangs", validate=validate.Range(0.1, 120),
+    )
     ffmpeg_path = _setting(fields.String, "ffmpeg", "FFmpeg executable", validate=validate.Length(min=1))
     ffprobe_path = _setting(fields.String, "ffprobe", "ffprobe executable", validate=validate.Length(min=1))
     library_scan_interval_s = _setting(

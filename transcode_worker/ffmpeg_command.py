@@ -5,6 +5,8 @@ character of segment_root ever reaches the HLS muxer's name templates.
 """
 from dataclasses import dataclass
 
+from .hardware import QSV_DEVICE_ARGS, QSV_UPLOAD, VAAPI_UPLOAD
+
 # Audio every HLS player decodes; anything else is re-encoded, even in a remux.
 PLAYER_SAFE_AUDIO = frozenset({"aac", "mp3"})
 AUDIO_BITRATE = "160k"
@@ -17,7 +19,27 @@ ENCODER_OPTIONS = {
     # forced keyframes must be IDR frames for a segment to start decodable
     "h264_nvenc": lambda preset: ["-forced-idr", "1"],
     "hevc_nvenc": lambda preset: ["-forced-idr", "1"],
+    "h264_qsv": lambda preset: ["-forced_idr", "1"],
+    "hevc_qsv": lambda preset: ["-forced_idr", "1"],
 }
+
+
+def hardware_input_args(encoder, vaapi_device):
+    """Arguments before the input that open the GPU device a VAAPI/QSV encoder needs."""
+    if encoder.endswith("_vaapi"):
+        return ["-vaapi_device", vaapi_device or "/dev/dri/renderD128"]
+    if encoder.endswith("_qsv"):
+        return list(QSV_DEVICE_ARGS)
+    return []
+
+
+def pixel_format_filter(encoder):
+    """The last filter: 8-bit 4:2:0 (what every player decodes), uploaded for VAAPI/QSV."""
+    if encoder.endswith("_vaapi"):
+        return VAAPI_UPLOAD
+    if encoder.endswith("_qsv"):
+        return QSV_UPLOAD
+    return "format=yuv420p"
 
 
 @dataclass(frozen=True)
@@ -48,7 +70,7 @@ def video_args(spec, segment_s, preset):
     height = target_height(spec.bitrate_bps, spec.media.height)
     rate = str(spec.bitrate_bps)
     filters = [f"scale=-2:{height}"] if spec.media.height and height < spec.media.height else []
-    filters.append("format=yuv420p")  # 8-bit 4:2:0: what every player decodes (10-bit HEVC in)
+    filters.append(pixel_format_filter(spec.encoder))  # also turns 10-bit HEVC into 8 bits
     return [
         "-c:v", spec.encoder, *ENCODER_OPTIONS.get(spec.encoder, lambda p: [])(preset),
         "-b:v", rate, "-maxrate", rate, "-bufsize", str(2 * spec.bitrate_bps),
@@ -64,11 +86,13 @@ def audio_args(stream, remux):
     return ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ac", "2"]
 
 
-def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast"):
+def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_device=None):
     """argv that turns `spec` into an HLS event playlist plus segments in the working directory."""
     argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
             # machine-readable progress on stdout every half second; no human stats line
             "-nostats", "-progress", "pipe:1", "-stats_period", "0.5"]
+    if not spec.force_remux:
+        argv += hardware_input_args(spec.encoder, vaapi_device)
     if spec.seek_s > 0:
         argv += ["-ss", f"{spec.seek_s:.3f}"]  # input-side: fast, and output starts at 0
     # "file:" makes FFmpeg read a path, never a protocol such as concat: or http:

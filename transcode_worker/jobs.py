@@ -81,6 +81,13 @@ class Job:
             if self._on_transition is not None:
                 self._on_transition(self, old, new)
 
+    def record_pid(self, pid):
+        """FFmpeg is spawned; listeners hear of it as a transition with old == new."""
+        with self.changed:
+            self.pid = pid
+            if self._on_transition is not None:
+                self._on_transition(self, self.state, self.state)
+
     def record_progress(self, snapshot):
         with self.changed:
             if snapshot.out_time_s is not None:
@@ -153,8 +160,9 @@ class JobManager:
     Nothing is created or deleted outside settings.segment_root.
     """
 
-    def __init__(self, settings, *, ffmpeg_argv=build_command):
+    def __init__(self, settings, *, ffmpeg_argv=build_command, vaapi_device=None):
         self.settings = settings
+        self.vaapi_device = vaapi_device
         self.segment_root = os.path.realpath(settings.segment_root)
         self._build = ffmpeg_argv
         self._jobs = {}      # job_id -> current Job
@@ -162,10 +170,17 @@ class JobManager:
         self._lock = threading.RLock()
         self._accepting = True
         self._listeners = []
+        self._gate = lambda: None
+
+    def set_gate(self, reason_to_refuse):
+        """reason_to_refuse() -> None, or why new FFmpeg may not start now (the health report)."""
+        self._gate = reason_to_refuse
 
     # -- observers (the orchestrator link subscribes here) -------------------------------------
     def add_listener(self, callback):
-        """callback(job, old_state, new_state) on every transition of every job."""
+        """callback(job, old_state, new_state) on every transition of every job, and once with
+        old_state == new_state when the job's FFmpeg is spawned (its pid is known). Called with the
+        job's lock held: keep it short."""
         self._listeners.append(callback)
 
     def _notify(self, job, old, new):
@@ -197,6 +212,9 @@ class JobManager:
             if current is not None and current.spec.same_command(spec) and current.state not in (
                     JobState.FAILED, JobState.STOPPED):
                 return current, False  # an orchestrator's retry: keep the progress
+            reason = self._gate()
+            if reason:
+                raise Refused(503, f"this worker cannot take jobs now: {reason}", retry_after=30)
             self._check_folder_free(spec)
             if self.active_count(excluding=spec.job_id) >= self.settings.max_concurrent_jobs:
                 raise Refused(503, f"at capacity: {self.settings.max_concurrent_jobs} jobs running", retry_after=5)
@@ -222,7 +240,8 @@ class JobManager:
         os.makedirs(spec.folder)
         output = HlsOutput(spec.job_id, self.settings.segment_duration_s, start_number)
         job = Job(spec, output, restarts=restarts, on_transition=self._notify)
-        argv = self._build(spec, output, ffmpeg=self.settings.ffmpeg_path, preset=self.settings.encoder_preset)
+        argv = self._build(spec, output, ffmpeg=self.settings.ffmpeg_path, preset=self.settings.encoder_preset,
+                           vaapi_device=self.vaapi_device)
         job.supervisor = JobSupervisor(job, argv)
         job.supervisor.start()
         job.supervisor.wait_spawned()
@@ -243,6 +262,11 @@ class JobManager:
                 self._retiring.pop(job_id, None)
         log.info("job %s: deleted", job_id)
         return True
+
+    def close(self):
+        """Refuse new jobs from now on (the first step of a shutdown)."""
+        with self._lock:
+            self._accepting = False
 
     def shutdown(self):
         """Refuse new jobs, stop every FFmpeg at once (bounded by the grace), remove their folders."""

@@ -77,3 +77,68 @@ def load_job_command(data):
     if command["configuration"] is None:
         command["configuration"] = ConfigurationSchema().load({})
     return command
+
+
+# -- outbound: worker -> orchestrator (the endpoint map's shapes plus DESIGN.md's additions) -----
+# The worker builds these payloads in heartbeat.py; these schemas are the contract tests hold it
+# to, and what an orchestrator loads them with (unknown fields refused: a drift shows at once).
+WORKER_STATUSES = ("IDLE", "BUSY", "STRESSED", "ERROR")
+JOB_STATES = ("STARTING", "RUNNING", "STOPPING", "COMPLETED", "FAILED", "STOPPED")
+
+
+def _nullable(field_cls, **kwargs):
+    return field_cls(required=True, allow_none=True, **kwargs)
+
+
+class StaticSpecsSchema(Schema):
+    cpu_model = _nullable(fields.String)
+    total_threads = _nullable(fields.Integer, strict=True, validate=validate.Range(min=1))
+    hardware_acceleration = fields.List(
+        fields.String(validate=validate.OneOf(("nvenc", "vaapi", "qsv", "cuda"))), required=True)
+
+
+class RegistrationSchema(Schema):
+    id = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9._-]{1,64}$"))
+    static_specs = fields.Nested(StaticSpecsSchema, required=True)
+    url = fields.Url(required=True, require_tld=False)
+    max_concurrent_jobs = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    version = fields.String(required=True)
+    encoders = fields.List(fields.String(), required=True)
+    lost_jobs = fields.List(fields.String(validate=validate.Regexp(JOB_ID_PATTERN)), required=True)
+    unclean_restart = StrictBoolean(required=True)
+
+
+class TelemetrySchema(Schema):
+    cpu_usage = _nullable(fields.Float, validate=validate.Range(0, 100))
+    gpu_usage = _nullable(fields.Float, validate=validate.Range(0, 100))
+    ram_free_bytes = _nullable(fields.Integer, strict=True, validate=validate.Range(min=0))
+    temp_c = _nullable(fields.Float)
+    gpu_temp_c = _nullable(fields.Float)
+
+
+class JobContextSchema(Schema):
+    active_job_id = fields.String(required=True, validate=validate.Regexp(JOB_ID_PATTERN))
+    progress = _nullable(fields.Float, validate=validate.Range(0, 100))
+    speed = _nullable(fields.String, validate=validate.Regexp(r"^\d+(\.\d+)?x$"))
+    last_segment_id = _nullable(fields.Integer, strict=True, validate=validate.Range(min=0))
+    state = fields.String(required=True, validate=validate.OneOf(JOB_STATES))
+    position_s = fields.Float(required=True, validate=validate.Range(min=0))
+    error = _nullable(fields.String)
+
+
+class HeartbeatSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(WORKER_STATUSES))
+    reason = _nullable(fields.String)
+    telemetry = fields.Nested(TelemetrySchema, required=True)
+    job_context = fields.Nested(JobContextSchema, required=True, allow_none=True)
+    active_jobs = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    jobs = fields.List(fields.Nested(JobContextSchema), required=True)
+    recorded_at = fields.AwareDateTime(required=True)
+    replayed = StrictBoolean(load_default=False)
+    spool_dropped = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0))
+
+
+class DeathNoteSchema(Schema):
+    status = fields.String(required=True, validate=validate.Equal("OFFLINE"))
+    reason = fields.String(required=True, validate=validate.OneOf(("SHUTDOWN", "ERROR")))
+    message = fields.String(load_default=None, allow_none=True)

@@ -58,7 +58,7 @@ class JobSupervisor(threading.Thread):
                 job.change_state(JobState.FAILED, error=f"cannot start FFmpeg: {exc}")
                 self._spawned.set()
                 return
-            job.pid = self._proc.pid
+            job.record_pid(self._proc.pid)
         self._spawned.set()
         log.info("job %s: FFmpeg started, pid %d", job.job_id, self._proc.pid)
         drain = threading.Thread(target=self._drain_stderr, name=f"job-{job.job_id}-stderr", daemon=True)

@@ -1,4 +1,5 @@
-"""Liveness for load balancers and systemd checks: no auth, no work."""
+"""Liveness for load balancers and systemd checks: no auth, no work. Always 200 while the process
+serves; `problems` lists what keeps it from taking jobs (the heartbeat's ERROR reasons)."""
 from flask import Blueprint
 
 from .. import __version__
@@ -17,4 +18,6 @@ def healthz():
         "active_jobs": ctx.manager.active_count(),
         "max_concurrent_jobs": ctx.settings.max_concurrent_jobs,
         "ffmpeg": ctx.capabilities.ffmpeg_version,
+        "hardware_acceleration": list(ctx.capabilities.hardware_acceleration),
+        "problems": list(ctx.health.problems),
     }
