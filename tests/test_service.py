@@ -1,6 +1,5 @@
 """The real service under gunicorn on loopback, real FFmpeg, real HTTP clients."""
 import os
-import shutil
 import time
 
 import psutil
