@@ -99,7 +99,7 @@ class Heartbeat(threading.Thread):
         self.sent = 0
         self.failures = 0
         self._ended = deque(maxlen=1000)
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._backoff_s = BACKOFF_FIRST_S
         self._retry_at = 0.0
         manager.add_listener(self._job_changed)
@@ -113,7 +113,7 @@ class Heartbeat(threading.Thread):
     def run(self):
         log.info("orchestrator %s: registering as %s", self.settings.orchestrator_url, self.settings.worker_id)
         next_beat = time.monotonic()
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 if time.monotonic() >= self._retry_at and (not self.registered or len(self.spool)):
                     self._deliver()
@@ -126,10 +126,10 @@ class Heartbeat(threading.Thread):
             due = next_beat
             if not self.registered or len(self.spool):
                 due = min(due, self._retry_at)
-            self._stop.wait(max(0.05, due - time.monotonic()))
+            self._stopping.wait(max(0.05, due - time.monotonic()))
 
     def stop(self, timeout=None):
-        self._stop.set()
+        self._stopping.set()
         if self.is_alive():
             self.join(timeout if timeout is not None else DEATH_NOTE_TIMEOUT_S + 2)
 
