@@ -35,6 +35,10 @@ def test_probe_reports_ffmpeg_and_only_proven_encoders():
     assert report["ffmpeg_version"] and "libx264" in report["encoders"]
     # the Debian build lists h264_nvenc, but nothing has proven it usable here
     assert "h264_nvenc" not in report["encoders"] and report["hardware_acceleration"] == []
+    nvenc = next(t for t in report["trials"] if t["what"] == "h264_nvenc")
+    assert nvenc["passed"] is False and nvenc["detail"]  # tried for real, with FFmpeg's reason
+    assert report["static_specs"]["total_threads"] >= 1
+    assert set(report["telemetry"]) == {"cpu_usage", "gpu_usage", "ram_free_bytes", "temp_c", "gpu_temp_c"}
 
 
 def test_probe_without_ffmpeg_fails_clearly():

@@ -56,14 +56,15 @@ def test_registers_then_beats_at_the_interval_with_progress(linked, orchestrator
     assert {b.body["status"] for b in beats} <= {"IDLE", "BUSY", "STRESSED"}
 
 
-def test_sigterm_stops_ffmpeg_then_sends_the_death_note(linked, orchestrator, media_root):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_stops_ffmpeg_then_sends_the_death_note(linked, orchestrator, media_root, sig):
     w = linked(stop_grace_s=3.0)
     wait_for(lambda: orchestrator.registrations(), 10, what="the registration")
     pid = w.post_job({"job_id": "dn1", "source_path": str(media_root / mf.LONG)}, headers=auth()).json()["pid"]
     w.wait_state("dn1", {"RUNNING"})
     seen = {}
     orchestrator.on_call = lambda call: call.method == "PATCH" and seen.setdefault("ffmpeg_gone", process_gone(pid))
-    w.proc.send_signal(signal.SIGTERM)
+    w.proc.send_signal(sig)
     w.proc.wait(timeout=15)
     (note,) = orchestrator.death_notes()
     assert DeathNoteSchema().load(note.body) == {"status": "OFFLINE", "reason": "SHUTDOWN", "message": None}
@@ -134,3 +135,17 @@ def test_error_status_refuses_jobs_with_the_reason(linked, orchestrator, media_r
     wait_for(lambda: orchestrator.heartbeats()[-1].body["status"] == "IDLE", 15, what="IDLE again")
     assert w.post_job(body, headers=auth()).status_code == 202
     w.delete("err1")
+
+
+def test_a_worker_that_cannot_start_says_why_in_a_death_note(linked, orchestrator, tmp_path):
+    first = linked()
+    wait_for(lambda: orchestrator.registrations(), 10, what="the registration")
+    second = first.__class__(tmp_path / "second", first.settings["media_roots"][0],
+                             **{**first.settings, "listen": f"127.0.0.1:{free_port()}"})
+    with pytest.raises(AssertionError, match="exited with 2"):
+        second.start(timeout=20)
+    line = second.log().strip().splitlines()[-1]
+    assert line.startswith("transcode-worker: configuration error: segment_root:")
+    assert "in use by another transcode-worker" in line
+    (note,) = orchestrator.death_notes()
+    assert note.body["reason"] == "ERROR" and "in use by another transcode-worker" in note.body["message"]

@@ -94,7 +94,8 @@ def create_app(settings=None, capabilities=None):
             os.makedirs(folder, exist_ok=True)
         ctx = build_context(settings, capabilities)
     except Exception as exc:
-        send_fatal_death_note(settings, f"the worker could not start: {exc}")
+        log.critical("the worker cannot start: %s", exc)
+        send_fatal_death_note(settings, f"the worker cannot start: {exc}")
         raise
 
     app = Flask(__name__)
@@ -119,7 +120,6 @@ def create_app(settings=None, capabilities=None):
 
 def send_fatal_death_note(settings, message):
     """Tell the orchestrator this worker is going down on an error (best effort, bounded)."""
-    log.critical("%s", message)
     if not settings.orchestrator_url:
         return
     client = OrchestratorClient(settings.orchestrator_url, settings.worker_id, settings.api_token)

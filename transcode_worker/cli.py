@@ -54,9 +54,14 @@ def _first_run_hint(settings):
 
 def cmd_serve(args):
     settings = load_settings(args.config)
-    _prepare_folders(settings)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    try:
+        _prepare_folders(settings)
+    except ConfigError as exc:  # the settings are readable: the orchestrator can be told
+        from .app import send_fatal_death_note
+        send_fatal_death_note(settings, f"the worker cannot start: {exc}")
+        raise
     if settings.config_file is None:
         _first_run_hint(settings)
     from .server import WorkerApplication
