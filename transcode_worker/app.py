@@ -7,9 +7,10 @@ hardware can do, load the media library, check health once, then start the backg
 """
 import logging
 import os
+import time
 from dataclasses import dataclass
 
-from flask import Flask, jsonify
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import capabilities as caps
@@ -18,6 +19,7 @@ from .health import HealthMonitor
 from .heartbeat import Heartbeat
 from .jobs import JobManager
 from .library import MediaLibrary
+from .metrics import WorkerMetrics
 from .orchestrator_client import OrchestratorClient, Unreachable
 from .runstate import RunState, lock_folder
 from .spool import Spool
@@ -40,9 +42,11 @@ class WorkerContext:
     health: HealthMonitor
     runstate: RunState
     heartbeat: Heartbeat | None  # None when standalone
+    metrics: WorkerMetrics
     locks: tuple = ()
 
     def start(self):
+        self.manager.start_janitor()
         self.library.start()
         self.health.start()
         if self.heartbeat is not None:
@@ -54,13 +58,15 @@ class WorkerContext:
         """The fixed order: stop taking jobs, stop the background threads, stop every FFmpeg
         (bounded by stop_grace_s) and remove its folder, mark the run clean, send the death note."""
         self.manager.close()
-        self.library.stop()
         if self.heartbeat is not None:
-            self.heartbeat.stop()
+            self.heartbeat.stop(timeout=0)  # it finishes its current call while FFmpeg stops
+        self.manager.stop_janitor()
+        self.library.stop()
         self.health.stop()
         self.manager.shutdown()
         self.runstate.close()
         if self.heartbeat is not None:
+            self.heartbeat.stop()
             self.heartbeat.death_note("SHUTDOWN")
 
 
@@ -83,7 +89,9 @@ def build_context(settings, capabilities=None):
     if settings.orchestrator_url:
         spool = Spool(os.path.join(settings.spool_dir, "outbox"), settings.spool_max_records)
         heartbeat = Heartbeat(settings, capabilities, manager, health, runstate, spool)
-    return WorkerContext(settings, capabilities, library, manager, health, runstate, heartbeat, locks)
+    ctx = WorkerContext(settings, capabilities, library, manager, health, runstate, heartbeat, WorkerMetrics(), locks)
+    ctx.metrics.watch(ctx)
+    return ctx
 
 
 def create_app(settings=None, capabilities=None):
@@ -103,10 +111,21 @@ def create_app(settings=None, capabilities=None):
     app.json.sort_keys = False
     app.extensions["transcode_worker"] = ctx
 
-    from .api import health, hls, jobs
+    from .api import health, hls, jobs, metrics
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(hls.bp)
+
+    @app.before_request
+    def start_clock():
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def record_latency(response):
+        if "started" in g:
+            ctx.metrics.observe_request(request.endpoint, request.method, response.status_code, g.started)
+        return response
 
     @app.errorhandler(HTTPException)
     def json_error(exc):

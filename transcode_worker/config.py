@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 
-from marshmallow import Schema, ValidationError, fields, validate, validates
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 ENV_PREFIX = "TRANSCODE_WORKER_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -19,6 +19,7 @@ CONFIG_ENV = ENV_PREFIX + "CONFIG"
 # Bounds a job's bitrate must fall in: below, nothing watchable; above, no home network carries it.
 MIN_BITRATE_BPS = 64_000
 MAX_BITRATE_BPS = 150_000_000
+SHUTDOWN_MARGIN_S = 8.0
 ENCODER_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow")
 
 
@@ -139,6 +140,30 @@ class SettingsSchema(Schema):
     stop_grace_s = _setting(
         fields.Float, 5.0, "seconds FFmpeg gets after SIGTERM before SIGKILL", validate=validate.Range(0.1, 60),
     )
+    stall_timeout_s = _setting(
+        fields.Float, 60.0,
+        "a running FFmpeg whose output time has not moved for this long is killed and its job "
+        "marked FAILED (0: never)", validate=validate.Range(0, 3600),
+    )
+    idle_job_timeout_s = _setting(
+        fields.Float, 300.0,
+        "a running job nobody has asked a playlist or segment of for this long is stopped and "
+        "its folder removed (0: never)", validate=validate.Range(0, 86400),
+    )
+    finished_job_timeout_s = _setting(
+        fields.Float, 300.0,
+        "a completed, failed or stopped job's folder is removed after this long unwatched (0: never)",
+        validate=validate.Range(0, 86400),
+    )
+    shutdown_timeout_s = _setting(
+        fields.Float, 25.0,
+        "bound on the whole shutdown (stop taking jobs, stop FFmpeg, death note); at least "
+        "stop_grace_s + 8", validate=validate.Range(5, 600),
+    )
+    log_format = _setting(
+        fields.String, "text", "text, or json: one JSON object per line (job lines carry job_id)",
+        validate=validate.OneOf(("text", "json")),
+    )
     http_threads = _setting(
         fields.Integer, 32, "request threads of the single gunicorn worker process",
         validate=validate.Range(2, 1024),
@@ -161,6 +186,14 @@ class SettingsSchema(Schema):
     @validates("listen")
     def _check_listen(self, value, **kwargs):
         _listen_address(value)
+
+    @validates_schema
+    def _check_shutdown_bound(self, data, **kwargs):
+        # FFmpeg's grace, the death note (3 s) and the threads' joins must fit in the bound
+        if data["shutdown_timeout_s"] < data["stop_grace_s"] + SHUTDOWN_MARGIN_S:
+            raise ValidationError(
+                f"must be at least stop_grace_s + {SHUTDOWN_MARGIN_S:g} ({data['stop_grace_s'] + SHUTDOWN_MARGIN_S:g})",
+                "shutdown_timeout_s")
 
 
 LIST_KEYS = frozenset(name for name, field in SettingsSchema().fields.items() if isinstance(field, fields.List))

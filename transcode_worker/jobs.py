@@ -10,11 +10,12 @@ import re
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .ffmpeg_command import HlsOutput, build_command
 from .progress import percent, segment_numbers
-from .states import ACTIVE_STATES, ENDED_STATES, JobState, check_transition
+from .states import ACTIVE_STATES, ENDED_STATES, WRITING_STATES, JobState, check_transition
 from .supervisor import JobSupervisor
 from .validation import is_inside
 
@@ -53,9 +54,12 @@ class Job:
         self.stderr_tail = []
         self.created_at = self.updated_at = time.time()
         self.ended_at = None
-        self.last_progress_at = time.monotonic()
+        self.ended_mono = None
+        # monotonic clocks for the janitor: when FFmpeg last moved forward, when a player last asked
+        self.last_progress_at = self.last_request_at = time.monotonic()
         self.changed = threading.Condition()
         self.supervisor = None
+        self.paused = False  # SIGSTOPped on purpose (throttling): not a stall
         self._on_transition = on_transition
 
     @property
@@ -77,6 +81,7 @@ class Job:
             self.updated_at = time.time()
             if new in ENDED_STATES:
                 self.ended_at = self.updated_at
+                self.ended_mono = time.monotonic()
             self.changed.notify_all()
             if self._on_transition is not None:
                 self._on_transition(self, old, new)
@@ -91,11 +96,17 @@ class Job:
     def record_progress(self, snapshot):
         with self.changed:
             if snapshot.out_time_s is not None:
-                self.position_s = self.spec.seek_s + snapshot.out_time_s
+                position = self.spec.seek_s + snapshot.out_time_s
+                if position > self.position_s or snapshot.ended:  # a stall repeats the same time
+                    self.last_progress_at = time.monotonic()
+                self.position_s = position
                 self.progress = percent(self.spec.seek_s, snapshot.out_time_s, self.spec.media.duration_s)
             self.speed = snapshot.speed or self.speed
             self.updated_at = time.time()
-            self.last_progress_at = time.monotonic()
+
+    def record_request(self):
+        """A player asked for the playlist or a segment: the job is being watched."""
+        self.last_request_at = time.monotonic()
 
     def record_playlist(self, text):
         """Note the newest segment a playlist lists (read by the supervisor or for a player's
@@ -142,6 +153,40 @@ class Job:
                     "message": self.error, "exit_code": self.exit_code, "ffmpeg_stderr_tail": self.stderr_tail,
                 },
             }
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The janitor's limits, in seconds (0 turns one off)."""
+    stall_s: float
+    idle_s: float
+    finished_s: float
+
+    @classmethod
+    def from_settings(cls, settings):
+        return cls(settings.stall_timeout_s, settings.idle_job_timeout_s, settings.finished_job_timeout_s)
+
+    @property
+    def shortest(self):
+        return min([v for v in (self.stall_s, self.idle_s, self.finished_s) if v > 0] or [60.0])
+
+
+def janitor_verdict(job, now, limits):
+    """What the janitor does to `job` at monotonic time `now` (pure): None, ("stall", reason) or
+    ("expire", reason). A stall is FFmpeg alive but its output time not moving; an active job
+    expires when no player has asked for its playlist or a segment for idle_s; an ended job's
+    folder likewise after finished_s."""
+    with job.changed:
+        state = job.state
+        if state in WRITING_STATES and not job.paused and limits.stall_s and now - job.last_progress_at >= limits.stall_s:
+            return "stall", f"FFmpeg made no progress for {now - job.last_progress_at:.0f}s (stalled), killed"
+        if state in ACTIVE_STATES and limits.idle_s and now - job.last_request_at >= limits.idle_s:
+            return "expire", f"no player asked for the stream for {now - job.last_request_at:.0f}s: stopped, folder removed"
+        if state in ENDED_STATES and limits.finished_s:
+            idle = now - max(job.ended_mono or now, job.last_request_at)
+            if idle >= limits.finished_s:
+                return "expire", f"{state.value.lower()} and unwatched for {idle:.0f}s: folder removed"
+    return None
 
 
 def next_segment_number(folder, job_id):
@@ -247,26 +292,75 @@ class JobManager:
         job.supervisor.wait_spawned()
         return job
 
-    def delete(self, job_id):
-        """Stop the job (SIGTERM, grace, SIGKILL), delete its folder, forget it. False if unknown."""
+    def delete(self, job_id, reason=None):
+        """Stop the job (SIGTERM, grace, SIGKILL), delete its folder, forget it. False if unknown.
+        `reason` (the janitor's) becomes the job's error, so the heartbeat reports why it ended."""
         with self._lock:
             job = self._jobs.pop(job_id, None)
             if job is None:
                 return False
             self._retiring[job_id] = job
+        if reason:
+            with job.changed:
+                job.error = reason
         try:
             job.supervisor.stop(self.settings.stop_grace_s)
             self._remove_folder(job.folder)
         finally:
             with self._lock:
                 self._retiring.pop(job_id, None)
-        log.info("job %s: deleted", job_id)
+        log.info("job %s: %s", job_id, reason or "deleted", extra={"job_id": job_id})
         return True
 
+    # -- the janitor: idle jobs, finished jobs, stalls ----------------------------------------
+    def start_janitor(self):
+        self._janitor_stop = threading.Event()
+        self._janitor = threading.Thread(target=self._janitor_loop, name="janitor", daemon=True)
+        self._janitor.start()
+
+    def stop_janitor(self):
+        if getattr(self, "_janitor", None) is not None:
+            self._janitor_stop.set()
+            self._janitor.join(5)
+
+    def _janitor_loop(self):
+        limits = Limits.from_settings(self.settings)
+        interval = min(1.0, limits.shortest / 4)
+        while not self._janitor_stop.wait(interval):
+            try:
+                self.sweep(limits)
+            except Exception:  # never let the janitor die: it is what keeps the disk clean
+                log.exception("janitor sweep failed")
+
+    def sweep(self, limits, now=None):
+        """Apply janitor_verdict to every job once; returns [(job_id, action, reason)]."""
+        now = time.monotonic() if now is None else now
+        done = []
+        for job in self.jobs():
+            verdict = janitor_verdict(job, now, limits)
+            if verdict is None:
+                continue
+            action, reason = verdict
+            if action == "stall":
+                if job.supervisor.kill_stalled(reason):
+                    done.append((job.job_id, action, reason))
+            elif self.get(job.job_id) is job and self.delete(job.job_id, reason=reason):
+                done.append((job.job_id, action, reason))
+        return done
+
     def close(self):
-        """Refuse new jobs from now on (the first step of a shutdown)."""
+        """Refuse new jobs from now on (the first step of a shutdown); players waiting on a job
+        are answered at once."""
         with self._lock:
             self._accepting = False
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            with job.changed:
+                job.changed.notify_all()
+
+    @property
+    def closing(self):
+        return not self._accepting
 
     def shutdown(self):
         """Refuse new jobs, stop every FFmpeg at once (bounded by the grace), remove their folders."""

@@ -5,6 +5,8 @@ never be a second one: a job posted to one process could not be seen, seeked or 
 another. Threads serve the players; segment files go out through sendfile.
 """
 import logging
+import math
+import signal
 
 from gunicorn.app.base import BaseApplication
 
@@ -13,10 +15,29 @@ from .app import create_app
 log = logging.getLogger(__name__)
 
 
-def worker_exit(server, worker):
-    """gunicorn's last call in the worker process: stop every FFmpeg and remove its folder."""
+def _context(worker):
     app = getattr(worker, "wsgi", None)
-    ctx = app.extensions.get("transcode_worker") if app is not None else None
+    return app.extensions.get("transcode_worker") if app is not None else None
+
+
+def post_worker_init(worker):
+    """Chain gunicorn's SIGTERM handler: the moment the stop begins, refuse new jobs and answer
+    players waiting on a segment, so in-flight requests do not eat the shutdown's time bound."""
+    ctx = _context(worker)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        if ctx is not None:
+            ctx.manager.close()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def worker_exit(server, worker):
+    """gunicorn's last call in the worker process: the ordered shutdown (WorkerContext.shutdown)."""
+    ctx = _context(worker)
     if ctx is not None:
         log.info("shutting down: stopping %d job(s)", len(ctx.manager.jobs()))
         ctx.shutdown()
@@ -30,12 +51,14 @@ def gunicorn_options(settings):
         "worker_class": "gthread",
         "threads": settings.http_threads,
         "timeout": 60,
-        # in-flight requests get a moment, then worker_exit stops FFmpeg within stop_grace_s
-        "graceful_timeout": 10,
+        # the whole stop, from SIGTERM: in-flight requests end at once (post_worker_init), then
+        # worker_exit stops FFmpeg within stop_grace_s and sends the death note
+        "graceful_timeout": math.ceil(settings.shutdown_timeout_s),
         "keepalive": 5,
         "loglevel": settings.log_level,
         "errorlog": "-",
         "proc_name": f"transcode-worker[{settings.worker_id}]",
+        "post_worker_init": post_worker_init,
         "worker_exit": worker_exit,
         # gunicorn 27's control socket would be a file in $HOME; the worker needs none
         "control_socket_disable": True,

@@ -39,6 +39,7 @@ class JobSupervisor(threading.Thread):
         self._proc = None
         self._spawned = threading.Event()
         self._stop_requested = False
+        self._failure = None  # why the worker itself killed FFmpeg (a stall)
         self._playlist_mtime = None
 
     # -- the thread ---------------------------------------------------------------------------
@@ -104,6 +105,8 @@ class JobSupervisor(threading.Thread):
             job.exit_code = exit_code
             if self._stop_requested:  # STOPPING -> STOPPED
                 job.change_state(JobState.STOPPED)
+            elif self._failure:  # STARTING/RUNNING -> FAILED: killed by the janitor
+                job.change_state(JobState.FAILED, error=self._failure, stderr_tail=tail)
             elif exit_code == 0 and job.last_segment_id is not None:  # RUNNING -> COMPLETED
                 job.change_state(JobState.COMPLETED, progress=100.0)
             elif exit_code == 0:  # STARTING -> FAILED
@@ -142,6 +145,17 @@ class JobSupervisor(threading.Thread):
                 self._signal(signal.SIGKILL)
                 proc.wait(REAP_WAIT_S)
         self.join(REAP_WAIT_S)
+
+    def kill_stalled(self, reason):
+        """FFmpeg is alive but stuck: SIGKILL it; the job ends FAILED with `reason`, which wakes
+        any player waiting on it."""
+        with self.job.changed:
+            if self._stop_requested or self._proc is None or self.job.state not in WRITING_STATES:
+                return False
+            self._failure = reason
+            self._signal(signal.SIGKILL)
+        log.warning("job %s: %s", self.job.job_id, reason, extra={"job_id": self.job.job_id})
+        return True
 
     def _signal(self, sig):
         # The whole group: FFmpeg and anything it started. Only while not yet reaped, so the

@@ -33,11 +33,23 @@ def cors(response):
 @bp.route("/<name>", methods=["GET", "HEAD"])
 def hls_file(name):
     if match := PLAYLIST_NAME.match(name):
-        return _wait_and_serve(match.group(1), _playlist)
+        return _measured("playlist", match.group(1), _playlist)
     if match := SEGMENT_NAME.match(name):
         number = int(match.group(2))
-        return _wait_and_serve(match.group(1), lambda job: _segment(job, number))
+        return _measured("segment", match.group(1), lambda job: _segment(job, number))
     abort(404)
+
+
+def _measured(kind, job_id, serve):
+    started = time.perf_counter()
+    response = _wait_and_serve(job_id, serve)
+    if response.status_code in (200, 206):
+        metrics = context().metrics
+        metrics.segment_wait.labels(kind).observe(time.perf_counter() - started)
+        metrics.bytes_served.inc(response.content_length or 0)
+        if kind == "segment":
+            metrics.segments_served.inc()
+    return response
 
 
 def _wait_and_serve(job_id, serve):
@@ -48,6 +60,7 @@ def _wait_and_serve(job_id, serve):
         job = manager.get(job_id)  # again each time: a seek replaces the job
         if job is None:
             abort(404)
+        job.record_request()  # a player is watching: the janitor leaves the job alone
         response = serve(job)
         if response is not None:
             return response
@@ -56,6 +69,8 @@ def _wait_and_serve(job_id, serve):
                 return error(404, f"job {job_id} failed: {job.error}")
             abort(404)
         remaining = deadline - time.monotonic()
+        if manager.closing:  # the worker is stopping: do not hold the shutdown up
+            return error(503, "the worker is shutting down", retry_after=1)
         if remaining <= 0:
             return error(503, f"job {job_id} has not written it yet", retry_after=1)
         job.wait_changed(min(POLL_S, remaining))
