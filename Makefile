@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit bench install ffmpeg clean
+.PHONY: run test unit bench install install-service ffmpeg clean
 
 run: install
 	$(BIN)/transcode-worker serve
@@ -19,6 +19,10 @@ bench: install
 	$(BIN)/python scripts/bench.py
 
 install: ffmpeg $(STAMP)
+
+# as root: the systemd service for operators (user, folders, /opt venv, /etc config, unit)
+install-service:
+	scripts/install-service.sh
 
 ffmpeg:
 	@scripts/ensure-ffmpeg.sh

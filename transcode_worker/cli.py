@@ -1,11 +1,10 @@
 """The `transcode-worker` command: serve, probe, check-config."""
 import argparse
 import json
-import logging
 import os
 import sys
 
-from . import __version__, capabilities
+from . import __version__, capabilities, logs
 from .config import ConfigError, describe, load_settings
 from .runstate import FolderInUse, lock_folder
 from .telemetry import Nvml, Telemetry, static_specs
@@ -54,8 +53,7 @@ def _first_run_hint(settings):
 
 def cmd_serve(args):
     settings = load_settings(args.config)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    logs.configure(settings)
     try:
         _prepare_folders(settings)
     except ConfigError as exc:  # the settings are readable: the orchestrator can be told

@@ -149,7 +149,8 @@ def _end_leftover_ffmpeg(job_id, entry):
         if abs(psutil.Process(pid).create_time() - started) > 0.01:
             return False  # the pid now belongs to another process: never touch it
         os.killpg(pid, signal.SIGKILL)  # FFmpeg leads its own group (process_group=0)
-        log.warning("job %s: ended FFmpeg pid %d left running by a previous run", job_id, pid)
+        log.warning("job %s: ended FFmpeg pid %d left running by a previous run", job_id, pid,
+                    extra={"job_id": job_id})
         return True
     except (psutil.Error, ProcessLookupError, PermissionError):
         return False

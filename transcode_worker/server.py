@@ -10,6 +10,7 @@ import signal
 
 from gunicorn.app.base import BaseApplication
 
+from . import logs
 from .app import create_app
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def worker_exit(server, worker):
 
 def gunicorn_options(settings):
     """gunicorn settings for this worker's configuration (also used by conf/gunicorn.conf.py)."""
-    return {
+    options = {
         "bind": [settings.listen],
         "workers": 1,  # never more: see the module docstring
         "worker_class": "gthread",
@@ -63,6 +64,9 @@ def gunicorn_options(settings):
         # gunicorn 27's control socket would be a file in $HOME; the worker needs none
         "control_socket_disable": True,
     }
+    if logs.gunicorn_logconfig(settings):
+        options["logconfig_dict"] = logs.gunicorn_logconfig(settings)
+    return options
 
 
 class WorkerApplication(BaseApplication):

@@ -61,7 +61,7 @@ class JobSupervisor(threading.Thread):
                 return
             job.record_pid(self._proc.pid)
         self._spawned.set()
-        log.info("job %s: FFmpeg started, pid %d", job.job_id, self._proc.pid)
+        log.info("job %s: FFmpeg started, pid %d", job.job_id, self._proc.pid, extra={"job_id": job.job_id})
         drain = threading.Thread(target=self._drain_stderr, name=f"job-{job.job_id}-stderr", daemon=True)
         drain.start()
         self._follow_progress()
@@ -117,7 +117,7 @@ class JobSupervisor(threading.Thread):
                 job.change_state(JobState.FAILED, error=f"FFmpeg {how}", stderr_tail=tail)
         log.log(logging.WARNING if job.state is JobState.FAILED else logging.INFO,
                 "job %s: FFmpeg pid %s ended (%s, exit %s)%s", job.job_id, job.pid, job.state, exit_code,
-                f": {tail[-1]}" if job.state is JobState.FAILED and tail else "")
+                f": {tail[-1]}" if job.state is JobState.FAILED and tail else "", extra={"job_id": job.job_id})
 
     # -- called from other threads ------------------------------------------------------------
     def wait_spawned(self, timeout=SPAWN_WAIT_S):
@@ -140,7 +140,7 @@ class JobSupervisor(threading.Thread):
                     proc.wait(grace_s)
                 except subprocess.TimeoutExpired:
                     log.warning("job %s: FFmpeg pid %d ignored SIGTERM for %.1fs, killing it",
-                                self.job.job_id, proc.pid, grace_s)
+                                self.job.job_id, proc.pid, grace_s, extra={"job_id": self.job.job_id})
             if proc.poll() is None:
                 self._signal(signal.SIGKILL)
                 proc.wait(REAP_WAIT_S)

@@ -1,0 +1,62 @@
+"""The janitor's rules as a pure function over a job and a clock."""
+import pytest
+
+from specs import job_spec
+from transcode_worker.ffmpeg_command import HlsOutput
+from transcode_worker.jobs import Job, Limits, janitor_verdict
+from transcode_worker.states import JobState
+
+LIMITS = Limits(stall_s=60, idle_s=300, finished_s=120)
+
+
+def job_in(state, t0=1000.0):
+    job = Job(job_spec(), HlsOutput("j1", 4.0))
+    job.last_progress_at = job.last_request_at = t0
+    path = {JobState.STARTING: [], JobState.RUNNING: [JobState.RUNNING],
+            JobState.COMPLETED: [JobState.RUNNING, JobState.COMPLETED], JobState.FAILED: [JobState.FAILED],
+            JobState.STOPPED: [JobState.STOPPING, JobState.STOPPED]}[state]
+    for step in path:
+        job.change_state(step)
+    if path:
+        job.ended_mono = t0 if state in (JobState.COMPLETED, JobState.FAILED, JobState.STOPPED) else None
+    return job
+
+
+@pytest.mark.parametrize("state", [JobState.STARTING, JobState.RUNNING])
+def test_a_stall_is_no_progress_for_the_limit(state):
+    job = job_in(state)
+    job.last_request_at = 1059.0  # watched, so only the stall rule can apply
+    assert janitor_verdict(job, 1059.9, LIMITS) is None
+    action, reason = janitor_verdict(job, 1060.0, LIMITS)
+    assert action == "stall" and "no progress for 60s" in reason
+
+
+def test_a_paused_job_is_not_stalled():
+    job = job_in(JobState.RUNNING)
+    job.paused = True
+    job.last_request_at = 1100.0
+    assert janitor_verdict(job, 1100.0, LIMITS) is None
+
+
+def test_an_unwatched_running_job_expires():
+    job = job_in(JobState.RUNNING)
+    job.last_progress_at = 1299.0  # progressing, so only the idle rule can apply
+    assert janitor_verdict(job, 1299.9, LIMITS) is None
+    action, reason = janitor_verdict(job, 1300.0, LIMITS)
+    assert action == "expire" and "no player asked" in reason
+
+
+@pytest.mark.parametrize("state", [JobState.COMPLETED, JobState.FAILED, JobState.STOPPED])
+def test_a_finished_job_expires_after_its_own_idle_time(state):
+    job = job_in(state)
+    assert janitor_verdict(job, 1119.0, LIMITS) is None
+    job.last_request_at = 1100.0  # a player still reading the finished stream
+    assert janitor_verdict(job, 1219.0, LIMITS) is None
+    action, reason = janitor_verdict(job, 1220.0, LIMITS)
+    assert action == "expire" and reason.startswith(state.value.lower())
+
+
+def test_zero_turns_a_rule_off():
+    job = job_in(JobState.RUNNING)
+    assert janitor_verdict(job, 10 ** 6, Limits(0, 0, 0)) is None
+    assert Limits(0, 0, 0).shortest == 60.0 and LIMITS.shortest == 60
