@@ -97,7 +97,8 @@ def test_registration_payload_and_token(link):
 def test_heartbeat_in_each_status(link):
     connect(link)
     link._beat()  # IDLE
-    older, newer = link.manager_fake.add("old", 1.0), link.manager_fake.add("new", 2.0)
+    older = link.manager_fake.add("old", 1.0)
+    link.manager_fake.add("new", 2.0)
     older.record_progress(Progress(out_time_s=30.0, speed="1.8x", frame=750, ended=False))
     link._beat()  # BUSY: both jobs, the newer one as job_context
     link.telemetry.values["cpu_usage"] = 97.0
