@@ -16,6 +16,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 import media_files as mf
+from transcode_worker.runstate import LOCK_FILE
 from worker_process import play, process_gone, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,3 +153,44 @@ def test_systemd_unit_verifies(tmp_path):
     timeout_stop = int(text.split("TimeoutStopSec=")[1].split("s")[0])
     from transcode_worker.config import SettingsSchema
     assert timeout_stop > SettingsSchema().fields["shutdown_timeout_s"].load_default + 5
+
+
+def test_the_disk_floor_refuses_jobs_and_says_why(make_worker, media_root):
+    w = make_worker(min_free_disk_bytes=1 << 60)  # more than any disk: "below the floor" at once
+    refused = w.post_job({"job_id": "floor1", "source_path": str(media_root / mf.H264)})
+    assert refused.status_code == 503 and "below the floor" in refused.json()["error"]
+    assert refused.headers["Retry-After"]
+    (problem,) = requests.get(w.url + "/healthz", timeout=5).json()["problems"]
+    assert "min_free_disk_bytes" in problem
+    assert list(w.segment_root.iterdir()) == [w.segment_root / LOCK_FILE]  # nothing created
+
+
+def test_a_restart_ends_its_own_surviving_ffmpeg_and_no_other(make_worker, media_root, tmp_path):
+    # An FFmpeg that outlives a SIGKILLed worker, as it would without a parent-death signal:
+    # the wrapper clears the signal, then becomes FFmpeg (same pid, same start time).
+    wrapper = tmp_path / "ffmpeg-surviving"
+    wrapper.write_text('#!/bin/sh\nexec setpriv --pdeathsig clear -- ffmpeg "$@"\n')
+    wrapper.chmod(0o755)
+    unrelated = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "quiet", "-re", "-f", "lavfi", "-i",
+                                  "testsrc2=size=64x64:rate=5:duration=120", "-f", "null", "-"],
+                                 stdin=subprocess.DEVNULL)
+    try:
+        w = make_worker(ffmpeg_path=str(wrapper))
+        pid = start_job(w, media_root, "surv1", bitrate_bps=300_000)["pid"]
+        w.wait_state("surv1", {"RUNNING"})
+        master = psutil.Process(w.proc.pid)
+        holder = psutil.Process(pid).parent()
+        holder.kill()  # SIGKILL the worker process, then its master: nobody cleans up
+        master.kill()
+        w.proc.wait(10)
+        time.sleep(1)
+        assert not process_gone(pid) and (w.segment_root / "surv1").is_dir()  # the leftovers
+
+        w.start()
+        wait_for(lambda: process_gone(pid), 5, what="the restarted worker to end its old FFmpeg")
+        assert not (w.segment_root / "surv1").exists()
+        assert unrelated.poll() is None  # an FFmpeg the worker did not start is left alone
+        assert "left running by a previous run" in w.log()
+    finally:
+        unrelated.kill()
+        unrelated.wait()

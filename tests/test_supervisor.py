@@ -8,7 +8,7 @@ import pytest
 
 from specs import job_spec, media_info
 from transcode_worker.ffmpeg_command import HlsOutput
-from transcode_worker.jobs import Job
+from transcode_worker.jobs import Job, Limits, janitor_verdict
 from transcode_worker.states import JobState
 from transcode_worker.supervisor import JobSupervisor
 from worker_process import process_gone
@@ -90,3 +90,23 @@ def test_missing_executable_fails_the_job(tmp_path):
     assert job.state is JobState.FAILED
     # directly: "cannot start FFmpeg: ..."; through setpriv: exit 127 with setpriv's reason in the tail
     assert "no-ffmpeg" in job.error + " ".join(job.stderr_tail)
+
+
+def test_a_fake_ffmpeg_that_hangs_is_found_stalled_and_fails_with_the_reason(run_fake):
+    job = run_fake("stubborn")  # prints progress forever, always at the same output time
+    wait_until(lambda: job.position_s == 1.0)
+    limits = Limits(stall_s=0.5, idle_s=0, finished_s=0)
+    verdict = wait_until_value(lambda: janitor_verdict(job, time.monotonic(), limits))
+    assert verdict[0] == "stall"
+    assert job.supervisor.kill_stalled(verdict[1])
+    wait_until(lambda: job.state is JobState.FAILED)
+    assert "no progress" in job.error and job.exit_code == -9
+    assert not job.supervisor.kill_stalled("again")  # an ended job is left alone
+
+
+def wait_until_value(produce, timeout=10):
+    deadline = time.monotonic() + timeout
+    while (value := produce()) is None:
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return value
