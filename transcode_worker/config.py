@@ -33,7 +33,7 @@ def data_dir():
     return Path(base) / "transcode-worker"
 
 
-def _listen_address(value):
+def listen_address(value):
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValidationError("must be host:port, for example 0.0.0.0:8081")
@@ -185,7 +185,7 @@ class SettingsSchema(Schema):
 
     @validates("listen")
     def _check_listen(self, value, **kwargs):
-        _listen_address(value)
+        listen_address(value)
 
     @validates_schema
     def _check_shutdown_bound(self, data, **kwargs):
@@ -196,7 +196,6 @@ class SettingsSchema(Schema):
                 "shutdown_timeout_s")
 
 
-LIST_KEYS = frozenset(name for name, field in SettingsSchema().fields.items() if isinstance(field, fields.List))
 PATH_KEYS = frozenset({"segment_root", "spool_dir"})
 
 
@@ -225,32 +224,40 @@ def _read_toml(path):
         raise ConfigError(f"config file {path}: {exc}") from None
 
 
-def _from_environ(environ):
+def _from_environ(environ, schema, prefix, example):
+    list_keys = {name for name, field in schema.fields.items() if isinstance(field, fields.List)}
     raw = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(prefix) or name == prefix + "CONFIG":
             continue
-        key = name[len(ENV_PREFIX):].lower()
-        if key not in SettingsSchema().fields:
-            raise ConfigError(f"{name}: unknown setting (see conf/worker.toml for the keys)")
-        raw[key] = [p for p in value.split(":") if p] if key in LIST_KEYS else value
+        key = name[len(prefix):].lower()
+        if key not in schema.fields:
+            raise ConfigError(f"{name}: unknown setting (see {example} for the keys)")
+        raw[key] = [p for p in value.split(":") if p] if key in list_keys else value
     return raw
 
 
-def load_settings(path=None, environ=None):
-    """Load, merge and validate the configuration; raise ConfigError on anything wrong."""
+def load_config(schema, prefix, example, path=None, environ=None):
+    """Defaults < TOML file (`path`, else $<prefix>CONFIG) < $<prefix><KEY>; validated by `schema`.
+    Returns (data, path); raises ConfigError with one line naming the key. Shared by the worker
+    and the reference orchestrator."""
     environ = os.environ if environ is None else environ
-    path = path or environ.get(CONFIG_ENV) or None
+    path = path or environ.get(prefix + "CONFIG") or None
     raw = _read_toml(path) if path else {}
-    raw.update(_from_environ(environ))
+    raw.update(_from_environ(environ, schema, prefix, example))
     try:
-        data = SettingsSchema().load(raw)
+        return schema.load(raw), path
     except ValidationError as err:
         raise ConfigError(_one_line(err.messages)) from None
+
+
+def load_settings(path=None, environ=None):
+    """Load, merge and validate the worker's configuration; raise ConfigError on anything wrong."""
+    data, path = load_config(SettingsSchema(), ENV_PREFIX, "conf/worker.toml", path, environ)
     data["media_roots"] = [os.path.expanduser(p) for p in data["media_roots"]]
     for key in PATH_KEYS:
         data[key] = os.path.expanduser(data[key])
-    host, port = _listen_address(data["listen"])
+    host, port = listen_address(data["listen"])
     if not data["advertise_url"]:
         data["advertise_url"] = f"http://{_reachable_host(host)}:{port}"
     return Settings(**data, listen_host=host, listen_port=port, config_file=path)

@@ -1,0 +1,54 @@
+"""The orchestrator's configuration, declared once like the worker's (conf/orchestrator.toml)."""
+import os
+from types import SimpleNamespace
+
+from marshmallow import Schema, fields, validate, validates
+
+from ..config import ConfigError, _setting, listen_address, load_config
+
+ENV_PREFIX = "TRANSCODE_ORCHESTRATOR_"
+
+
+def data_dir():
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "transcode-orchestrator")
+
+
+class OrchestratorSettingsSchema(Schema):
+    """Every key of conf/orchestrator.toml."""
+
+    listen = _setting(fields.String, "0.0.0.0:8080", "host:port the HTTP server binds to")
+    database = _setting(fields.String, lambda: os.path.join(data_dir(), "orchestrator.db"),
+                        "the SQLite file that keeps workers and jobs across restarts")
+    api_token = _setting(fields.String, "", "shared bearer token, both directions (empty: no auth)")
+    seen_within_s = _setting(fields.Float, 30.0, "a worker is selectable only if heard from within this",
+                             validate=validate.Range(0.5, 3600))
+    offline_after_s = _setting(fields.Float, 45.0, "a silent worker becomes OFFLINE and its jobs are re-queued",
+                               validate=validate.Range(0.5, 3600))
+    check_interval_s = _setting(fields.Float, 5.0, "how often silent workers and queued jobs are looked at",
+                                validate=validate.Range(0.1, 300))
+    worker_timeout_s = _setting(fields.Float, 10.0, "timeout of each call to a worker",
+                                validate=validate.Range(0.5, 120))
+    default_bitrate_bps = _setting(fields.Integer, 4_000_000, "bitrate of a play request that names none",
+                                   validate=validate.Range(64_000, 150_000_000))
+    prefer_same_subnet = _setting(fields.Boolean, True,
+                                  "among equally loaded workers, prefer one on the player's /24 (IPv4) or /64")
+    log_level = _setting(fields.String, "info", "debug, info, warning or error",
+                         validate=validate.OneOf(("debug", "info", "warning", "error")))
+
+    @validates("listen")
+    def _check_listen(self, value, **kwargs):
+        listen_address(value)
+
+
+def load_orchestrator_settings(path=None, environ=None):
+    data, path = load_config(OrchestratorSettingsSchema(), ENV_PREFIX, "conf/orchestrator.toml", path, environ)
+    data["database"] = os.path.expanduser(data["database"])
+    if not os.path.isabs(data["database"]):
+        raise ConfigError(f"database: {data['database']!r} must be an absolute path")
+    return SimpleNamespace(**data, config_file=path)
+
+
+def describe():
+    return [(name, field.load_default() if callable(field.load_default) else field.load_default,
+             field.metadata["help"]) for name, field in OrchestratorSettingsSchema().fields.items()]
