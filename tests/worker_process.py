@@ -160,9 +160,10 @@ def probe_duration(path_or_url):
     return float(out.stdout.decode().strip())
 
 
-def first_frame_luma(url):
-    """Mean luma (0-255) of the first decoded frame at `url`."""
-    out = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-i", url,
+def first_frame_luma(url, at=None):
+    """Mean luma (0-255) of the first decoded frame at `url` (or of the frame at `at` seconds)."""
+    seek = ["-ss", f"{at:.3f}"] if at is not None else []
+    out = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", *seek, "-i", url,
                           "-frames:v", "1", "-vf", "scale=1:1:flags=area", "-pix_fmt", "gray",
                           "-f", "rawvideo", "-"], capture_output=True, timeout=60, check=True)
     return out.stdout[0]

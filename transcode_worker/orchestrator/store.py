@@ -46,6 +46,7 @@ CREATE INDEX IF NOT EXISTS jobs_by_worker ON jobs (worker_id);
 JSON_COLUMNS = ("static_specs", "encoders", "telemetry", "configuration")
 OFFLINE = "OFFLINE"
 QUEUED = "QUEUED"  # a job waiting for a worker (its own was lost and none fitted yet)
+PLACING = "PLACING"  # a new job while the play request looks for a worker
 
 
 class Store:
@@ -101,6 +102,9 @@ class Store:
                     (beat["status"], beat.get("reason"), json.dumps(beat["telemetry"]), beat["active_jobs"],
                      now, worker_id))
 
+    def bump_active_jobs(self, worker_id):
+        self._write("UPDATE workers SET active_jobs = active_jobs + 1 WHERE id = ?", (worker_id,))
+
     def set_offline(self, worker_id, reason):
         return self._write("UPDATE workers SET status=?, reason=?, active_jobs=0 WHERE id=? AND status != ?",
                            (OFFLINE, reason, worker_id, OFFLINE))
@@ -109,7 +113,7 @@ class Store:
     def add_job(self, job_id, source_path, configuration, now=None):
         now = time.time() if now is None else now
         self._write("""INSERT INTO jobs (id, source_path, configuration, state, created_at, updated_at)
-                       VALUES (?, ?, ?, ?, ?, ?)""", (job_id, source_path, json.dumps(configuration), QUEUED, now, now))
+                       VALUES (?, ?, ?, ?, ?, ?)""", (job_id, source_path, json.dumps(configuration), PLACING, now, now))
 
     def job(self, job_id):
         return self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))

@@ -1,0 +1,113 @@
+"""The whole system on loopback: the reference orchestrator and two real workers (short intervals)."""
+import re
+import signal
+
+import psutil
+import pytest
+import requests
+
+import media_files as mf
+from orchestrator_process import OrchestratorProcess
+from worker_process import first_frame_luma, play, process_gone, wait_for
+
+TOKEN = "cluster-token"
+
+
+@pytest.fixture
+def cluster(make_worker, tmp_path):
+    def start(offline_after_s=3.0, **orchestrator_settings):
+        orch = OrchestratorProcess(tmp_path / "orchestrator", api_token=TOKEN, seen_within_s=5.0,
+                                   offline_after_s=offline_after_s, check_interval_s=0.5,
+                                   **orchestrator_settings).start()
+        started.append(orch)
+        workers = [make_worker(worker_id=wid, orchestrator_url=orch.url, api_token=TOKEN, heartbeat_interval_s=1.0)
+                   for wid in ("w1", "w2")]
+        wait_for(lambda: {w["status"] for w in orch.workers().values()} <= {"IDLE", "BUSY", "STRESSED"}
+                 and len(orch.workers()) == 2, 20, what="both workers in the pool")
+        return orch, {w.settings["worker_id"]: w for w in workers}
+    started = []
+    yield start
+    for orch in started:
+        for job in orch.get("/v1/jobs").json()["jobs"]:
+            orch.delete(f"/v1/jobs/{job['job_id']}")
+        orch.stop()
+
+
+def first_segment_url(playlist_url):
+    text = requests.get(playlist_url, timeout=30).text
+    name = next(line for line in text.splitlines() if line.endswith(".ts"))
+    return playlist_url.rsplit("/", 1)[0] + "/" + name
+
+
+def test_play_redirects_and_ffmpeg_plays_through_the_redirect(cluster, media_root):
+    orch, workers = cluster()
+    answer = requests.get(orch.url + "/play", params={"path": str(media_root / mf.H264)},
+                          allow_redirects=False, timeout=60)
+    assert answer.status_code == 302
+    job = orch.job(answer.headers["X-Job-Id"])
+    assert answer.headers["Location"] == job["playlist_url"]
+    assert job["playlist_url"].startswith(workers[job["worker_id"]].url)
+    # FFmpeg follows the orchestrator's redirect like a TV would, and decodes the whole movie
+    code, seconds, err = play(f"{orch.url}/play?path={requests.utils.quote(str(media_root / mf.H264))}")
+    assert code == 0, err
+    assert abs(seconds - 6.0) < 2.5
+    assert requests.get(orch.url + "/play", params={"path": "/nowhere/x.mkv"}, timeout=60).status_code == 422
+
+
+def test_a_killed_worker_is_replaced_and_the_stream_continues(cluster, media_root):
+    orch, workers = cluster()
+    created = orch.post("/v1/play", {"source_path": str(media_root / mf.LONG),
+                                     "configuration": {"bitrate_bps": 300_000}})
+    assert created.status_code == 201, created.text
+    job_id, holder_id = created.json()["job_id"], created.json()["worker_id"]
+    # far enough into the ramp that its brightness tells positions apart
+    wait_for(lambda: (orch.job(job_id)["position_s"] or 0) >= 90, 90, what="progress reported by heartbeats")
+    known = orch.job(job_id)["position_s"]
+    holder = workers[holder_id]
+    ffmpeg_pid = holder.job(job_id)["pid"]
+    gunicorn_worker = psutil.Process(ffmpeg_pid).parent()
+    psutil.Process(holder.proc.pid).kill()  # the whole worker dies at once: no death note
+    gunicorn_worker.kill()
+    wait_for(lambda: process_gone(ffmpeg_pid), 5, what="its FFmpeg to die with it")
+
+    other = next(wid for wid in workers if wid != holder_id)
+    moved = wait_for(lambda: (j := orch.job(job_id))["worker_id"] == other and j, 30, what="the re-queue")
+    assert moved["requeues"] == 1
+    seek = moved["configuration"]["seek_time"]
+    h, m, s = seek.split(":")
+    seek_s = int(h) * 3600 + int(m) * 60 + float(s)
+    assert known <= seek_s <= known + 15  # from its last known progress
+    assert orch.workers()[holder_id]["status"] == "OFFLINE"
+
+    again = requests.get(orch.url + "/play", params={"job_id": job_id}, allow_redirects=False, timeout=30)
+    assert again.status_code == 302 and again.headers["Location"].startswith(workers[other].url)
+    luma = first_frame_luma(first_segment_url(again.headers["Location"]))
+    expected = first_frame_luma(str(media_root / mf.LONG), at=seek_s)
+    assert abs(luma - expected) < 4  # the picture continues where the old worker was
+    assert abs(luma - first_frame_luma(str(media_root / mf.LONG), at=0)) > 20  # not from the start
+
+
+def test_sigterm_takes_a_worker_off_the_pool_at_once(cluster):
+    orch, workers = cluster(offline_after_s=120.0)  # only the death note can explain OFFLINE
+    workers["w2"].proc.send_signal(signal.SIGTERM)
+    workers["w2"].proc.wait(20)
+    w2 = orch.workers()["w2"]
+    assert w2["status"] == "OFFLINE" and "SHUTDOWN" in w2["reason"]
+    assert orch.workers()["w1"]["status"] != "OFFLINE"
+
+
+def test_orchestrator_down_then_up_sees_everything_after_the_replay(cluster, media_root):
+    orch, workers = cluster()
+    created = orch.post("/v1/play", {"source_path": str(media_root / mf.LONG),
+                                     "configuration": {"bitrate_bps": 300_000, "seek_time": "00:09:45"}})
+    job_id, holder_id = created.json()["job_id"], created.json()["worker_id"]
+    orch.stop()
+    holder = workers[holder_id]
+    holder.wait_state(job_id, {"COMPLETED"}, timeout=60)  # the job went on without the orchestrator
+    wait_for(lambda: len(list((holder.workdir / "spool" / "outbox").glob("*.json"))) >= 2, 20,
+             what="heartbeats spooled")
+    orch.start()
+    job = wait_for(lambda: (j := orch.job(job_id))["state"] == "COMPLETED" and j, 30, what="the replayed history")
+    assert job["progress"] == 100.0 and job["worker_id"] == holder_id and job["requeues"] == 0
+    assert {w["status"] for w in orch.workers().values()} <= {"IDLE", "BUSY", "STRESSED"}
+    assert re.match(r"^[0-9a-f]{16}$", job_id)

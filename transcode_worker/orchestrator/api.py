@@ -1,0 +1,253 @@
+"""The orchestrator's HTTP API: one blueprint for workers (the endpoint map's outbound calls),
+one for players and programs (play, seek, stop, state)."""
+import hmac
+import time
+import uuid
+from datetime import datetime, timezone
+
+from flask import Blueprint, current_app, jsonify, redirect, request
+from marshmallow import EXCLUDE, ValidationError
+
+from ..schemas import ConfigurationSchema, DeathNoteSchema, HeartbeatSchema, RegistrationSchema
+from .dispatch import NoWorker
+from .store import OFFLINE
+
+workers_bp = Blueprint("workers", __name__)
+play_bp = Blueprint("play", __name__)
+
+
+def ctx():
+    return current_app.extensions["transcode_orchestrator"]
+
+
+def error(status, message, **extra):
+    response = jsonify(error=message, **extra)
+    response.status_code = status
+    if status == 503:
+        response.headers["Retry-After"] = "5"
+    return response
+
+
+def _authorised():
+    token = ctx().settings.api_token
+    if not token:
+        return True
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+@workers_bp.before_request
+def require_token():
+    if not _authorised():
+        return error(401, "missing or wrong bearer token")
+
+
+def _body():
+    data = request.get_json(silent=True)
+    return data if isinstance(data, dict) else None
+
+
+# -- worker -> orchestrator ------------------------------------------------------------------
+@workers_bp.post("/v1/workers")
+def register():
+    try:
+        reg = RegistrationSchema(unknown=EXCLUDE).load(_body() or {})
+    except ValidationError as err:
+        return error(422, "invalid registration", fields=err.messages)
+    c = ctx()
+    c.store.register_worker(reg)
+    lost = set(reg["lost_jobs"])
+    for job in c.store.jobs(worker_id=reg["id"]):
+        if job["id"] in lost:
+            c.dispatcher.requeue(job, f"lost by worker {reg['id']} (it restarted)")
+    return jsonify(id=reg["id"], registered=True), 201
+
+
+@workers_bp.post("/v1/workers/<worker_id>/heartbeats")
+def heartbeat(worker_id):
+    c = ctx()
+    if c.store.worker(worker_id) is None:
+        return error(404, f"unknown worker {worker_id}: register first")
+    try:
+        beat = HeartbeatSchema(unknown=EXCLUDE).load(_body() or {})
+    except ValidationError as err:
+        return error(422, "invalid heartbeat", fields=err.messages)
+    if not beat["replayed"]:
+        c.store.record_heartbeat(worker_id, beat)
+    recorded = beat["recorded_at"]
+    for context in beat["jobs"]:
+        job = c.store.job(context["active_job_id"])
+        if job is None or job["worker_id"] != worker_id:
+            continue  # deleted, or moved to another worker since
+        if job["reported_at"] and datetime.fromisoformat(job["reported_at"]) > recorded:
+            continue  # an older record than what we know (a replay after a live heartbeat)
+        c.store.update_job(job["id"], state=context["state"], progress=context["progress"],
+                           position_s=context["position_s"], speed=context["speed"],
+                           last_segment_id=context["last_segment_id"], error=context["error"],
+                           reported_at=recorded.isoformat())
+    return "", 204
+
+
+@workers_bp.patch("/v1/workers/<worker_id>")
+def death_note(worker_id):
+    c = ctx()
+    if c.store.worker(worker_id) is None:
+        return error(404, f"unknown worker {worker_id}")
+    try:
+        note = DeathNoteSchema(unknown=EXCLUDE).load(_body() or {})
+    except ValidationError as err:
+        return error(422, "invalid death note", fields=err.messages)
+    why = note["reason"] if not note.get("message") else f"{note['reason']}: {note['message']}"
+    c.dispatcher.worker_lost(worker_id, f"went offline ({why})")
+    return "", 204
+
+
+@workers_bp.get("/v1/workers")
+def list_workers():
+    now = time.time()
+    return jsonify(workers=[{
+        "id": w["id"], "url": w["url"], "status": w["status"], "reason": w["reason"],
+        "active_jobs": w["active_jobs"], "max_concurrent_jobs": w["max_concurrent_jobs"],
+        "hardware_acceleration": w["static_specs"].get("hardware_acceleration", []),
+        "encoders": w["encoders"], "telemetry": w["telemetry"], "version": w["version"],
+        "last_seen": _iso(w["last_seen"]), "seen_s_ago": round(now - w["last_seen"], 1),
+    } for w in ctx().store.workers()])
+
+
+# -- players and programs --------------------------------------------------------------------
+def _job_view(job):
+    return {"job_id": job["id"], "worker_id": job["worker_id"], "state": job["state"],
+            "progress": job["progress"], "position_s": job["position_s"], "speed": job["speed"],
+            "last_segment_id": job["last_segment_id"], "playlist_url": job["playlist_url"],
+            "source_path": job["source_path"], "configuration": job["configuration"],
+            "requeues": job["requeues"], "error": job["error"]}
+
+
+def _start(source_path, configuration):
+    """Create a job and place it; returns (job row, None) or (None, error response)."""
+    try:
+        configuration = ConfigurationSchema().load(configuration or {})
+    except ValidationError as err:
+        return None, error(422, "invalid configuration", fields={"configuration": err.messages})
+    configuration = {k: v for k, v in configuration.items() if v is not None}
+    configuration.setdefault("bitrate_bps", ctx().settings.default_bitrate_bps)
+    c = ctx()
+    job_id = uuid.uuid4().hex[:16]
+    c.store.add_job(job_id, source_path, configuration)
+    try:
+        c.dispatcher.place(job_id, source_path, configuration, client_ip=request.remote_addr)
+    except NoWorker as exc:
+        c.store.delete_job(job_id)
+        return None, error(exc.status, str(exc), **{k: v for k, v in exc.body.items() if k != "error"})
+    return c.store.job(job_id), None
+
+
+@play_bp.get("/play")
+def play():
+    """GET /play?path=<source> starts a job and redirects the player to its playlist;
+    GET /play?job_id=<id> redirects to wherever the job is now (after a failover, a seek)."""
+    c = ctx()
+    if request.args.get("job_id"):
+        job = c.store.job(request.args["job_id"])
+        if job is None:
+            return error(404, "unknown job")
+        if not job["playlist_url"]:
+            return error(503, f"job {job['id']} is waiting for a worker")
+        return redirect(job["playlist_url"], code=302)
+    path = request.args.get("path")
+    if not path:
+        return error(400, "give ?path=<source_path> (or ?job_id=<id>)")
+    configuration = {}
+    for key in ("seek_time", "encoder"):
+        if key in request.args:
+            configuration[key] = request.args[key]
+    if "bitrate_bps" in request.args:
+        if not request.args["bitrate_bps"].isdigit():
+            return error(422, "invalid configuration", fields={"configuration": {"bitrate_bps": ["Not a valid integer."]}})
+        configuration["bitrate_bps"] = int(request.args["bitrate_bps"])
+    if request.args.get("force_remux") in ("1", "true"):
+        configuration["force_remux"] = True
+    job, failure = _start(path, configuration)
+    if failure is not None:
+        return failure
+    response = redirect(job["playlist_url"], code=302)
+    response.headers["X-Job-Id"] = job["id"]
+    return response
+
+
+@play_bp.post("/v1/play")
+def play_json():
+    if not _authorised():
+        return error(401, "missing or wrong bearer token")
+    body = _body()
+    if body is None or not isinstance(body.get("source_path"), str):
+        return error(400, "the body must be a JSON object with source_path")
+    job, failure = _start(body["source_path"], body.get("configuration"))
+    if failure is not None:
+        return failure
+    return jsonify(job_id=job["id"], worker_id=job["worker_id"], playlist_url=job["playlist_url"]), 201
+
+
+@play_bp.get("/v1/jobs")
+def list_jobs():
+    if not _authorised():
+        return error(401, "missing or wrong bearer token")
+    return jsonify(jobs=[_job_view(job) for job in ctx().store.jobs()])
+
+
+@play_bp.get("/v1/jobs/<job_id>")
+def job_state(job_id):
+    if not _authorised():
+        return error(401, "missing or wrong bearer token")
+    job = ctx().store.job(job_id)
+    return jsonify(_job_view(job)) if job else error(404, "unknown job")
+
+
+@play_bp.post("/v1/jobs/<job_id>/seek")
+def seek(job_id):
+    if not _authorised():
+        return error(401, "missing or wrong bearer token")
+    c = ctx()
+    job = c.store.job(job_id)
+    if job is None:
+        return error(404, "unknown job")
+    body = _body() or {}
+    try:
+        wanted = ConfigurationSchema().load({"seek_time": body.get("seek_time")})["seek_time"]
+    except ValidationError as err:
+        return error(422, "invalid seek", fields=err.messages)
+    configuration = {**job["configuration"], "seek_time": wanted}
+    holder = c.store.worker(job["worker_id"]) if job["worker_id"] else None
+    # the holder first: there a seek is a restart at the new position (allowed even at capacity)
+    if holder is None or holder["status"] == OFFLINE or not c.dispatcher.command(
+            holder, job_id, job["source_path"], configuration):
+        try:
+            c.dispatcher.place(job_id, job["source_path"], configuration,
+                               exclude={holder["id"]} if holder else ())
+        except NoWorker as exc:
+            return error(exc.status, str(exc))
+    c.store.update_job(job_id, position_s=_seconds(wanted), progress=None)
+    return jsonify(_job_view(c.store.job(job_id)))
+
+
+@play_bp.delete("/v1/jobs/<job_id>")
+def stop(job_id):
+    if not _authorised():
+        return error(401, "missing or wrong bearer token")
+    c = ctx()
+    job = c.store.job(job_id)
+    if job is None:
+        return error(404, "unknown job")
+    c.dispatcher.delete_on_worker(job["worker_id"], job_id)
+    c.store.delete_job(job_id)
+    return jsonify(job_id=job_id, deleted=True)
+
+
+def _seconds(seek):
+    h, m, s = seek.split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def _iso(ts):
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+

@@ -1,0 +1,68 @@
+"""The orchestrator's Flask factory and its monitor thread."""
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from .config import load_orchestrator_settings
+from .dispatch import Dispatcher
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OrchestratorContext:
+    settings: object
+    store: Store
+    dispatcher: Dispatcher
+    started_at: float = field(default_factory=time.time)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self._monitor, name="monitor", daemon=True)
+        self._thread.start()
+
+    def _monitor(self):
+        while not self._stop.wait(self.settings.check_interval_s):
+            try:
+                self.dispatcher.check(self.started_at)
+            except Exception:  # the monitor is what heals the pool: it must not die
+                log.exception("monitor round failed")
+
+    def shutdown(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.store.close()
+
+
+def create_app(settings=None):
+    settings = settings or load_orchestrator_settings()
+    store = Store(settings.database)
+    ctx = OrchestratorContext(settings, store, Dispatcher(settings, store))
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.json.sort_keys = False
+    app.extensions["transcode_orchestrator"] = ctx
+
+    from .api import play_bp, workers_bp
+    app.register_blueprint(workers_bp)
+    app.register_blueprint(play_bp)
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok", "workers": len(store.workers())}
+
+    @app.errorhandler(HTTPException)
+    def json_error(exc):
+        response = jsonify(error=exc.name, detail=exc.description)
+        response.status_code = exc.code
+        return response
+
+    ctx.start()
+    return app
