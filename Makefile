@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit bench install install-service ffmpeg clean
+.PHONY: run test unit bench demo install install-service ffmpeg clean
 
 run: install
 	$(BIN)/transcode-worker serve
@@ -17,6 +17,10 @@ unit: install
 
 bench: install
 	$(BIN)/python scripts/bench.py
+
+# the reference orchestrator and two workers on loopback; Ctrl-C stops it all
+demo: install
+	$(BIN)/python scripts/demo.py
 
 install: ffmpeg $(STAMP)
 
