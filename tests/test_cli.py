@@ -1,9 +1,12 @@
 """The `transcode-worker` command as an operator runs it."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+from transcode_worker.orchestrator.config import OrchestratorSettingsSchema
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "worker.toml"
 
@@ -44,3 +47,20 @@ def test_probe_reports_ffmpeg_and_only_proven_encoders():
 def test_probe_without_ffmpeg_fails_clearly():
     result = run("probe", TRANSCODE_WORKER_FFMPEG_PATH="/nonexistent/ffmpeg")
     assert result.returncode == 1 and json.loads(result.stdout)["ffmpeg_version"] is None
+
+
+def run_orchestrator(*args, **env):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCODE_")}
+    return subprocess.run([sys.executable, "-m", "transcode_worker.orchestrator", *args], capture_output=True,
+                          text=True, timeout=60, env={**environ, **env})
+
+
+def test_orchestrator_check_config_and_one_line_errors(tmp_path):
+    result = run_orchestrator("check-config", TRANSCODE_ORCHESTRATOR_OFFLINE_AFTER_S="7.5")
+    assert result.returncode == 0 and "offline_after_s = 7.5" in result.stdout
+    bad = run_orchestrator("serve", TRANSCODE_ORCHESTRATOR_SEEN_WITHIN_S="soon")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "seen_within_s" in bad.stderr
+    example = Path(__file__).parent.parent / "conf" / "orchestrator.toml"
+    assert run_orchestrator("check-config", "--config", str(example)).returncode == 0
+    documented = set(re.findall(r"^#?\s*([a-z_]+) = ", example.read_text(), re.MULTILINE))
+    assert documented == set(OrchestratorSettingsSchema().fields)
