@@ -60,3 +60,26 @@ def test_zero_turns_a_rule_off():
     job = job_in(JobState.RUNNING)
     assert janitor_verdict(job, 10 ** 6, Limits(0, 0, 0)) is None
     assert Limits(0, 0, 0).shortest == 60.0 and LIMITS.shortest == 60
+
+
+THROTTLE = Limits(stall_s=60, idle_s=300, finished_s=120, lead_s=20)
+
+
+def running_with_segments(last, furthest=None):
+    job = job_in(JobState.RUNNING)
+    job.last_segment_id, job.furthest_requested = last, furthest
+    return job
+
+
+def test_throttling_pauses_far_ahead_and_resumes_near():
+    segment_s = 4.0  # job_in's HlsOutput
+    assert running_with_segments(5, furthest=None).lead_s() == 6 * segment_s  # nobody asked yet: from the start
+    assert janitor_verdict(running_with_segments(5, furthest=0), 1000.0, THROTTLE) is None  # 20 s: at the lead
+    action, reason = janitor_verdict(running_with_segments(6, furthest=0), 1000.0, THROTTLE)
+    assert action == "pause" and "24s ahead" in reason
+    paused = running_with_segments(6, furthest=1)
+    paused.paused = True
+    assert janitor_verdict(paused, 1000.0, THROTTLE) is None  # 20 s: still above half the lead
+    paused.furthest_requested = 4
+    assert janitor_verdict(paused, 1000.0, THROTTLE)[0] == "resume"  # 8 s: a player came near
+    assert janitor_verdict(running_with_segments(50), 1000.0, LIMITS) is None  # lead_s 0: never

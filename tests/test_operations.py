@@ -194,3 +194,25 @@ def test_a_restart_ends_its_own_surviving_ffmpeg_and_no_other(make_worker, media
     finally:
         unrelated.kill()
         unrelated.wait()
+
+
+def test_throttling_pauses_ffmpeg_ahead_of_the_player_and_resumes_it(make_worker, media_root):
+    w = make_worker(throttle_lead_s=8.0, stop_grace_s=3.0)
+    pid = start_job(w, media_root, "thr1", bitrate_bps=300_000)["pid"]
+    assert requests.get(f"{w.url}/thr1_0.ts", timeout=30).status_code == 200  # the player is at the start
+    wait_for(lambda: w.job("thr1")["throttled"], 30, what="the job to be paused")
+    assert psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    held = w.job("thr1")["last_segment_id"]
+    time.sleep(2)
+    assert w.job("thr1")["last_segment_id"] == held  # paused: no CPU spent, nothing written
+
+    assert requests.get(f"{w.url}/thr1_{held}.ts", timeout=30).status_code == 200  # the player caught up
+    assert not w.job("thr1")["throttled"]
+    assert psutil.Process(pid).status() != psutil.STATUS_STOPPED
+    wait_for(lambda: w.job("thr1")["last_segment_id"] > held, 30, what="FFmpeg to write again")
+    wait_for(lambda: w.job("thr1")["throttled"], 30, what="the job to be paused again")
+
+    started = time.monotonic()
+    assert w.delete("thr1").status_code == 200  # SIGTERM reaches a paused FFmpeg (it is continued)
+    assert time.monotonic() - started < 3.0
+    assert process_gone(pid) or not psutil.pid_exists(pid)

@@ -155,6 +155,12 @@ class SettingsSchema(Schema):
         "a completed, failed or stopped job's folder is removed after this long unwatched (0: never)",
         validate=validate.Range(0, 86400),
     )
+    throttle_lead_s = _setting(
+        fields.Float, 180.0,
+        "pause (SIGSTOP) a job's FFmpeg while it is more than this many seconds of movie ahead of the "
+        "furthest segment any player asked for; resume below half (0: never pause)",
+        validate=validate.Range(0, 86400),
+    )
     shutdown_timeout_s = _setting(
         fields.Float, 25.0,
         "bound on the whole shutdown (stop taking jobs, stop FFmpeg, death note); at least "

@@ -60,6 +60,7 @@ class Job:
         self.changed = threading.Condition()
         self.supervisor = None
         self.paused = False  # SIGSTOPped on purpose (throttling): not a stall
+        self.furthest_requested = None  # the highest segment number a player asked for
         self._on_transition = on_transition
 
     @property
@@ -104,9 +105,18 @@ class Job:
             self.speed = snapshot.speed or self.speed
             self.updated_at = time.time()
 
-    def record_request(self):
+    def record_request(self, segment=None):
         """A player asked for the playlist or a segment: the job is being watched."""
         self.last_request_at = time.monotonic()
+        if segment is not None and (self.furthest_requested is None or segment > self.furthest_requested):
+            self.furthest_requested = segment
+
+    def lead_s(self):
+        """How much movie FFmpeg has written beyond the furthest segment a player asked for."""
+        if self.last_segment_id is None:
+            return 0.0
+        furthest = self.furthest_requested if self.furthest_requested is not None else self.output.start_number - 1
+        return max(0, self.last_segment_id - max(furthest, self.output.start_number - 1)) * self.output.segment_s
 
     def record_playlist(self, text):
         """Note the newest segment a playlist lists (read by the supervisor or for a player's
@@ -146,6 +156,7 @@ class Job:
                 "first_segment_id": self.output.start_number,
                 "last_segment_id": self.last_segment_id,
                 "restarts": self.restarts,
+                "throttled": self.paused,
                 "created_at": _iso(self.created_at),
                 "updated_at": _iso(self.updated_at),
                 "ended_at": _iso(self.ended_at),
@@ -161,23 +172,32 @@ class Limits:
     stall_s: float
     idle_s: float
     finished_s: float
+    lead_s: float = 0.0  # throttling: pause FFmpeg this far ahead of every player
 
     @classmethod
     def from_settings(cls, settings):
-        return cls(settings.stall_timeout_s, settings.idle_job_timeout_s, settings.finished_job_timeout_s)
+        return cls(settings.stall_timeout_s, settings.idle_job_timeout_s, settings.finished_job_timeout_s,
+                   settings.throttle_lead_s)
 
     @property
     def shortest(self):
-        return min([v for v in (self.stall_s, self.idle_s, self.finished_s) if v > 0] or [60.0])
+        return min([v for v in (self.stall_s, self.idle_s, self.finished_s, self.lead_s) if v > 0] or [60.0])
 
 
 def janitor_verdict(job, now, limits):
-    """What the janitor does to `job` at monotonic time `now` (pure): None, ("stall", reason) or
-    ("expire", reason). A stall is FFmpeg alive but its output time not moving; an active job
-    expires when no player has asked for its playlist or a segment for idle_s; an ended job's
-    folder likewise after finished_s."""
+    """What the janitor does to `job` at monotonic time `now` (pure): None, ("stall", reason),
+    ("expire", reason), ("pause", reason) or ("resume", reason). A stall is FFmpeg alive but its
+    output time not moving; an active job expires when no player has asked for its playlist or a
+    segment for idle_s; an ended job's folder likewise after finished_s. Throttling pauses a job
+    more than lead_s ahead of the furthest segment asked for, and resumes it below half of that."""
     with job.changed:
         state = job.state
+        if limits.lead_s and state in WRITING_STATES:
+            lead = job.lead_s()
+            if not job.paused and lead > limits.lead_s:
+                return "pause", f"{lead:.0f}s ahead of every player: paused"
+            if job.paused and lead <= limits.lead_s / 2:
+                return "resume", f"a player is {lead:.0f}s behind: resumed"
         if state in WRITING_STATES and not job.paused and limits.stall_s and now - job.last_progress_at >= limits.stall_s:
             return "stall", f"FFmpeg made no progress for {now - job.last_progress_at:.0f}s (stalled), killed"
         if state in ACTIVE_STATES and limits.idle_s and now - job.last_request_at >= limits.idle_s:
@@ -341,7 +361,11 @@ class JobManager:
             if verdict is None:
                 continue
             action, reason = verdict
-            if action == "stall":
+            if action in ("pause", "resume"):
+                if getattr(job.supervisor, action)():
+                    log.info("job %s: %s", job.job_id, reason, extra={"job_id": job.job_id})
+                    done.append((job.job_id, action, reason))
+            elif action == "stall":
                 if job.supervisor.kill_stalled(reason):
                     done.append((job.job_id, action, reason))
             elif self.get(job.job_id) is job and self.delete(job.job_id, reason=reason):

@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections import deque
 
 from .progress import ProgressParser
@@ -136,6 +137,7 @@ class JobSupervisor(threading.Thread):
         if proc is not None and proc.poll() is None:
             if not kill_now:
                 self._signal(signal.SIGTERM)
+                self.resume()  # a paused FFmpeg would hold the SIGTERM until continued
                 try:
                     proc.wait(grace_s)
                 except subprocess.TimeoutExpired:
@@ -145,6 +147,26 @@ class JobSupervisor(threading.Thread):
                 self._signal(signal.SIGKILL)
                 proc.wait(REAP_WAIT_S)
         self.join(REAP_WAIT_S)
+
+    def pause(self):
+        """SIGSTOP FFmpeg's group (throttling: it is far ahead of every player). True if paused."""
+        with self.job.changed:
+            if self.job.paused or self._stop_requested or self._proc is None or self.job.state not in WRITING_STATES:
+                return False
+            self._signal(signal.SIGSTOP)
+            self.job.paused = True
+        return True
+
+    def resume(self):
+        """SIGCONT FFmpeg's group; its progress clock restarts, so the pause is never a stall."""
+        with self.job.changed:
+            if not self.job.paused:
+                return False
+            if self._proc is not None:
+                self._signal(signal.SIGCONT)
+            self.job.paused = False
+            self.job.last_progress_at = time.monotonic()
+        return True
 
     def kill_stalled(self, reason):
         """FFmpeg is alive but stuck: SIGKILL it; the job ends FAILED with `reason`, which wakes

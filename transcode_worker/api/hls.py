@@ -36,13 +36,13 @@ def hls_file(name):
         return _measured("playlist", match.group(1), _playlist)
     if match := SEGMENT_NAME.match(name):
         number = int(match.group(2))
-        return _measured("segment", match.group(1), lambda job: _segment(job, number))
+        return _measured("segment", match.group(1), lambda job: _segment(job, number), number)
     abort(404)
 
 
-def _measured(kind, job_id, serve):
+def _measured(kind, job_id, serve, segment=None):
     started = time.perf_counter()
-    response = _wait_and_serve(job_id, serve)
+    response = _wait_and_serve(job_id, serve, segment)
     if response.status_code in (200, 206):
         metrics = context().metrics
         metrics.segment_wait.labels(kind).observe(time.perf_counter() - started)
@@ -52,7 +52,7 @@ def _measured(kind, job_id, serve):
     return response
 
 
-def _wait_and_serve(job_id, serve):
+def _wait_and_serve(job_id, serve, segment=None):
     """Call serve(job) until it answers, the job cannot write any more, or the wait runs out."""
     manager = context().manager
     deadline = time.monotonic() + context().settings.playlist_wait_s
@@ -60,7 +60,9 @@ def _wait_and_serve(job_id, serve):
         job = manager.get(job_id)  # again each time: a seek replaces the job
         if job is None:
             abort(404)
-        job.record_request()  # a player is watching: the janitor leaves the job alone
+        job.record_request(segment)  # a player is watching: the janitor leaves the job alone
+        if job.paused and job.lead_s() <= context().settings.throttle_lead_s / 2:
+            job.supervisor.resume()  # a player came near: continue now, not at the next sweep
         response = serve(job)
         if response is not None:
             return response
