@@ -50,3 +50,8 @@ def test_segment_numbers_from_a_playlist():
     text = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:4.0,\nab_c_7.ts\n#EXTINF:4.0,\nab_c_8.ts\nother_9.ts\n"
     assert segment_numbers(text, "ab_c") == [7, 8]
     assert segment_numbers("#EXTM3U\n", "ab_c") == []
+
+
+def test_nonsense_at_the_start_never_reaches_the_wire():
+    assert format_speed("inf") is None and format_speed("N/A") is None and format_speed("-1x") is None
+    assert percent(0.0, -0.5, 100.0) == 0.0

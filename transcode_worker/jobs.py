@@ -97,7 +97,8 @@ class Job:
     def record_progress(self, snapshot):
         with self.changed:
             if snapshot.out_time_s is not None:
-                position = self.spec.seek_s + snapshot.out_time_s
+                # FFmpeg reports a small negative time before the first frame
+                position = self.spec.seek_s + max(0.0, snapshot.out_time_s)
                 if position > self.position_s or snapshot.ended:  # a stall repeats the same time
                     self.last_progress_at = time.monotonic()
                 self.position_s = position

@@ -1,4 +1,5 @@
 """Reading FFmpeg's `-progress` output and the playlist it writes (pure functions)."""
+import math
 import re
 from dataclasses import dataclass
 
@@ -23,7 +24,9 @@ def _number(value, kind):
 def format_speed(raw):
     """FFmpeg's "1.83x" or "  12x" -> "1.8x"; None when unknown."""
     value = _number((raw or "").strip().rstrip("x"), float)
-    return None if value is None else f"{value:.1f}x"
+    if value is None or not math.isfinite(value) or value < 0:  # "N/A", "inf" at the very start
+        return None
+    return f"{value:.1f}x"
 
 
 class ProgressParser:
@@ -53,7 +56,7 @@ def percent(seek_s, out_time_s, duration_s):
     """Share of the whole movie done, counting the seek offset; None when unknown."""
     if out_time_s is None or not duration_s:
         return None
-    return round(min(100.0, 100.0 * (seek_s + out_time_s) / duration_s), 1)
+    return round(min(100.0, max(0.0, 100.0 * (seek_s + out_time_s) / duration_s)), 1)
 
 
 def segment_numbers(playlist_text, job_id):
