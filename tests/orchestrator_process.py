@@ -1,57 +1,18 @@
 """The reference orchestrator as a real process (`transcode-orchestrator serve`) for tests."""
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import requests
 
-from worker_process import free_port, wait_for
+from worker_process import ServiceProcess, free_port
 
 
-class OrchestratorProcess:
+class OrchestratorProcess(ServiceProcess):
+    name, module = "orchestrator", "transcode_worker.orchestrator"
+
     def __init__(self, workdir, **settings):
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.settings = {"listen": f"127.0.0.1:{self.port}", "database": str(self.workdir / "orch.db"),
-                         **settings}
-        self.token = self.settings.get("api_token", "")
-        self.config = self.workdir / "orchestrator.toml"
-        self.config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in self.settings.items()))
-        self.log_path = self.workdir / "orchestrator.log"
-        self.proc = None
-
-    def start(self, timeout=30):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCODE_")}
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "transcode_worker.orchestrator", "serve", "--config", str(self.config)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        wait_for(self._healthy, timeout, what=f"orchestrator on {self.url}")
-        return self
-
-    def _healthy(self):
-        if self.proc.poll() is not None:
-            raise AssertionError(f"orchestrator exited with {self.proc.returncode}:\n{self.log()}")
-        try:
-            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
+        self.token = settings.get("api_token", "")
+        super().__init__(workdir, {"listen": f"127.0.0.1:{self.port}", "database": f"{workdir}/orch.db",
+                                   **settings})
 
     # -- HTTP -----------------------------------------------------------------------------------
     def headers(self):

@@ -30,38 +30,30 @@ def wait_for(predicate, timeout, interval=0.05, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-class WorkerProcess:
-    """`transcode-worker serve --config FILE` with a TOML written from `settings`."""
+class ServiceProcess:
+    """`python -m <module> serve --config FILE` on loopback, with a TOML written from `settings`:
+    the worker, or the reference orchestrator."""
 
-    def __init__(self, workdir, media_root, **settings):
+    name = module = None
+
+    def __init__(self, workdir, settings):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.segment_root = self.workdir / "segments"
-        self.settings = {
-            "worker_id": "test-worker", "listen": f"127.0.0.1:{self.port}", "media_roots": [str(media_root)],
-            "segment_root": str(self.segment_root), "spool_dir": str(self.workdir / "spool"),
-            "segment_duration_s": 2.0, "playlist_wait_s": 20.0, "stop_grace_s": 3.0,
-            "max_concurrent_jobs": 4, "log_level": "info",
-            "library_scan_interval_s": 0,  # tests of the scan turn it on: elsewhere it only costs CPU
-            "min_free_disk_bytes": 1024 * 1024,  # a test machine's disk may be small
-            **settings,
-        }
-        self.config = self.workdir / "worker.toml"
+        self.settings = settings
+        self.config = self.workdir / f"{self.name}.toml"
         self.config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in self.settings.items()))
-        self.log_path = self.workdir / "worker.log"
+        self.log_path = self.workdir / f"{self.name}.log"
         self.proc = None
 
     def start(self, timeout=30):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCODE_WORKER_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCODE_")}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "transcode_worker", "serve", "--config", str(self.config)],
+                [sys.executable, "-m", self.module, "serve", "--config", str(self.config)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             )
         try:
-            wait_for(self._healthy, timeout, what=f"worker on {self.url} (log: {self.log_path})")
+            wait_for(self._healthy, timeout, what=f"{self.name} on {self.url} (log: {self.log_path})")
         except AssertionError:
             self.stop()
             raise
@@ -69,7 +61,7 @@ class WorkerProcess:
 
     def _healthy(self):
         if self.proc.poll() is not None:
-            raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
         try:
             return requests.get(self.url + "/healthz", timeout=1).status_code == 200
         except requests.ConnectionError:
@@ -80,9 +72,6 @@ class WorkerProcess:
             return psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             return []
-
-    def ffmpeg_pids(self):
-        return sorted(p.pid for p in self.descendants() if _is_ffmpeg(p))
 
     def stop(self, timeout=20):
         """SIGTERM the gunicorn master by pid, wait, then SIGKILL whatever of it is left."""
@@ -102,6 +91,29 @@ class WorkerProcess:
 
     def log(self):
         return self.log_path.read_text(errors="replace")
+
+
+class WorkerProcess(ServiceProcess):
+    """`transcode-worker serve` with test settings (short segments and waits, no library scan)."""
+
+    name, module = "worker", "transcode_worker"
+
+    def __init__(self, workdir, media_root, **settings):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.segment_root = Path(workdir) / "segments"
+        super().__init__(workdir, {
+            "worker_id": "test-worker", "listen": f"127.0.0.1:{self.port}", "media_roots": [str(media_root)],
+            "segment_root": str(self.segment_root), "spool_dir": str(Path(workdir) / "spool"),
+            "segment_duration_s": 2.0, "playlist_wait_s": 20.0, "stop_grace_s": 3.0,
+            "max_concurrent_jobs": 4, "log_level": "info",
+            "library_scan_interval_s": 0,  # tests of the scan turn it on: elsewhere it only costs CPU
+            "min_free_disk_bytes": 1024 * 1024,  # a test machine's disk may be small
+            **settings,
+        })
+
+    def ffmpeg_pids(self):
+        return sorted(p.pid for p in self.descendants() if _is_ffmpeg(p))
 
     # -- HTTP -----------------------------------------------------------------------------------
     def auth(self):

@@ -127,14 +127,16 @@ def create_app(settings=None, capabilities=None):
             ctx.metrics.observe_request(request.endpoint, request.method, response.status_code, g.started)
         return response
 
-    @app.errorhandler(HTTPException)
-    def json_error(exc):
-        response = jsonify(error=exc.name, detail=exc.description)
-        response.status_code = exc.code
-        return response
-
+    app.register_error_handler(HTTPException, json_http_error)
     ctx.start()
     return app
+
+
+def json_http_error(exc):
+    """Flask's HTTP errors (404, 405, 413...) as JSON, like every other answer of the API."""
+    response = jsonify(error=exc.name, detail=exc.description)
+    response.status_code = exc.code
+    return response
 
 
 def send_fatal_death_note(settings, message):

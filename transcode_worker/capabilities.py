@@ -56,8 +56,8 @@ def parse_hwaccels(text):
 
 
 def _run(ffmpeg, option):
-    proc = subprocess.run([ffmpeg, "-hide_banner", option] if option != "-encoders" else [ffmpeg, option],
-                          capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    # no -hide_banner: the banner on stderr carries the version
+    proc = subprocess.run([ffmpeg, option], capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
     return proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
 
 

@@ -53,7 +53,7 @@ def _first_run_hint(settings):
 
 def cmd_serve(args):
     settings = load_settings(args.config)
-    logs.configure(settings)
+    logs.configure(settings.log_level, settings.log_format)
     try:
         _prepare_folders(settings)
     except ConfigError as exc:  # the settings are readable: the orchestrator can be told

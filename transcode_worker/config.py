@@ -27,10 +27,10 @@ class ConfigError(Exception):
     """A configuration that cannot run; str() is one line that names the key."""
 
 
-def data_dir():
+def data_dir(app="transcode-worker"):
     """Where the embedded configuration keeps its folders (XDG data home)."""
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "transcode-worker"
+    return Path(base) / app
 
 
 def listen_address(value):

@@ -185,6 +185,12 @@ class Limits:
         return min([v for v in (self.stall_s, self.idle_s, self.finished_s, self.lead_s) if v > 0] or [60.0])
 
 
+def resume_due(job, lead_limit_s):
+    """A paused job continues once a player is within half the lead (the gap keeps it from
+    flapping between paused and running on every segment)."""
+    return job.paused and job.lead_s() <= lead_limit_s / 2
+
+
 def janitor_verdict(job, now, limits):
     """What the janitor does to `job` at monotonic time `now` (pure): None, ("stall", reason),
     ("expire", reason), ("pause", reason) or ("resume", reason). A stall is FFmpeg alive but its
@@ -197,7 +203,7 @@ def janitor_verdict(job, now, limits):
             lead = job.lead_s()
             if not job.paused and lead > limits.lead_s:
                 return "pause", f"{lead:.0f}s ahead of every player: paused"
-            if job.paused and lead <= limits.lead_s / 2:
+            if resume_due(job, limits.lead_s):
                 return "resume", f"a player is {lead:.0f}s behind: resumed"
         if state in WRITING_STATES and not job.paused and limits.stall_s and now - job.last_progress_at >= limits.stall_s:
             return "stall", f"FFmpeg made no progress for {now - job.last_progress_at:.0f}s (stalled), killed"

@@ -29,13 +29,13 @@ def formatter(log_format):
     return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
 
 
-def configure(settings):
-    """The root logger for the worker's own lines (gunicorn's use gunicorn_logconfig)."""
+def configure(log_level, log_format="text"):
+    """The root logger for our own lines (gunicorn's use gunicorn_logconfig)."""
     handler = logging.StreamHandler()
-    handler.setFormatter(formatter(settings.log_format))
+    handler.setFormatter(formatter(log_format))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(settings.log_level.upper())
+    root.setLevel(log_level.upper())
 
 
 def gunicorn_logconfig(settings):

@@ -29,11 +29,9 @@ class WorkerMetrics:
         self.request_latency = Histogram(
             "transcode_http_request_duration_seconds", "HTTP request latency", ["endpoint", "method", "status"],
             registry=r)
-        self._sources = None
 
     def watch(self, ctx):
         """Read state-mirroring values from the WorkerContext at scrape time."""
-        self._sources = ctx
         self.registry.register(_StateCollector(ctx))
         ctx.manager.add_listener(self._job_changed)
 

@@ -22,13 +22,14 @@ import time
 
 import psutil
 
+from .schemas import JOB_ID_PATTERN
 from .validation import is_inside
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "run-state.json"
 _HLS_FILE = re.compile(r"^[A-Za-z0-9_-]{1,64}(\.m3u8|_\d+\.ts)(\.tmp)?$")
-_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_JOB_ID = re.compile(JOB_ID_PATTERN)
 
 
 class RunState:

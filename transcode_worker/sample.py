@@ -3,15 +3,16 @@ import os
 import subprocess
 from pathlib import Path
 
+from .library import VIDEO_EXTENSIONS
+
 SAMPLE_NAME = "sample.mp4"
-VIDEO_SUFFIXES = (".mkv", ".mp4", ".m4v", ".mov", ".avi", ".ts", ".m2ts", ".webm", ".wmv", ".mpg")
 
 
 def find_video(root):
     """The first file under `root` whose name looks like a video, or None."""
     for folder, _dirs, files in os.walk(root):
         for name in sorted(files):
-            if name.lower().endswith(VIDEO_SUFFIXES):
+            if os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS:
                 return Path(folder) / name
     return None
 

@@ -9,6 +9,7 @@ import time
 
 from flask import Blueprint, Response, abort, send_file
 
+from ..jobs import resume_due
 from ..states import JobState, WRITING_STATES
 from . import context
 from .jobs import error
@@ -54,14 +55,14 @@ def _measured(kind, job_id, serve, segment=None):
 
 def _wait_and_serve(job_id, serve, segment=None):
     """Call serve(job) until it answers, the job cannot write any more, or the wait runs out."""
-    manager = context().manager
-    deadline = time.monotonic() + context().settings.playlist_wait_s
+    manager, settings = context().manager, context().settings
+    deadline = time.monotonic() + settings.playlist_wait_s
     while True:
         job = manager.get(job_id)  # again each time: a seek replaces the job
         if job is None:
             abort(404)
         job.record_request(segment)  # a player is watching: the janitor leaves the job alone
-        if job.paused and job.lead_s() <= context().settings.throttle_lead_s / 2:
+        if resume_due(job, settings.throttle_lead_s):
             job.supervisor.resume()  # a player came near: continue now, not at the next sweep
         response = serve(job)
         if response is not None:

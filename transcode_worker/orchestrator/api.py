@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from flask import Blueprint, current_app, jsonify, redirect, request
 from marshmallow import EXCLUDE, ValidationError
 
-from ..schemas import ConfigurationSchema, DeathNoteSchema, HeartbeatSchema, RegistrationSchema
+from ..schemas import ConfigurationSchema, DeathNoteSchema, HeartbeatSchema, RegistrationSchema, seek_seconds
 from .dispatch import NoWorker
 from .store import OFFLINE
 
@@ -42,9 +42,26 @@ def require_token():
         return error(401, "missing or wrong bearer token")
 
 
+@play_bp.before_request
+def require_token_for_programs():
+    # GET /play stays open: a TV cannot send a token; /v1/* controls jobs and needs it
+    if request.path.startswith("/v1/") and not _authorised():
+        return error(401, "missing or wrong bearer token")
+
+
 def _body():
     data = request.get_json(silent=True)
     return data if isinstance(data, dict) else None
+
+
+def _known_worker_payload(worker_id, schema, what):
+    """(payload, None) for a registered worker's valid body, else (None, the 404/422 answer)."""
+    if ctx().store.worker(worker_id) is None:
+        return None, error(404, f"unknown worker {worker_id}: register first")
+    try:
+        return schema(unknown=EXCLUDE).load(_body() or {}), None
+    except ValidationError as err:
+        return None, error(422, f"invalid {what}", fields=err.messages)
 
 
 # -- worker -> orchestrator ------------------------------------------------------------------
@@ -65,13 +82,10 @@ def register():
 
 @workers_bp.post("/v1/workers/<worker_id>/heartbeats")
 def heartbeat(worker_id):
+    beat, failure = _known_worker_payload(worker_id, HeartbeatSchema, "heartbeat")
+    if failure is not None:
+        return failure
     c = ctx()
-    if c.store.worker(worker_id) is None:
-        return error(404, f"unknown worker {worker_id}: register first")
-    try:
-        beat = HeartbeatSchema(unknown=EXCLUDE).load(_body() or {})
-    except ValidationError as err:
-        return error(422, "invalid heartbeat", fields=err.messages)
     if not beat["replayed"]:
         c.store.record_heartbeat(worker_id, beat)
     recorded = beat["recorded_at"]
@@ -90,15 +104,11 @@ def heartbeat(worker_id):
 
 @workers_bp.patch("/v1/workers/<worker_id>")
 def death_note(worker_id):
-    c = ctx()
-    if c.store.worker(worker_id) is None:
-        return error(404, f"unknown worker {worker_id}")
-    try:
-        note = DeathNoteSchema(unknown=EXCLUDE).load(_body() or {})
-    except ValidationError as err:
-        return error(422, "invalid death note", fields=err.messages)
+    note, failure = _known_worker_payload(worker_id, DeathNoteSchema, "death note")
+    if failure is not None:
+        return failure
     why = note["reason"] if not note.get("message") else f"{note['reason']}: {note['message']}"
-    c.dispatcher.worker_lost(worker_id, f"went offline ({why})")
+    ctx().dispatcher.worker_lost(worker_id, f"went offline ({why})")
     return "", 204
 
 
@@ -130,8 +140,8 @@ def _start(source_path, configuration):
     except ValidationError as err:
         return None, error(422, "invalid configuration", fields={"configuration": err.messages})
     configuration = {k: v for k, v in configuration.items() if v is not None}
-    configuration.setdefault("bitrate_bps", ctx().settings.default_bitrate_bps)
     c = ctx()
+    configuration.setdefault("bitrate_bps", c.settings.default_bitrate_bps)
     job_id = uuid.uuid4().hex[:16]
     c.store.add_job(job_id, source_path, configuration)
     try:
@@ -177,8 +187,6 @@ def play():
 
 @play_bp.post("/v1/play")
 def play_json():
-    if not _authorised():
-        return error(401, "missing or wrong bearer token")
     body = _body()
     if body is None or not isinstance(body.get("source_path"), str):
         return error(400, "the body must be a JSON object with source_path")
@@ -190,23 +198,17 @@ def play_json():
 
 @play_bp.get("/v1/jobs")
 def list_jobs():
-    if not _authorised():
-        return error(401, "missing or wrong bearer token")
     return jsonify(jobs=[_job_view(job) for job in ctx().store.jobs()])
 
 
 @play_bp.get("/v1/jobs/<job_id>")
 def job_state(job_id):
-    if not _authorised():
-        return error(401, "missing or wrong bearer token")
     job = ctx().store.job(job_id)
     return jsonify(_job_view(job)) if job else error(404, "unknown job")
 
 
 @play_bp.post("/v1/jobs/<job_id>/seek")
 def seek(job_id):
-    if not _authorised():
-        return error(401, "missing or wrong bearer token")
     c = ctx()
     job = c.store.job(job_id)
     if job is None:
@@ -226,14 +228,12 @@ def seek(job_id):
                                exclude={holder["id"]} if holder else ())
         except NoWorker as exc:
             return error(exc.status, str(exc))
-    c.store.update_job(job_id, position_s=_seconds(wanted), progress=None)
+    c.store.update_job(job_id, position_s=seek_seconds(wanted), progress=None)
     return jsonify(_job_view(c.store.job(job_id)))
 
 
 @play_bp.delete("/v1/jobs/<job_id>")
 def stop(job_id):
-    if not _authorised():
-        return error(401, "missing or wrong bearer token")
     c = ctx()
     job = c.store.job(job_id)
     if job is None:
@@ -241,11 +241,6 @@ def stop(job_id):
     c.dispatcher.delete_on_worker(job["worker_id"], job_id)
     c.store.delete_job(job_id)
     return jsonify(job_id=job_id, deleted=True)
-
-
-def _seconds(seek):
-    h, m, s = seek.split(":")
-    return int(h) * 3600 + int(m) * 60 + float(s)
 
 
 def _iso(ts):

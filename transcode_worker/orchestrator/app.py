@@ -4,9 +4,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from flask import Flask, jsonify
+from flask import Flask
 from werkzeug.exceptions import HTTPException
 
+from ..app import json_http_error
 from .config import load_orchestrator_settings
 from .dispatch import Dispatcher
 from .store import Store
@@ -58,11 +59,6 @@ def create_app(settings=None):
     def healthz():
         return {"status": "ok", "workers": len(store.workers())}
 
-    @app.errorhandler(HTTPException)
-    def json_error(exc):
-        response = jsonify(error=exc.name, detail=exc.description)
-        response.status_code = exc.code
-        return response
-
+    app.register_error_handler(HTTPException, json_http_error)
     ctx.start()
     return app

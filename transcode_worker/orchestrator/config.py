@@ -4,21 +4,16 @@ from types import SimpleNamespace
 
 from marshmallow import Schema, fields, validate, validates
 
-from ..config import ConfigError, _setting, listen_address, load_config
+from ..config import ConfigError, _setting, data_dir, listen_address, load_config
 
 ENV_PREFIX = "TRANSCODE_ORCHESTRATOR_"
-
-
-def data_dir():
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "transcode-orchestrator")
 
 
 class OrchestratorSettingsSchema(Schema):
     """Every key of conf/orchestrator.toml."""
 
     listen = _setting(fields.String, "0.0.0.0:8080", "host:port the HTTP server binds to")
-    database = _setting(fields.String, lambda: os.path.join(data_dir(), "orchestrator.db"),
+    database = _setting(fields.String, lambda: str(data_dir("transcode-orchestrator") / "orchestrator.db"),
                         "the SQLite file that keeps workers and jobs across restarts")
     api_token = _setting(fields.String, "", "shared bearer token, both directions (empty: no auth)")
     seen_within_s = _setting(fields.Float, 30.0, "a worker is selectable only if heard from within this",

@@ -56,15 +56,10 @@ def main(argv=None):
         for key, _default, help_text in describe():
             print(f"{key} = {json.dumps(getattr(settings, key))}  # {help_text}")
         return 0
-    logs.configure(SimpleSettings(settings.log_level))
+    logs.configure(settings.log_level)
     logging.getLogger(__name__).info("orchestrator on %s, database %s", settings.listen, settings.database)
     OrchestratorApplication(settings).run()
     return 0
-
-
-class SimpleSettings:
-    def __init__(self, log_level):
-        self.log_level, self.log_format = log_level, "text"
 
 
 if __name__ == "__main__":
