@@ -10,6 +10,7 @@ import time
 from flask import Blueprint, Response, abort, send_file
 
 from ..jobs import resume_due
+from ..playlist import for_players, target_duration
 from ..states import JobState, WRITING_STATES
 from . import context
 from .jobs import error
@@ -81,12 +82,14 @@ def _wait_and_serve(job_id, serve, segment=None):
 
 def _playlist(job):
     try:
-        data = (job.folder / job.output.playlist).read_bytes()
+        text = (job.folder / job.output.playlist).read_bytes().decode(errors="replace")
     except FileNotFoundError:
         return None
-    if not job.record_playlist(data.decode(errors="replace")):
+    if not job.record_playlist(text):
         return None
-    response = Response(data, mimetype="application/vnd.apple.mpegurl")
+    target_s = target_duration(job.output.segment_s, job.spec.force_remux)
+    text = for_players(text, target_s, completed=job.state is JobState.COMPLETED)
+    response = Response(text, mimetype="application/vnd.apple.mpegurl")
     response.headers["Cache-Control"] = NO_CACHE  # it grows while FFmpeg runs
     return response
 
