@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit bench demo install install-service ffmpeg clean
+# `make test-browser`: hls.js in headless Chromium (installs Chromium, ChromeDriver and hls.js)
+.PHONY: run test test-browser unit bench demo install install-service ffmpeg clean
 
 run: install
 	$(BIN)/transcode-worker serve
@@ -12,8 +13,12 @@ run: install
 test: install
 	$(BIN)/python -m pytest
 
+test-browser: install
+	@scripts/ensure-browser.sh
+	$(BIN)/python -m pytest -m browser
+
 unit: install
-	$(BIN)/python -m pytest -m "not integration"
+	$(BIN)/python -m pytest -m "not integration and not browser"
 
 bench: install
 	$(BIN)/python scripts/bench.py

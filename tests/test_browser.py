@@ -1,0 +1,138 @@
+"""A real player: hls.js (pinned in tests/browser/package-lock.json) in Debian's headless Chromium,
+driven by Selenium through ChromeDriver. The page comes from its own origin, so every request to the
+worker is a cross-origin one. Run with `make test-browser` (which installs what it needs).
+"""
+import functools
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+import media_files as mf
+from worker_process import first_frame_luma, free_port, wait_for
+
+pytestmark = pytest.mark.browser
+
+PAGE_DIR = Path(__file__).parent / "browser"
+SEGMENT_S = 2.0  # the test worker's segment_duration_s
+CHROMIUM_FLAGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--mute-audio",
+    "--autoplay-policy=no-user-gesture-required",
+    # this machine's network is closed: no background calls home that fail at every start
+    "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync",
+]
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def page_url():
+    """tests/browser/ served on loopback: an origin other than the worker's."""
+    assert (PAGE_DIR / "node_modules/hls.js/dist/hls.min.js").exists(), "run `make test-browser`"
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", free_port()), functools.partial(QuietHandler, directory=str(PAGE_DIR)))
+    thread = threading.Thread(target=server.serve_forever, name="page-server", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/player.html"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+class Player:
+    """window.player of tests/browser/player.html, seen from the test."""
+
+    def __init__(self, driver):
+        self.driver = driver
+
+    def load(self, url):
+        self.driver.execute_script("window.player.load(arguments[0])", url)
+
+    def state(self):
+        return self.driver.execute_script("return window.player.state()")
+
+    def wait_playing_past(self, seconds, timeout):
+        """Wait until currentTime passes `seconds`; fail at once on a fatal hls.js error."""
+        def past():
+            state = self.state()
+            assert not state["fatal"] and not state["mediaError"], state
+            return state["currentTime"] > seconds and state
+
+        return wait_for(past, timeout, interval=0.2, what=f"currentTime past {seconds}s ({self.state()})")
+
+    def picture(self):
+        """(currentTime, mean RGB level of the frame on screen), read together."""
+        return self.driver.execute_script(
+            "return [document.getElementById('video').currentTime, window.player.brightness()]")
+
+
+@pytest.fixture
+def player(page_url, tmp_path):
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    try:
+        driver.get(page_url)
+        assert driver.execute_script("return window.player.supported()"), "no MediaSource in this Chromium"
+        yield Player(driver)
+    finally:
+        driver.quit()  # ChromeDriver ends its Chromium, then the Service stops ChromeDriver by pid
+
+
+def assert_shows_source_at(player, source, offset_s):
+    """The picture on screen is the source's at offset_s + currentTime (the ramp's level tells:
+    FFmpeg's full-range gray of the source frame is what the browser paints)."""
+    current, level = player.picture()
+    expected = first_frame_luma(source, at=offset_s + current)
+    assert abs(level - expected) <= 6, f"at {offset_s + current:.1f}s of the movie: shows {level:.0f}, source {expected:.0f}"
+
+
+def test_hls_js_plays_a_growing_stream_then_follows_a_seek(worker, media_root, player):
+    source = str(media_root / mf.LONG)
+    body = {"job_id": "browser1", "source_path": source, "configuration": {"bitrate_bps": 1_000_000}}
+    response = worker.post_job(body)
+    assert response.status_code == 202, response.text
+    url = response.json()["playlist_url"]
+
+    player.load(url)
+    player.wait_playing_past(3 * SEGMENT_S + 1, timeout=60)
+    assert worker.job("browser1")["state"] == "RUNNING", "FFmpeg should still be writing the movie"
+    assert_shows_source_at(player, source, 0)  # from the beginning, not the live edge
+
+    # The orchestrator's seek: the same job posted again with a seek_time; the client reloads.
+    seek_s = 300
+    body["configuration"]["seek_time"] = "00:05:00"
+    assert worker.post_job(body).status_code == 202
+    player.load(url)
+    player.wait_playing_past(SEGMENT_S + 1, timeout=60)
+    assert_shows_source_at(player, source, seek_s)
+
+    state = player.state()
+    assert state["fatal"] == 0 and state["mediaError"] is None, state
+    worker.delete("browser1")
+
+
+@pytest.mark.parametrize("remux", [False, True], ids=["transcode", "remux"])
+def test_hls_js_plays_a_completed_stream_to_its_end(worker, media_root, player, remux):
+    job_id = f"browser-end-{int(remux)}"
+    response = worker.post_job({"job_id": job_id, "source_path": str(media_root / mf.H264),
+                                "configuration": {"force_remux": remux}})
+    assert response.status_code == 202, response.text
+    worker.wait_state(job_id, {"COMPLETED"})
+    player.load(response.json()["playlist_url"])
+    ended = wait_for(lambda: player.driver.execute_script(
+        "const v = document.getElementById('video'); return v.ended && [v.currentTime, v.duration]"),
+        30, interval=0.2, what="the end of the stream")
+    current, duration = ended
+    assert abs(duration - 6.0) < SEGMENT_S / 2 and current >= duration - 0.1, ended
+    assert player.state()["fatal"] == 0
+    worker.delete(job_id)
