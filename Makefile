@@ -20,7 +20,9 @@ test-browser: install
 unit: install
 	$(BIN)/python -m pytest -m "not integration and not browser"
 
+# speed beside FFmpeg by hand, Jellyfin's settings and nginx (installs nginx-light and wrk)
 bench: install
+	@scripts/ensure-packages.sh nginx=nginx-light wrk=wrk
 	$(BIN)/python scripts/bench.py
 
 # the reference orchestrator and two workers on loopback; Ctrl-C stops it all
@@ -34,7 +36,7 @@ install-service:
 	scripts/install-service.sh
 
 ffmpeg:
-	@scripts/ensure-ffmpeg.sh
+	@scripts/ensure-packages.sh ffmpeg=ffmpeg ffprobe=ffmpeg
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)

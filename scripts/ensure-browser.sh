@@ -3,17 +3,7 @@
 # Node.js's npm, and hls.js from the npm registry at the version tests/browser/package-lock.json pins.
 set -eu
 cd "$(dirname "$0")/.."
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-missing=""
-command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
-command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
-command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
-if [ -n "$missing" ]; then
-    echo "installing Debian's$missing for the browser test" >&2
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
-fi
+scripts/ensure-packages.sh chromium=chromium chromedriver=chromium-driver npm=nodejs,npm
 player=tests/browser
 # npm ci writes node_modules/.package-lock.json: newer than the lock file means up to date
 if [ ! "$player/node_modules/.package-lock.json" -nt "$player/package-lock.json" ]; then

@@ -16,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "install-service: run as root (sudo make install-service)" >&2
     exit 1
 fi
-"$SRC/scripts/ensure-ffmpeg.sh"
+"$SRC/scripts/ensure-packages.sh" ffmpeg=ffmpeg ffprobe=ffmpeg
 
 if ! id -u "$SERVICE_USER" >/dev/null 2>&1; then
     useradd --system --home-dir "$STATE" --no-create-home --shell /usr/sbin/nologin "$SERVICE_USER"

@@ -7,8 +7,10 @@ another. Threads serve the players; segment files go out through sendfile.
 import logging
 import math
 import signal
+import threading
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
 
 from . import logs
 from .app import create_app
@@ -44,12 +46,43 @@ def worker_exit(server, worker):
         ctx.shutdown()
 
 
+class PlayerThreadWorker(ThreadWorker):
+    """gunicorn's threaded worker, with a finished connection closed off its main loop.
+
+    gunicorn 27 closes a connection that is not kept alive by waiting, on the loop that accepts
+    every new connection, up to 2 s for the client to close too. A player that drops a segment
+    half read (a seek, a quality switch; FFmpeg on every probe) would hold every other player's
+    request that long. Here that wait runs on a thread of its own (at most LINGERING at once; past
+    that, the socket is closed at once).
+    """
+
+    LINGERING = 64
+    _lingering = threading.BoundedSemaphore(LINGERING)
+
+    def finish_request(self, conn, fs):
+        conn.close = lambda graceful=False, _close=conn.close: self._close(_close, graceful)
+        super().finish_request(conn, fs)
+
+    def _close(self, close, graceful):
+        if not graceful or not self._lingering.acquire(blocking=False):
+            close()
+            return
+
+        def linger():
+            try:
+                close(graceful=True)
+            finally:
+                self._lingering.release()
+
+        threading.Thread(target=linger, name="linger", daemon=True).start()
+
+
 def gunicorn_options(settings):
     """gunicorn settings for this worker's configuration (also used by conf/gunicorn.conf.py)."""
     options = {
         "bind": [settings.listen],
         "workers": 1,  # never more: see the module docstring
-        "worker_class": "gthread",
+        "worker_class": f"{__name__}.PlayerThreadWorker",
         "threads": settings.http_threads,
         "timeout": 60,
         # the whole stop, from SIGTERM: in-flight requests end at once (post_worker_init), then
