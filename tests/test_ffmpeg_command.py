@@ -1,3 +1,5 @@
+import subprocess
+
 import pytest
 
 from specs import job_spec, media_info
@@ -41,6 +43,41 @@ def test_keyframes_forced_on_segment_boundaries():
     argv = build_command(job_spec(), HlsOutput("j1", 2.0))
     assert value_after(argv, "-force_key_frames") == "expr:gte(t,n_forced*2)"
     assert value_after(argv, "-hls_time") == "2"
+    assert value_after(argv, "-sc_threshold") == "0"  # no scene-cut keyframes between them
+
+
+@pytest.mark.parametrize("segment_s, first_s, ends", [
+    (4.0, 1.0, [1, 2, 4]), (2.0, 1.0, [1, 2]), (6.0, 1.0, [1, 2, 4, 8]), (4.0, 1.5, [1.5, 3, 6]),
+    (4.0, 0.0, []), (4.0, 4.0, []), (4.0, 5.0, []),
+])
+def test_ramp_of_short_first_segments(segment_s, first_s, ends):
+    output = HlsOutput("j1", segment_s, first_segment_s=first_s)
+    assert output.ramp(remux=False) == ends
+    assert output.ramp(remux=True) == []  # a remux cuts on the source's keyframes
+
+
+def test_ramp_in_the_command():
+    argv = build_command(job_spec(), HlsOutput("j1", 4.0, first_segment_s=1.0))
+    assert value_after(argv, "-force_key_frames") == \
+        "expr:gte(t,if(eq(n_forced,1),1,if(eq(n_forced,2),2,if(eq(n_forced,3),4,4+(n_forced-3)*4))))"
+    assert value_after(argv, "-hls_time") == "1"  # the muxer cuts at every forced keyframe
+    remux = build_command(job_spec(force_remux=True), HlsOutput("j1", 4.0, first_segment_s=1.0))
+    assert value_after(remux, "-hls_time") == "4" and "-force_key_frames" not in remux
+
+
+def test_ffmpeg_cuts_the_ramp_then_full_segments(tmp_path):
+    """The command as FFmpeg runs it: segments of 1, 1, 2, then 4 s, after a seek's start number too."""
+    source = tmp_path / "clip.mkv"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "lavfi", "-i",
+                    "testsrc2=size=160x90:rate=25:duration=15", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-g", "7", str(source)], check=True, timeout=60)
+    spec = job_spec(source=source, folder=tmp_path, media=media_info(height=90, audio=()))
+    argv = build_command(spec, HlsOutput("j1", 4.0, start_number=9, first_segment_s=1.0), preset="ultrafast")
+    subprocess.run(argv, cwd=tmp_path, check=True, timeout=60, capture_output=True)
+    playlist = (tmp_path / "j1.m3u8").read_text()
+    durations = [round(float(line[8:].rstrip(",")), 2) for line in playlist.splitlines() if line.startswith("#EXTINF:")]
+    assert durations == [1, 1, 2, 4, 4, 3], playlist
+    assert "j1_9.ts" in playlist.splitlines()
 
 
 def test_seek_is_input_side():

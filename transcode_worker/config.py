@@ -132,6 +132,12 @@ class SettingsSchema(Schema):
     segment_duration_s = _setting(
         fields.Float, 4.0, "target HLS segment length in seconds", validate=validate.Range(1, 30),
     )
+    first_segment_s = _setting(
+        fields.Float, 1.0,
+        "length of a transcode's first segment, so a player starts sooner; each next one is as long "
+        "as all before it, up to segment_duration_s (0: every segment segment_duration_s long)",
+        validate=validate.Range(0, 30),
+    )
     playlist_wait_s = _setting(
         fields.Float, 20.0,
         "how long a playlist or segment request waits for a running job to write it",

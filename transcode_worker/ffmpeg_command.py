@@ -3,6 +3,7 @@
 FFmpeg runs with the job's folder as its working directory and writes relative names, so no
 character of segment_root ever reaches the HLS muxer's name templates.
 """
+import math
 from dataclasses import dataclass
 
 from .hardware import QSV_DEVICE_ARGS, QSV_UPLOAD, VAAPI_UPLOAD
@@ -12,13 +13,14 @@ PLAYER_SAFE_AUDIO = frozenset({"aac", "mp3"})
 AUDIO_BITRATE = "160k"
 # Output height for a video bitrate, the way media servers pick a rung of their ladder.
 BITRATE_LADDER = ((6_000_000, 1080), (2_500_000, 720), (1_000_000, 480), (0, 360))
-# Options a given encoder needs beyond the common ones.
+# Options a given encoder needs beyond the common ones. Keyframes come only where a segment
+# starts: no scene-cut keyframes (the HLS muxer would cut a segment there).
 ENCODER_OPTIONS = {
-    "libx264": lambda preset: ["-preset", preset, "-profile:v", "high"],
-    "libx265": lambda preset: ["-preset", preset, "-x265-params", "log-level=error"],
+    "libx264": lambda preset: ["-preset", preset, "-profile:v", "high", "-sc_threshold", "0"],
+    "libx265": lambda preset: ["-preset", preset, "-x265-params", "log-level=error:scenecut=0"],
     # forced keyframes must be IDR frames for a segment to start decodable
-    "h264_nvenc": lambda preset: ["-forced-idr", "1"],
-    "hevc_nvenc": lambda preset: ["-forced-idr", "1"],
+    "h264_nvenc": lambda preset: ["-forced-idr", "1", "-no-scenecut", "1"],
+    "hevc_nvenc": lambda preset: ["-forced-idr", "1", "-no-scenecut", "1"],
     "h264_qsv": lambda preset: ["-forced_idr", "1"],
     "hevc_qsv": lambda preset: ["-forced_idr", "1"],
 }
@@ -42,11 +44,29 @@ def pixel_format_filter(encoder):
     return "format=yuv420p"
 
 
+# The fastest frame rate whose keyframe interval -g still spans a whole segment.
+MAX_FPS = 120
+
+
 @dataclass(frozen=True)
 class HlsOutput:
     job_id: str
     segment_s: float
     start_number: int = 0
+    first_segment_s: float = 0.0  # a transcode's first segment; 0: all segment_s long
+
+    def ramp(self, remux):
+        """Where the short segments a transcode starts with end, in seconds of output: the first
+        is first_segment_s long, each next one as long as all before it, until one would reach
+        segment_s. A player starts on the first; the next are ready before it needs them as long
+        as FFmpeg runs faster than twice real time. Empty for a remux (its cuts are the source's
+        keyframes) or without a first_segment_s shorter than segment_s."""
+        if remux or not 0 < self.first_segment_s < self.segment_s:
+            return []
+        ends = [self.first_segment_s]
+        while ends[-1] < self.segment_s:
+            ends.append(2 * ends[-1])
+        return ends
 
     @property
     def playlist(self):
@@ -63,7 +83,15 @@ def target_height(bitrate_bps, source_height):
     return min(height, source_height) if source_height else height
 
 
-def video_args(spec, segment_s, preset):
+def keyframe_expr(segment_s, ramp):
+    """-force_key_frames expression: a keyframe at 0, at each end of the ramp, then every segment_s."""
+    after = f"{ramp[-1]:g}+(n_forced-{len(ramp)})*{segment_s:g}" if ramp else f"n_forced*{segment_s:g}"
+    for number, end in reversed(list(enumerate(ramp, start=1))):
+        after = f"if(eq(n_forced,{number}),{end:g},{after})"
+    return f"expr:gte(t,{after})"
+
+
+def video_args(spec, output, preset):
     if spec.force_remux:
         # Stream copy: segments can only be cut on the source's own keyframes.
         return ["-c:v", "copy"]
@@ -75,8 +103,9 @@ def video_args(spec, segment_s, preset):
         "-c:v", spec.encoder, *ENCODER_OPTIONS.get(spec.encoder, lambda p: [])(preset),
         "-b:v", rate, "-maxrate", rate, "-bufsize", str(2 * spec.bitrate_bps),
         "-vf", ",".join(filters),
-        # A keyframe on every segment boundary, so each segment starts decodable.
-        "-force_key_frames", f"expr:gte(t,n_forced*{segment_s:g})",
+        # A keyframe on every segment boundary, so each segment starts decodable, and no others.
+        "-force_key_frames", keyframe_expr(output.segment_s, output.ramp(remux=False)),
+        "-g", str(math.ceil(output.segment_s * MAX_FPS)),
     ]
 
 
@@ -101,11 +130,13 @@ def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_dev
     if audio is not None:
         argv += ["-map", f"0:{audio.index}"]
     argv += ["-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1"]
-    argv += video_args(spec, output.segment_s, preset)
+    argv += video_args(spec, output, preset)
     if audio is not None:
         argv += audio_args(audio, spec.force_remux)
+    # The muxer cuts at the first keyframe past each hls_time: with a ramp, at every keyframe.
+    ramp = output.ramp(spec.force_remux)
     argv += [
-        "-f", "hls", "-hls_time", f"{output.segment_s:g}", "-hls_list_size", "0",
+        "-f", "hls", "-hls_time", f"{ramp[0] if ramp else output.segment_s:g}", "-hls_list_size", "0",
         "-hls_playlist_type", "event", "-hls_segment_type", "mpegts",
         # temp_file: segments and playlist appear by rename, so nobody reads half a file
         "-hls_flags", "independent_segments+temp_file",

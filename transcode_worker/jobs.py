@@ -310,7 +310,8 @@ class JobManager:
     def _start(self, spec, start_number, restarts):
         self._remove_folder(spec.folder)
         os.makedirs(spec.folder)
-        output = HlsOutput(spec.job_id, self.settings.segment_duration_s, start_number)
+        output = HlsOutput(spec.job_id, self.settings.segment_duration_s, start_number,
+                           first_segment_s=self.settings.first_segment_s)
         job = Job(spec, output, restarts=restarts, on_transition=self._notify)
         argv = self._build(spec, output, ffmpeg=self.settings.ffmpeg_path, preset=self.settings.encoder_preset,
                            vaapi_device=self.vaapi_device)
