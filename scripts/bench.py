@@ -1,129 +1,526 @@
 #!/usr/bin/env python3
-"""Benchmark: time from POST /v1/jobs to the first playable playlist (HTTP 200 with a segment)
-for a 1080p H.264 source transcoded to 720p, beside the same FFmpeg command run by hand on the
-same file in the same run; and the worker's idle resident memory. Prints its figures; asserts
-nothing (speed is measured here, never in timed tests)."""
+"""`make bench`: the worker's speed, each figure beside its reference measured in the same run,
+medians over --runs repetitions. Prints a table; asserts nothing (speed is measured here, never
+in timed tests).
+
+- first playable playlist (POST, then the playlist answers 200 with a segment) for a 1080p H.264
+  source transcoded to 720p and for a remux: the worker, its FFmpeg command run by hand, and FFmpeg
+  with Jellyfin's default HLS settings;
+- seek: a re-POST with a new seek_time until the new playlist is playable, beside a cold start at
+  that position;
+- 50 HLS clients on loopback (2 MB segments): the worker under gunicorn beside nginx (Debian's
+  nginx-light, sendfile on) serving the same folder, measured by wrk;
+- the idle worker: CPU share and resident memory; the heartbeat's telemetry collection time;
+- N = 1, 2, 4 concurrent transcodes: aggregate speed beside N FFmpeg processes by hand;
+- throttling: FFmpeg's CPU with several viewers playing at 1x, with and without it.
+"""
 import argparse
+import getpass
+import os
+import platform
+import re
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test suite's real-service helper
-from worker_process import WorkerProcess  # noqa: E402
+from worker_process import WorkerProcess, free_port  # noqa: E402
 
 from transcode_worker import media  # noqa: E402
+from transcode_worker.config import SettingsSchema  # noqa: E402
 from transcode_worker.ffmpeg_command import HlsOutput, build_command  # noqa: E402
 from transcode_worker.progress import segment_numbers  # noqa: E402
+from transcode_worker.telemetry import Telemetry  # noqa: E402
 from transcode_worker.validation import JobSpec  # noqa: E402
 
+DEFAULTS = SimpleNamespace(**SettingsSchema().load({}))  # the settings a user starts with
+SEGMENT_S = DEFAULTS.segment_duration_s
 BITRATE = 4_000_000  # -> 720p on the bitrate ladder
-SEGMENT_S = 4.0
+SEEK_S = 60
+CLIENTS = 50
+# the worker as a user runs it (default segments), not the tests' short ones; quiet logs
+BENCH_WORKER = {"log_level": "warning", "playlist_wait_s": 60.0, "segment_duration_s": SEGMENT_S}
+# Jellyfin's defaults for an HLS transcode with libx264 (its EncodingHelper): 3 s segments,
+# keyframes forced every 3 s and nowhere else, veryfast with its x264 options, CRF 23 capped.
+JELLYFIN_SEGMENT_S = 3
+JELLYFIN_X264 = "subme=0:me_range=4:rc_lookahead=10:me=dia:no_chroma_me:8x8dct=0:partitions=none"
 
 
-def make_source(folder, seconds):
-    path = folder / "bench 1080p.mp4"
+# -- sources -------------------------------------------------------------------------------------
+def make_source(path, seconds, size="1920x1080", video_bitrate=None):
+    """A 24 fps H.264 + AAC source that moves (so encoders work as on a film)."""
+    rate = ["-b:v", str(video_bitrate), "-maxrate", str(video_bitrate), "-bufsize", str(video_bitrate)] \
+        if video_bitrate else []
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-                    "-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=24:duration={seconds}",
+                    "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=24:duration={seconds}",
                     "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-g", "48", "-c:a", "aac", str(path)],
+                    "-c:v", "libx264", "-preset", "ultrafast", "-g", "48", *rate, "-c:a", "aac", str(path)],
                    check=True)
     return path
 
 
-def by_worker(worker, source, run):
-    job_id = f"bench{run}"
-    started = time.monotonic()
-    response = worker.post_job({"job_id": job_id, "source_path": str(source),
-                                "configuration": {"bitrate_bps": BITRATE}})
-    response.raise_for_status()
-    playlist = requests.get(f"{worker.url}/{job_id}.m3u8", timeout=60)  # the worker waits for it
-    elapsed = time.monotonic() - started
-    assert playlist.status_code == 200 and segment_numbers(playlist.text, job_id), playlist.text
-    worker.delete(job_id)
-    return elapsed
-
-
-def by_hand(source, workdir, run):
-    """The worker's own command line, run directly; the clock stops when the playlist has a segment."""
-    folder = workdir / f"hand{run}"
-    folder.mkdir()
-    job_id = f"hand{run}"
+# -- FFmpeg by hand ------------------------------------------------------------------------------
+def worker_argv(source, folder, job_id, *, remux=False, seek_s=0.0):
+    """The command line the worker runs for this job, with the worker's default settings."""
     info = media.run_ffprobe("ffprobe", str(source))
-    spec = JobSpec(job_id=job_id, source=source, folder=folder, seek_time="00:00:00", bitrate_bps=BITRATE,
-                   encoder="libx264", force_remux=False, media=info, source_path=str(source), output_path=None)
-    argv = build_command(spec, HlsOutput(job_id, SEGMENT_S))
+    seek = time.strftime("%H:%M:%S", time.gmtime(seek_s))
+    spec = JobSpec(job_id=job_id, source=source, folder=folder, seek_time=seek, bitrate_bps=BITRATE,
+                   encoder="libx264", force_remux=remux, media=info, source_path=str(source), output_path=None)
+    output = HlsOutput(job_id, SEGMENT_S, first_segment_s=DEFAULTS.first_segment_s)
+    return build_command(spec, output, preset=DEFAULTS.encoder_preset)
+
+
+def jellyfin_argv(source, job_id):
+    rate = str(BITRATE)
+    return ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-i", f"file:{source}",
+            "-map", "0:0", "-map", "0:1", "-map_metadata", "-1", "-map_chapters", "-1",
+            "-c:v:0", "libx264", "-preset:v:0", "veryfast", "-crf:v:0", "23", "-maxrate:v:0", rate,
+            "-bufsize:v:0", str(2 * BITRATE), "-profile:v:0", "high", "-x264opts:v:0", JELLYFIN_X264,
+            "-g:v:0", str(JELLYFIN_SEGMENT_S * 24), "-keyint_min:v:0", str(JELLYFIN_SEGMENT_S * 24),
+            "-sc_threshold:v:0", "0", "-vf", "scale=-2:720,format=yuv420p",
+            "-force_key_frames:0", f"expr:gte(t,n_forced*{JELLYFIN_SEGMENT_S})",
+            "-c:a:0", "aac", "-ac:a:0", "2", "-b:a:0", "160k",
+            "-max_delay", "5000000", "-avoid_negative_ts", "disabled",
+            "-f", "hls", "-hls_time", str(JELLYFIN_SEGMENT_S), "-hls_segment_type", "mpegts",
+            "-start_number", "0", "-hls_segment_filename", f"{job_id}_%d.ts",
+            "-hls_playlist_type", "vod", "-hls_list_size", "0", "-y", f"{job_id}.m3u8"]
+
+
+def playlist_lists_a_segment(folder, job_id):
+    try:
+        return bool(segment_numbers((folder / f"{job_id}.m3u8").read_text(errors="replace"), job_id))
+    except FileNotFoundError:
+        return False
+
+
+def second_segment_begun(folder, job_id):
+    """Jellyfin serves a playlist of its own, made in advance, and hands a player segment n once
+    FFmpeg has begun segment n + 1 (its VOD playlist is written only at the end)."""
+    return (folder / f"{job_id}_1.ts").exists()
+
+
+def first_playlist_by_hand(argv, folder, job_id, playable=playlist_lists_a_segment):
+    """Seconds from spawning argv (in folder) until the stream is playable."""
+    folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     proc = subprocess.Popen(argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    playlist = folder / f"{job_id}.m3u8"
     try:
         while True:
-            if playlist.exists() and segment_numbers(playlist.read_text(errors="replace"), job_id):
+            if playable(folder, job_id):
                 return time.monotonic() - started
             if proc.poll() is not None:
-                raise RuntimeError("FFmpeg by hand ended without a segment")
-            time.sleep(0.005)
+                raise RuntimeError(f"FFmpeg ended without a segment: {argv}")
+            time.sleep(0.002)
     finally:
         proc.kill()
         proc.wait()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def idle_memory(worker):
-    """Resident bytes of the gunicorn master and of the worker process it runs the app in."""
-    master = psutil.Process(worker.proc.pid)
-    return master.memory_info().rss, sum(p.memory_info().rss for p in worker.descendants())
+# -- the worker ----------------------------------------------------------------------------------
+def playable_after(worker, job_id, body):
+    """Seconds from the POST until the playlist answers 200 listing a segment (the worker holds
+    the request until then)."""
+    started = time.monotonic()
+    worker.post_job(body).raise_for_status()
+    playlist = requests.get(f"{worker.url}/{job_id}.m3u8", timeout=60)
+    elapsed = time.monotonic() - started
+    if playlist.status_code != 200 or not segment_numbers(playlist.text, job_id):
+        raise RuntimeError(f"no playable playlist: {playlist.status_code} {playlist.text[:200]}")
+    return elapsed
+
+
+def job_body(job_id, source, **configuration):
+    return {"job_id": job_id, "source_path": str(source),
+            "configuration": {"bitrate_bps": BITRATE, **configuration}}
+
+
+def first_playlist(worker, source, tmp, runs):
+    rows = []
+    for remux in (False, True):
+        kind = "remux" if remux else "1080p->720p"
+        mine, hand, jelly = [], [], []
+        for run in range(runs):
+            job_id = f"first{int(remux)}{run}"
+            # alternate who goes first, so neither always finds a warmer page cache
+            order = [0, 1, 2] if run % 2 else [2, 1, 0]
+            for who in order:
+                if who == 0:
+                    mine.append(playable_after(worker, job_id, job_body(job_id, source, force_remux=remux)))
+                    worker.delete(job_id)
+                elif who == 1:
+                    argv = worker_argv(source, tmp / "hand", f"hand{run}", remux=remux)
+                    hand.append(first_playlist_by_hand(argv, tmp / "hand", f"hand{run}"))
+                elif not remux:
+                    jelly.append(first_playlist_by_hand(jellyfin_argv(source, f"jf{run}"), tmp / "jf", f"jf{run}",
+                                                        playable=second_segment_begun))
+        rows.append(Row(f"first playlist, {kind}", seconds(mine), "FFmpeg by hand", seconds(hand),
+                        f"{(median(mine) - median(hand)) * 1000:+.0f} ms", "<= +100 ms"))
+        if jelly:
+            rows.append(Row("", "", "Jellyfin defaults", seconds(jelly),
+                            f"{median(mine) / median(jelly):.2f}x", "<= 0.5x"))
+    return rows
+
+
+def seek(worker, source, runs):
+    """A re-POST at SEEK_S on a job that is running, beside a new job started there."""
+    warm, cold = [], []
+    for run in range(runs):
+        job_id = f"seek{run}"
+        playable_after(worker, job_id, job_body(job_id, source))
+        time.sleep(0.5)  # the job is running, with a few segments on disk
+        seek_time = time.strftime("%H:%M:%S", time.gmtime(SEEK_S))
+        warm.append(playable_after(worker, job_id, job_body(job_id, source, seek_time=seek_time)))
+        worker.delete(job_id)
+        cold.append(playable_after(worker, f"cold{run}", job_body(f"cold{run}", source, seek_time=seek_time)))
+        worker.delete(f"cold{run}")
+    return [Row(f"seek to {SEEK_S} s (re-POST)", seconds(warm), "cold start there", seconds(cold),
+                f"{median(warm) / median(cold):.2f}x", "<= 1.2x")]
+
+
+# -- serving: 50 clients, worker beside nginx ----------------------------------------------------
+WRK_SCRIPT = """
+-- Each connection is one player: the playlist, then the segments in order, then again;
+-- paced, it waits between requests like a player ahead of its picture.
+local segments = {%s}
+local playlist = "%s"
+local pause_ms = %d
+local step = 0
+request = function()
+  local path
+  if step %% (#segments + 1) == 0 then path = playlist else path = segments[step %% (#segments + 1)] end
+  step = step + 1
+  return wrk.format("GET", "/" .. path)
+end
+if pause_ms > 0 then
+  -- jittered, so the players do not all ask at the same instant
+  delay = function() return pause_ms * (0.5 + math.random()) end
+end
+"""
+# Paced players: a segment every 400 ms each, ten times faster than they play it (a player
+# filling its buffer): 125 requests and 250 MB a second from 50 players.
+PACED_MS = 400
+
+NGINX_CONF = """
+daemon off;
+user {user};
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}
+  client_body_temp_path {tmp}/tmp; proxy_temp_path {tmp}/tmp; fastcgi_temp_path {tmp}/tmp;
+  uwsgi_temp_path {tmp}/tmp; scgi_temp_path {tmp}/tmp;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root};
+    add_header Access-Control-Allow-Origin *;
+  }}
+}}
+"""
+
+
+def wrk(url, script, seconds):
+    """(bytes per second, requests per second, p50 s, p99 s) of wrk with CLIENTS connections."""
+    out = subprocess.run(["wrk", "-t", "2", "-c", str(CLIENTS), "-d", f"{seconds}s", "--latency", "-s", str(script),
+                          url], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk on {url} met errors:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
+    unit = {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30}[transfer.group(2)]
+    return (float(transfer.group(1)) * unit, rps,
+            _wrk_latency(out, "50%"), _wrk_latency(out, "99%"))
+
+
+def _wrk_latency(out, percentile):
+    value, unit = re.search(rf"{re.escape(percentile)}\s+([\d.]+)(us|ms|s)", out).groups()
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+
+
+def serving(worker, tmp, seconds_each, runs):
+    """A remux of a 4 Mb/s source (2 MB segments), served to CLIENTS players by both servers:
+    flat out (throughput), then paced like players (latency)."""
+    source = make_source(worker_media(worker) / "bench 4mbps.mp4", 60, size="1280x720", video_bitrate=BITRATE)
+    job_id = "serve"
+    playable_after(worker, job_id, {"job_id": job_id, "source_path": str(source),
+                                    "configuration": {"force_remux": True}})
+    worker.wait_state(job_id, {"COMPLETED"})
+    folder = Path(worker.job(job_id)["output_path"])
+    names = sorted((p.name for p in folder.glob("*.ts")), key=lambda n: int(n.rsplit("_", 1)[1][:-3]))
+    size = statistics.mean((folder / n).stat().st_size for n in names)
+    scripts = {}
+    for pause in (0, PACED_MS):
+        scripts[pause] = tmp / f"hls-{pause}.lua"
+        scripts[pause].write_text(WRK_SCRIPT % (", ".join(f'"{n}"' for n in names), f"{job_id}.m3u8", pause))
+    port = free_port()
+    (tmp / "tmp").mkdir(exist_ok=True)
+    conf = tmp / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, root=folder, user=getpass.getuser()))
+    nginx = subprocess.Popen(["nginx", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    urls = {"worker": f"{worker.url}/", "nginx": f"http://127.0.0.1:{port}/"}
+    results = {(who, pause): [] for who in urls for pause in scripts}
+    try:
+        wait_port(port)
+        for run in range(runs):
+            for pause in scripts:
+                # alternate who goes first, so neither always finds a warmer machine
+                for who in (("worker", "nginx") if run % 2 else ("nginx", "worker")):
+                    results[who, pause].append(wrk(urls[who], scripts[pause], seconds_each))
+    finally:
+        nginx.send_signal(signal.SIGQUIT)  # nginx's graceful stop, by its pid
+        nginx.wait(10)
+    worker.delete(job_id)
+    ours, theirs = (median([r[0] for r in results[who, 0]]) for who in ("worker", "nginx"))
+    label = f"{CLIENTS} clients, {size / 2**20:.1f} MB segments"
+    return [
+        Row(f"{label}, flat out: throughput", f"{ours / 2**20:.0f} MB/s", "nginx sendfile",
+            f"{theirs / 2**20:.0f} MB/s", f"{ours / theirs:.2f}x", ">= 0.8x"),
+        Row(f"{label}, flat out: p50 / p99", latency(results["worker", 0]), "nginx",
+            latency(results["nginx", 0]), "", ""),
+        Row(f"{label}, paced: p50 / p99", latency(results["worker", PACED_MS]), "nginx",
+            latency(results["nginx", PACED_MS]), "", "p99 < 50 ms"),
+    ]
+
+
+def worker_media(worker):
+    return Path(worker.settings["media_roots"][0])
+
+
+def wait_port(port, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def latency(results):
+    return f"{median([r[2] for r in results]) * 1000:.1f} / {median([r[3] for r in results]) * 1000:.1f} ms"
+
+
+# -- idle ----------------------------------------------------------------------------------------
+def idle(worker, seconds):
+    """CPU share of one core and resident memory of the worker (gunicorn master + app process),
+    standing idle; and the heartbeat's telemetry collection time."""
+    procs = [psutil.Process(worker.proc.pid), *worker.descendants()]
+    time.sleep(3)  # let start-up settle
+    before = sum(sum(p.cpu_times()[:2]) for p in procs)
+    time.sleep(seconds)
+    cpu = (sum(sum(p.cpu_times()[:2]) for p in procs) - before) / seconds
+    rss = sum(p.memory_info().rss for p in procs)
+    pss = sum(p.memory_full_info().pss for p in procs)  # what the two processes share, counted once
+    telemetry = Telemetry()
+    times = []
+    for _ in range(20):
+        telemetry.collect()
+        times.append(telemetry.last_collect_s)
+        time.sleep(0.05)
+    return [
+        Row("idle: CPU", f"{cpu * 100:.2f} % of a core", "", "", "", "< 1 %"),
+        Row("idle: resident memory (PSS)", f"{pss / 2**20:.0f} MB", "RSS, shared twice", f"{rss / 2**20:.0f} MB",
+            "", "< 80 MB"),
+        Row("heartbeat telemetry collection", f"{median(times) * 1000:.1f} ms", "", "", "", ""),
+    ]
+
+
+# -- N concurrent transcodes ---------------------------------------------------------------------
+def concurrent(worker, source, tmp, duration_s, counts, runs):
+    rows = []
+    for n in counts:
+        ours, theirs = zip(*(concurrent_once(worker, source, tmp, duration_s, n) for _ in range(runs)))
+        rows.append(Row(f"{n} concurrent transcode{'s' if n > 1 else ''}: speed", f"{median(ours):.2f}x",
+                        f"{n} FFmpeg by hand", f"{median(theirs):.2f}x", f"{median(ours) / median(theirs):.2f}x",
+                        ""))
+    return rows
+
+
+def concurrent_once(worker, source, tmp, duration_s, n):
+    """Aggregate speed (movie seconds written per second) of n jobs, then of n FFmpeg by hand."""
+    started = time.monotonic()
+    for i in range(n):
+        worker.post_job(job_body(f"conc{n}-{i}", source)).raise_for_status()
+    for i in range(n):
+        worker.wait_state(f"conc{n}-{i}", {"COMPLETED"}, timeout=3600)
+    ours = n * duration_s / (time.monotonic() - started)
+    for i in range(n):
+        worker.delete(f"conc{n}-{i}")
+    folders = [tmp / f"conc{n}-{i}" for i in range(n)]
+    argvs = [worker_argv(source, folder, f"c{i}") for i, folder in enumerate(folders)]
+    for folder in folders:
+        folder.mkdir()
+    started = time.monotonic()
+    procs = [subprocess.Popen(argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for argv, folder in zip(argvs, folders)]
+    for proc in procs:
+        proc.wait()
+    theirs = n * duration_s / (time.monotonic() - started)
+    for folder in folders:
+        shutil.rmtree(folder)
+    return ours, theirs
+
+
+# -- throttling ----------------------------------------------------------------------------------
+def segment_durations(playlist):
+    """{segment name: EXTINF seconds} of a playlist."""
+    lines = playlist.splitlines()
+    return {name: float(line[8:].split(",")[0])
+            for line, name in zip(lines, lines[1:]) if line.startswith("#EXTINF:")}
+
+
+def viewer(worker, job_id, stop):
+    """A player at 1x: one segment buffered ahead of the picture, the next asked for when the
+    one before starts playing."""
+    url = f"{worker.url}/{job_id}.m3u8"
+    number = segment_numbers(requests.get(url, timeout=60).text, job_id)[0]
+    played, started = 0.0, time.monotonic()
+    while not stop.is_set():
+        name = f"{job_id}_{number}.ts"
+        if requests.get(f"{worker.url}/{name}", timeout=60).status_code != 200:
+            return
+        durations = segment_durations(requests.get(url, timeout=60).text)
+        stop.wait(max(0.0, started + played - time.monotonic()))  # until it starts playing
+        played += durations.get(name, SEGMENT_S)
+        number += 1
+
+
+def ffmpeg_cpu(worker):
+    total = 0.0
+    for proc in worker.descendants():
+        try:
+            if proc.name() == "ffmpeg":
+                total += sum(proc.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def throttling(media_root, tmp, source, viewers, window_s, lead_s):
+    results = {}
+    for label, lead in (("throttled", lead_s), ("unthrottled", 0)):
+        worker = WorkerProcess(tmp / f"throttle-{label}", media_root, throttle_lead_s=lead,
+                               max_concurrent_jobs=viewers, **BENCH_WORKER).start()
+        try:
+            stop = threading.Event()
+            threads = []
+            for i in range(viewers):
+                worker.post_job(job_body(f"view{i}", source, bitrate_bps=1_000_000)).raise_for_status()
+                threads.append(threading.Thread(target=viewer, args=(worker, f"view{i}", stop), daemon=True))
+                threads[-1].start()
+            time.sleep(2)
+            before, started = ffmpeg_cpu(worker), time.monotonic()
+            time.sleep(window_s)
+            results[label] = (ffmpeg_cpu(worker) - before) / (time.monotonic() - started)
+            stop.set()
+            for thread in threads:
+                thread.join(60)
+            for i in range(viewers):
+                worker.delete(f"view{i}")
+        finally:
+            worker.stop()
+    on, off = results["throttled"], results["unthrottled"]
+    return [Row(f"{viewers} viewers at 1x: FFmpeg CPU", f"{on * 100:.0f} % of a core",
+                "throttling off", f"{off * 100:.0f} %", f"{(off - on) * 100:.0f} % freed",
+                f"lead {lead_s:g} s")]
+
+
+# -- the table -----------------------------------------------------------------------------------
+class Row:
+    def __init__(self, measure, worker, reference, reference_value, versus, target):
+        self.cells = [measure, worker, reference, reference_value, versus, target]
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def seconds(values):
+    return f"{median(values):.3f} s"
+
+
+def print_table(rows, args, elapsed):
+    header = ["measure", "worker", "reference", "", "vs", "target"]
+    widths = [max(len(str(r.cells[i])) for r in rows + [Row(*header)]) for i in range(6)]
+    cpu = (platform.processor() or platform.machine())
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    ffmpeg = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.split("\n")[0]
+    print()
+    print(f"transcode-worker bench: {args.runs} runs each (medians), {os.cpu_count()} CPUs ({cpu}), "
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, {ffmpeg.split(' Copyright')[0]}, "
+          f"{platform.python_implementation()} {platform.python_version()}; {elapsed:.0f} s")
+    line = "  ".join("=" * w for w in widths)
+    print(line)
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    print(line)
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row.cells, widths)).rstrip())
+    print(line)
+
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=30, help="length of the generated source")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5, help="repetitions of each measure (default 5)")
+    parser.add_argument("--quick", action="store_true", help="fewer and shorter runs: a smoke test")
     args = parser.parse_args()
+    if args.quick:
+        args.runs = 1
+    for tool in ("ffmpeg", "nginx", "wrk"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is missing: `make bench` installs it")
 
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tw-bench-") as tmp:
         tmp = Path(tmp)
         media_root = tmp / "media"
         media_root.mkdir()
-        print(f"making a {args.seconds}s 1080p H.264 source...", file=sys.stderr)
-        source = make_source(media_root, args.seconds)
-        worker = WorkerProcess(tmp / "worker", media_root, segment_duration_s=SEGMENT_S).start()
+        print("making the sources...", file=sys.stderr)
+        source = make_source(media_root / "bench 1080p.mp4", 120)
+        short = make_source(media_root / "bench 1080p short.mp4", 6 if args.quick else 12)
+        rows = []
+        worker = WorkerProcess(tmp / "worker", media_root, max_concurrent_jobs=8, throttle_lead_s=0, **BENCH_WORKER).start()
         try:
-            time.sleep(2)
-            master_rss, worker_rss = idle_memory(worker)
-            worker_s, hand_s = [], []
-            by_worker(worker, source, "warm")  # first probe of the file: measured on its own
-            for run in range(args.runs):
-                # alternate who goes first, so neither always finds a warmer page cache
-                if run % 2:
-                    hand_s.append(by_hand(source, tmp, run))
-                    worker_s.append(by_worker(worker, source, run))
-                else:
-                    worker_s.append(by_worker(worker, source, run))
-                    hand_s.append(by_hand(source, tmp, run))
-            started = time.monotonic()
-            media.run_ffprobe("ffprobe", str(source))
-            probe_s = time.monotonic() - started
+            print("idle...", file=sys.stderr)
+            rows += idle(worker, 5 if args.quick else 20)
+            playable_after(worker, "warm", job_body("warm", source))  # page cache, probe cache
+            worker.delete("warm")
+            print("first playlist...", file=sys.stderr)
+            rows += first_playlist(worker, source, tmp, args.runs)
+            print("seek...", file=sys.stderr)
+            rows += seek(worker, source, args.runs)
+            print("serving...", file=sys.stderr)
+            rows += serving(worker, tmp, 3 if args.quick else 8, 1 if args.quick else 2)
+            print("concurrent transcodes...", file=sys.stderr)
+            rows += concurrent(worker, short, tmp, media.run_ffprobe("ffprobe", str(short)).duration_s,
+                               (1, 2) if args.quick else (1, 2, 4), min(args.runs, 3))
         finally:
             worker.stop()
-
-    hand, work = statistics.median(hand_s), statistics.median(worker_s)
-    cpu = psutil.cpu_count()
-    print()
-    print(f"transcode-worker bench: {args.runs} runs, {cpu} CPUs, {args.seconds}s 1080p H.264 -> 720p "
-          f"at {BITRATE // 1000} kb/s, {SEGMENT_S:g}s segments")
-    print(f"{'time to first playable playlist':36} {'median':>8} {'min':>8} {'max':>8}")
-    print(f"{'  FFmpeg by hand':36} {hand:8.3f} {min(hand_s):8.3f} {max(hand_s):8.3f}  s")
-    print(f"{'  worker (POST -> playlist 200)':36} {work:8.3f} {min(worker_s):8.3f} {max(worker_s):8.3f}  s")
-    print(f"{'  ratio worker / by hand':36} {work / hand:8.2f}   (target: at most 1.30)")
-    print(f"{'  ffprobe of a new file (cached after)':36} {probe_s:8.3f}  s")
-    print(f"idle resident memory: worker process {worker_rss / 2**20:.1f} MB, "
-          f"with the gunicorn master {(worker_rss + master_rss) / 2**20:.1f} MB   (target: under 80 MB)")
+        print("throttling...", file=sys.stderr)
+        light = make_source(media_root / "bench 360p.mp4", 600, size="640x360")
+        rows += throttling(media_root, tmp, light, 3, 10 if args.quick else 30, lead_s=8)
+    print_table(rows, args, time.monotonic() - started)
 
 
 if __name__ == "__main__":
