@@ -25,7 +25,9 @@ class OrchestratorApplication(BaseApplication):
         super().__init__()
 
     def load_config(self):
-        options = {"bind": [self.settings.listen], "workers": 1, "worker_class": "gthread", "threads": 16,
+        # the worker's thread worker: a player that keeps its socket after the 302 holds up nobody
+        options = {"bind": [self.settings.listen], "workers": 1,
+                   "worker_class": "transcode_worker.server.PlayerThreadWorker", "threads": 16,
                    "timeout": 60, "graceful_timeout": 10, "loglevel": self.settings.log_level, "errorlog": "-",
                    "proc_name": PROG, "worker_exit": worker_exit, "control_socket_disable": True}
         for key, value in options.items():
