@@ -21,6 +21,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -35,7 +36,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test suite's real-service helper
-from worker_process import WorkerProcess, free_port  # noqa: E402
+from worker_process import WorkerProcess, free_port, wait_for  # noqa: E402
 
 from transcode_worker import media  # noqa: E402
 from transcode_worker.config import SettingsSchema  # noqa: E402
@@ -277,7 +278,7 @@ def serving(worker, tmp, seconds_each, runs):
     urls = {"worker": f"{worker.url}/", "nginx": f"http://127.0.0.1:{port}/"}
     results = {(who, pause): [] for who in urls for pause in scripts}
     try:
-        wait_port(port)
+        wait_for(lambda: port_open(port), 10, what=f"nginx on {port}")
         for run in range(runs):
             for pause in scripts:
                 # alternate who goes first, so neither always finds a warmer machine
@@ -303,15 +304,12 @@ def worker_media(worker):
     return Path(worker.settings["media_roots"][0])
 
 
-def wait_port(port, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/", timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
+def port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def latency(results):

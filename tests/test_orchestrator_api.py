@@ -96,3 +96,14 @@ def test_play_without_workers_says_why(client):
 def test_seek_time_format():
     assert seek_time(0) == "00:00:00.000"
     assert seek_time(3725.5) == "01:02:05.500"
+
+
+@pytest.mark.parametrize("method, path", [
+    ("get", "/play?job_id=nope"), ("get", "/v1/jobs/nope"), ("post", "/v1/jobs/nope/seek"),
+    ("delete", "/v1/jobs/nope"),
+])
+def test_an_unknown_job_is_404_everywhere(client, method, path):
+    c, _ = client
+    response = getattr(c, method)(path, json={"seek_time": "00:01:00"} if method == "post" else None,
+                                  headers=TOKEN)
+    assert response.status_code == 404 and response.get_json()["error"] == "unknown job"

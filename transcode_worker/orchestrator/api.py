@@ -5,7 +5,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from flask import Blueprint, current_app, jsonify, redirect, request
+from flask import Blueprint, abort, current_app, jsonify, redirect, request
 from marshmallow import EXCLUDE, ValidationError
 
 from ..schemas import ConfigurationSchema, DeathNoteSchema, HeartbeatSchema, RegistrationSchema, seek_seconds
@@ -152,15 +152,20 @@ def _start(source_path, configuration):
     return c.store.job(job_id), None
 
 
+def _known_job(job_id):
+    """The job's record; a 404 answers the request when there is none."""
+    job = ctx().store.job(job_id)
+    if job is None:
+        abort(error(404, "unknown job"))
+    return job
+
+
 @play_bp.get("/play")
 def play():
     """GET /play?path=<source> starts a job and redirects the player to its playlist;
     GET /play?job_id=<id> redirects to wherever the job is now (after a failover, a seek)."""
-    c = ctx()
     if request.args.get("job_id"):
-        job = c.store.job(request.args["job_id"])
-        if job is None:
-            return error(404, "unknown job")
+        job = _known_job(request.args["job_id"])
         if not job["playlist_url"]:
             return error(503, f"job {job['id']} is waiting for a worker")
         return redirect(job["playlist_url"], code=302)
@@ -203,16 +208,13 @@ def list_jobs():
 
 @play_bp.get("/v1/jobs/<job_id>")
 def job_state(job_id):
-    job = ctx().store.job(job_id)
-    return jsonify(_job_view(job)) if job else error(404, "unknown job")
+    return jsonify(_job_view(_known_job(job_id)))
 
 
 @play_bp.post("/v1/jobs/<job_id>/seek")
 def seek(job_id):
     c = ctx()
-    job = c.store.job(job_id)
-    if job is None:
-        return error(404, "unknown job")
+    job = _known_job(job_id)
     body = _body() or {}
     try:
         wanted = ConfigurationSchema().load({"seek_time": body.get("seek_time")})["seek_time"]
@@ -235,9 +237,7 @@ def seek(job_id):
 @play_bp.delete("/v1/jobs/<job_id>")
 def stop(job_id):
     c = ctx()
-    job = c.store.job(job_id)
-    if job is None:
-        return error(404, "unknown job")
+    job = _known_job(job_id)
     c.dispatcher.delete_on_worker(job["worker_id"], job_id)
     c.store.delete_job(job_id)
     return jsonify(job_id=job_id, deleted=True)
