@@ -148,6 +148,9 @@ def test_hls_headers_and_byte_ranges(worker, media_root):
     part = requests.get(segment_url, headers={"Range": "bytes=188-375"}, timeout=10)
     assert part.status_code == 206 and part.content == whole.content[188:376]
     assert part.headers["Content-Range"].startswith("bytes 188-375/")
+    head = requests.head(segment_url, timeout=10)
+    assert head.status_code == 200 and head.headers["Content-Length"] == str(len(whole.content))
+    assert requests.get(segment_url, headers={"If-None-Match": whole.headers["ETag"]}, timeout=10).status_code == 304
     preflight = requests.options(segment_url, headers={"Origin": "http://tv.example",
                                                        "Access-Control-Request-Headers": "range"}, timeout=5)
     assert preflight.headers["Access-Control-Allow-Origin"] == "*"

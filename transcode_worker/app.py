@@ -116,6 +116,7 @@ def create_app(settings=None, capabilities=None):
     app.register_blueprint(metrics.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(hls.bp)
+    app.wsgi_app = hls.FastPath(app.wsgi_app, ctx)
 
     @app.before_request
     def start_clock():

@@ -29,6 +29,7 @@ class WorkerMetrics:
         self.request_latency = Histogram(
             "transcode_http_request_duration_seconds", "HTTP request latency", ["endpoint", "method", "status"],
             registry=r)
+        self._children = {}
 
     def watch(self, ctx):
         """Read state-mirroring values from the WorkerContext at scrape time."""
@@ -42,7 +43,24 @@ class WorkerMetrics:
             self.ffmpeg_failures.inc()
 
     def observe_request(self, endpoint, method, status, started):
-        self.request_latency.labels(endpoint or "unknown", method, str(status)).observe(time.perf_counter() - started)
+        self._child(self.request_latency, endpoint or "unknown", method, str(status)).observe(
+            time.perf_counter() - started)
+
+    def observe_served(self, kind, started, size):
+        """A playlist or segment went out to a player, `started` (perf_counter) when it asked."""
+        self._child(self.segment_wait, kind).observe(time.perf_counter() - started)
+        self.bytes_served.inc(size or 0)
+        if kind == "segment":
+            self.segments_served.inc()
+
+    def _child(self, metric, *labels):
+        """metric.labels(*labels), looked up once: it takes a lock and builds keys on every call,
+        and players make thousands of requests a second."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children.setdefault(key, metric.labels(*labels))
+        return child
 
     def render(self):
         return generate_latest(self.registry)

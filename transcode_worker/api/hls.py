@@ -3,11 +3,19 @@
 A player that comes before FFmpeg has written what it asks for waits (bounded by
 playlist_wait_s) instead of getting a 404 it would give up on; it is answered at once when the
 job can no longer write it.
+
+Almost every request is a player fetching a playlist or a whole segment that is ready: FastPath
+answers those in front of Flask, whose dispatch costs more CPU than the sendfile that moves a
+segment. The blueprint answers the rest (a segment or playlist to wait for, a byte range, a
+revalidation, a 404) and in the same words: both build their answers from the functions below.
 """
+import os
 import re
 import time
 
 from flask import Blueprint, Response, abort, send_file
+from werkzeug.http import http_date
+from werkzeug.wsgi import wrap_file
 
 from ..jobs import resume_due
 from ..playlist import for_players, target_duration
@@ -21,37 +29,47 @@ PLAYLIST_NAME = re.compile(r"^([A-Za-z0-9_-]{1,64})\.m3u8$")
 SEGMENT_NAME = re.compile(r"^([A-Za-z0-9_-]{1,64})_(\d{1,9})\.ts$")
 POLL_S = 0.02  # how often a waiting request looks for the file; a job's end wakes it at once
 NO_CACHE = "no-cache"
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+SEGMENT_TYPE = "video/mp2t"
+CORS = (
+    ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS"),
+    ("Access-Control-Allow-Headers", "Range"),
+    ("Access-Control-Expose-Headers", "Content-Length, Content-Range, Accept-Ranges"),
+)
 
 
 @bp.after_request
 def cors(response):
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
-    response.headers["Access-Control-Allow-Headers"] = "Range"
-    response.headers["Access-Control-Expose-Headers"] = "Content-Length, Content-Range, Accept-Ranges"
+    response.headers.update(CORS)
     return response
 
 
 @bp.route("/<name>", methods=["GET", "HEAD"])
 def hls_file(name):
     if match := PLAYLIST_NAME.match(name):
-        return _measured("playlist", match.group(1), _playlist)
+        return _measured("playlist", match.group(1), _playlist_response)
     if match := SEGMENT_NAME.match(name):
         number = int(match.group(2))
-        return _measured("segment", match.group(1), lambda job: _segment(job, number), number)
+        return _measured("segment", match.group(1), lambda job: _segment_response(job, number), number)
     abort(404)
+
+
+ENDPOINT = f"{bp.name}.{hls_file.__name__}"  # the request metrics' label, on either path
 
 
 def _measured(kind, job_id, serve, segment=None):
     started = time.perf_counter()
     response = _wait_and_serve(job_id, serve, segment)
     if response.status_code in (200, 206):
-        metrics = context().metrics
-        metrics.segment_wait.labels(kind).observe(time.perf_counter() - started)
-        metrics.bytes_served.inc(response.content_length or 0)
-        if kind == "segment":
-            metrics.segments_served.inc()
+        context().metrics.observe_served(kind, started, response.content_length)
     return response
+
+
+def _watched(job, segment, settings):
+    job.record_request(segment)  # a player is watching: the janitor leaves the job alone
+    if resume_due(job, settings.throttle_lead_s):
+        job.supervisor.resume()  # a player came near: continue now, not at the next sweep
 
 
 def _wait_and_serve(job_id, serve, segment=None):
@@ -62,9 +80,7 @@ def _wait_and_serve(job_id, serve, segment=None):
         job = manager.get(job_id)  # again each time: a seek replaces the job
         if job is None:
             abort(404)
-        job.record_request(segment)  # a player is watching: the janitor leaves the job alone
-        if resume_due(job, settings.throttle_lead_s):
-            job.supervisor.resume()  # a player came near: continue now, not at the next sweep
+        _watched(job, segment, settings)
         response = serve(job)
         if response is not None:
             return response
@@ -80,7 +96,8 @@ def _wait_and_serve(job_id, serve, segment=None):
         job.wait_changed(min(POLL_S, remaining))
 
 
-def _playlist(job):
+def playlist(job):
+    """(headers, body) of the playlist players get, or None while FFmpeg's lists no segment."""
     try:
         text = (job.folder / job.output.playlist).read_bytes().decode(errors="replace")
     except FileNotFoundError:
@@ -88,19 +105,122 @@ def _playlist(job):
     if not job.record_playlist(text):
         return None
     target_s = target_duration(job.output.segment_s, job.spec.force_remux)
-    text = for_players(text, target_s, completed=job.state is JobState.COMPLETED)
-    response = Response(text, mimetype="application/vnd.apple.mpegurl")
-    response.headers["Cache-Control"] = NO_CACHE  # it grows while FFmpeg runs
-    return response
+    body = for_players(text, target_s, completed=job.state is JobState.COMPLETED).encode()
+    # no-cache: it grows while FFmpeg runs
+    return [("Content-Type", PLAYLIST_TYPE), ("Content-Length", str(len(body))), ("Cache-Control", NO_CACHE)], body
 
 
-def _segment(job, number):
-    if number < job.output.start_number:  # from before a seek: gone for good
+def _playlist_response(job):
+    answer = playlist(job)
+    return None if answer is None else Response(answer[1], headers=answer[0])
+
+
+def segment_path(job, number):
+    """Where segment `number` of `job` is; None when it is from before a seek (gone for good)."""
+    return None if number < job.output.start_number else os.path.join(job.folder, f"{job.job_id}_{number}.ts")
+
+
+def segment_headers(stat):
+    # Names are reused only if a job id is: revalidating (a cheap 304) keeps players safe then.
+    return [
+        ("Content-Type", SEGMENT_TYPE),
+        ("Content-Length", str(stat.st_size)),
+        ("Last-Modified", http_date(stat.st_mtime)),
+        ("Cache-Control", NO_CACHE),
+        ("ETag", f'"{etag(stat)}"'),
+        ("Accept-Ranges", "bytes"),
+    ]
+
+
+def etag(stat):
+    """A segment's entity tag: a reused name (a seek, a job id posted again) gets a new one."""
+    return f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
+
+
+def _segment_response(job, number):
+    """Any GET or HEAD of a segment: whole, a byte range, or a revalidation (304)."""
+    path = segment_path(job, number)
+    if path is None:
         abort(404)
     try:
-        response = send_file(job.folder / f"{job.job_id}_{number}.ts", mimetype="video/mp2t", conditional=True)
+        response = send_file(path, mimetype=SEGMENT_TYPE, conditional=True, etag=etag(os.stat(path)))
     except FileNotFoundError:
         return None
-    # Names are reused only if a job id is: revalidating (a cheap 304) keeps players safe then.
     response.headers["Cache-Control"] = NO_CACHE
+    del response.headers["Content-Disposition"]  # inline is the default; FastPath sends none
     return response
+
+
+class FastPath:
+    """WSGI middleware: a GET or HEAD of a playlist or a whole segment that is ready, answered
+    without Flask (a segment through gunicorn's sendfile), with the headers, job bookkeeping and
+    metrics the blueprint gives. Anything else goes on to Flask (wsgi_app): a Range or
+    conditional header, a file not written yet (Flask waits for it), an unknown job, any other
+    path or method.
+    """
+
+    FLASK_HEADERS = ("HTTP_RANGE", "HTTP_IF_RANGE", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE",
+                     "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE")
+
+    def __init__(self, wsgi_app, ctx):
+        self.wsgi_app = wsgi_app
+        self.ctx = ctx
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        method = environ["REQUEST_METHOD"]
+        ready = self._ready(environ) if method in ("GET", "HEAD") else None
+        if ready is None:
+            return self.wsgi_app(environ, start_response)
+        kind, headers, body, size = ready
+        try:
+            start_response("200 OK", [*headers, *CORS])
+        except BaseException:
+            _close(body)
+            raise
+        self.ctx.metrics.observe_served(kind, started, size)
+        self.ctx.metrics.observe_request(ENDPOINT, method, 200, started)
+        if method == "HEAD":
+            _close(body)
+            return []
+        return body
+
+    def _ready(self, environ):
+        """(kind, headers, body, size) when the request is ready to answer here, else None."""
+        name = environ.get("PATH_INFO", "")[1:]
+        if match := PLAYLIST_NAME.match(name):
+            return self._playlist(match.group(1))
+        if (match := SEGMENT_NAME.match(name)) and not any(header in environ for header in self.FLASK_HEADERS):
+            return self._segment(environ, match.group(1), int(match.group(2)))
+        return None
+
+    def _playlist(self, job_id):
+        job = self.ctx.manager.get(job_id)
+        answer = playlist(job) if job is not None else None
+        if answer is None:
+            return None
+        _watched(job, None, self.ctx.settings)
+        headers, body = answer
+        return "playlist", headers, [body], len(body)
+
+    def _segment(self, environ, job_id, number):
+        job = self.ctx.manager.get(job_id)
+        path = segment_path(job, number) if job is not None else None
+        if path is None:
+            return None
+        try:
+            file = open(path, "rb")
+        except OSError:  # not written yet, or gone: Flask waits for it, or says why not
+            return None
+        try:
+            stat = os.fstat(file.fileno())
+            _watched(job, number, self.ctx.settings)
+        except BaseException:
+            file.close()
+            raise
+        return "segment", segment_headers(stat), wrap_file(environ, file), stat.st_size
+
+
+def _close(body):
+    if hasattr(body, "close"):
+        body.close()
