@@ -256,8 +256,9 @@ def _wrk_latency(out, percentile):
 
 
 def serving(worker, tmp, seconds_each, runs):
-    """A remux of a 4 Mb/s source (2 MB segments), served to CLIENTS players by both servers:
-    flat out (throughput), then paced like players (latency)."""
+    """A remux of a 4 Mb/s source (2 MB segments), served to CLIENTS players: flat out
+    (throughput) by the worker, nginx and the gunicorn floor; paced like players (latency) by the
+    worker and nginx."""
     source = make_source(worker_media(worker) / "bench 4mbps.mp4", 60, size="1280x720", video_bitrate=BITRATE)
     job_id = "serve"
     playable_after(worker, job_id, {"job_id": job_id, "source_path": str(source),
@@ -270,36 +271,55 @@ def serving(worker, tmp, seconds_each, runs):
     for pause in (0, PACED_MS):
         scripts[pause] = tmp / f"hls-{pause}.lua"
         scripts[pause].write_text(WRK_SCRIPT % (", ".join(f'"{n}"' for n in names), f"{job_id}.m3u8", pause))
-    port = free_port()
+    nginx_port, floor_port = free_port(), free_port()
     (tmp / "tmp").mkdir(exist_ok=True)
     conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, root=folder, user=getpass.getuser()))
-    nginx = subprocess.Popen(["nginx", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    urls = {"worker": f"{worker.url}/", "nginx": f"http://127.0.0.1:{port}/"}
+    conf.write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port, root=folder, user=getpass.getuser()))
+    servers = [subprocess.Popen(["nginx", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    urls = {"worker": f"{worker.url}/", "nginx": f"http://127.0.0.1:{nginx_port}/",
+            "floor": f"http://127.0.0.1:{floor_port}/"}
     results = {(who, pause): [] for who in urls for pause in scripts}
     try:
-        wait_for(lambda: port_open(port), 10, what=f"nginx on {port}")
+        servers.append(subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--worker-class", "transcode_worker.server.PlayerThreadWorker",
+             "--threads", str(DEFAULTS.http_threads), "--bind", f"127.0.0.1:{floor_port}",
+             "--log-level", "warning", "--chdir", str(ROOT / "scripts"), "gunicorn_floor:app"],
+            env={**os.environ, "FLOOR_ROOT": str(folder), "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for port in (nginx_port, floor_port):
+            wait_for(lambda: port_open(port), 20, what=f"a server on {port}")
         for run in range(runs):
             for pause in scripts:
-                # alternate who goes first, so neither always finds a warmer machine
-                for who in (("worker", "nginx") if run % 2 else ("nginx", "worker")):
+                # rotate who goes first, so none always finds a warmer machine
+                order = [who for who in urls if pause == 0 or who != "floor"]
+                for who in order[run % len(order):] + order[:run % len(order)]:
                     results[who, pause].append(wrk(urls[who], scripts[pause], seconds_each))
     finally:
-        nginx.send_signal(signal.SIGQUIT)  # nginx's graceful stop, by its pid
-        nginx.wait(10)
+        servers[0].send_signal(signal.SIGQUIT)  # nginx's graceful stop; then gunicorn's, by pid
+        for server in servers[1:]:
+            server.terminate()
+        for server in servers:
+            server.wait(30)
     worker.delete(job_id)
-    ours, theirs = (median([r[0] for r in results[who, 0]]) for who in ("worker", "nginx"))
-    # each run's two servers back to back, on the machine in the same state: their ratio
-    ratios = [a[0] / b[0] for a, b in zip(results["worker", 0], results["nginx", 0])]
     label = f"{CLIENTS} clients, {size / 2**20:.1f} MB segments"
+    (worker_mbs, worker_vs), (floor_mbs, floor_vs), (nginx_mbs, _) = (
+        flat_out(results, who) for who in ("worker", "floor", "nginx"))
     return [
-        Row(f"{label}, flat out: throughput", f"{ours / 2**20:.0f} MB/s", "nginx sendfile",
-            f"{theirs / 2**20:.0f} MB/s", f"{median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})", ">= 0.8x"),
+        Row(f"{label}, flat out: throughput", worker_mbs, "nginx sendfile", nginx_mbs, worker_vs, ">= 0.8x"),
+        Row("", "", "gunicorn floor", floor_mbs, f"{floor_vs} nginx", ""),
         Row(f"{label}, flat out: p50 / p99", latency(results["worker", 0]), "nginx",
             latency(results["nginx", 0]), "", ""),
         Row(f"{label}, paced: p50 / p99", latency(results["worker", PACED_MS]), "nginx",
             latency(results["nginx", PACED_MS]), "", "p99 < 50 ms"),
     ]
+
+
+def flat_out(results, who):
+    """Median throughput of `who` flat out, and its ratio to nginx: each run's servers back to
+    back, on the machine in the same state, make one ratio; their median and range."""
+    ratios = [ours[0] / theirs[0] for ours, theirs in zip(results[who, 0], results["nginx", 0])]
+    return (f"{median([r[0] for r in results[who, 0]]) / 2**20:.0f} MB/s",
+            f"{median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})")
 
 
 def worker_media(worker):

@@ -9,6 +9,8 @@ from transcode_worker.app import create_app
 from transcode_worker.config import load_settings
 from worker_process import wait_for
 
+pytestmark = pytest.mark.integration  # FFmpeg runs: not for `make unit`
+
 
 @pytest.fixture(scope="module")
 def app(media_root, tmp_path_factory):
