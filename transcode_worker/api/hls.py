@@ -25,8 +25,8 @@ from .jobs import error
 
 bp = Blueprint("hls", __name__)
 
-PLAYLIST_NAME = re.compile(r"^([A-Za-z0-9_-]{1,64})\.m3u8$")
-SEGMENT_NAME = re.compile(r"^([A-Za-z0-9_-]{1,64})_(\d{1,9})\.ts$")
+PLAYLIST_NAME = re.compile(r"([A-Za-z0-9_-]{1,64})\.m3u8")  # fullmatch: the whole name
+SEGMENT_NAME = re.compile(r"([A-Za-z0-9_-]{1,64})_(\d{1,9})\.ts")
 POLL_S = 0.02  # how often a waiting request looks for the file; a job's end wakes it at once
 NO_CACHE = "no-cache"
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
@@ -47,9 +47,9 @@ def cors(response):
 
 @bp.route("/<name>", methods=["GET", "HEAD"])
 def hls_file(name):
-    if match := PLAYLIST_NAME.match(name):
+    if match := PLAYLIST_NAME.fullmatch(name):
         return _measured("playlist", match.group(1), _playlist_response)
-    if match := SEGMENT_NAME.match(name):
+    if match := SEGMENT_NAME.fullmatch(name):
         number = int(match.group(2))
         return _measured("segment", match.group(1), lambda job: _segment_response(job, number), number)
     abort(404)
@@ -188,9 +188,9 @@ class FastPath:
     def _ready(self, environ):
         """(kind, headers, body, size) when the request is ready to answer here, else None."""
         name = environ.get("PATH_INFO", "")[1:]
-        if match := PLAYLIST_NAME.match(name):
+        if match := PLAYLIST_NAME.fullmatch(name):
             return self._playlist(match.group(1))
-        if (match := SEGMENT_NAME.match(name)) and not any(header in environ for header in self.FLASK_HEADERS):
+        if (match := SEGMENT_NAME.fullmatch(name)) and not any(header in environ for header in self.FLASK_HEADERS):
             return self._segment(environ, match.group(1), int(match.group(2)))
         return None
 
