@@ -17,8 +17,12 @@ def _ffmpeg(*args):
                    check=True, timeout=300)
 
 
-def _video(seconds, size="320x240"):
-    return ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}"]
+def _video(seconds, size="320x240", rate=25):
+    return ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
+
+
+# PAL 576i: 50 moving pictures a second woven into 25 interlaced frames, top field first
+INTERLACE = ["-vf", "interlace", "-flags", "+ildct+ilme", "-top", "1"]
 
 
 def _tone(seconds, layout="stereo", freq=440):
@@ -27,6 +31,7 @@ def _tone(seconds, layout="stereo", freq=440):
 
 
 H264 = "h264 aac with spaces.mp4"
+DVB = "dvb recording 576i.ts"
 SOURCES = {
     # name: ffmpeg arguments after the inputs' declaration (the output name is appended)
     H264: [*_video(6), *_tone(6), "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac"],
@@ -39,7 +44,11 @@ SOURCES = {
         "-c:v", "libx264", "-preset", "ultrafast", "-c:a:0", "dca", "-strict", "-2", "-c:a:1", "aac",
         "-c:s", "srt", "-disposition:a:1", "default"],
     "silent 無音.mp4": [*_video(5), "-c:v", "libx264", "-preset", "ultrafast"],
+    # a TV recording: interlaced H.264 and AC3 in MPEG-TS
+    DVB: [*_video(5, "720x576", rate=50), *_tone(5), *INTERLACE, "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "ac3"],
 }
+# a DVD's video: interlaced MPEG-2, which a remux cannot give to HLS players (a transcode can)
+DVD = "dvd mpeg2 576i.mpg"
 
 
 def make_library(folder):
@@ -55,6 +64,7 @@ def make_library(folder):
             "geq=lum='16+0.36*T':cb=128:cr=128,scale=320:180",
             *_tone(LONG_SECONDS), "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-c:a", "aac",
             str(folder / LONG))
+    _ffmpeg(*_video(5, "720x576", rate=50), *_tone(5), *INTERLACE, "-c:v", "mpeg2video", "-b:v", "4M", "-c:a", "ac3", str(folder / DVD))
     _corrupt_copy(folder / H264, folder / CORRUPT)
     (folder / TEXT).write_text("not a movie\n")
     return folder

@@ -5,12 +5,13 @@ from transcode_worker.media import AudioStream, MediaInfo
 from transcode_worker.validation import JobSpec
 
 
-def media_info(height=1080, audio=(("aac", True),), duration=600.0):
+def media_info(height=1080, audio=(("aac", True),), duration=600.0, video_codec="h264", interlaced=False):
     return MediaInfo(
-        duration_s=duration, format_name="matroska,webm", video_index=0, video_codec="h264",
+        duration_s=duration, format_name="matroska,webm", video_index=0, video_codec=video_codec,
         pix_fmt="yuv420p", width=height * 16 // 9, height=height,
         audio=tuple(AudioStream(index=i + 1, codec=c, channels=2, default=d, language=None)
                     for i, (c, d) in enumerate(audio)),
+        interlaced=interlaced,
     )
 
 

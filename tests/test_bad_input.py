@@ -57,6 +57,9 @@ CASES = {
     "missing file": (lambda m, o: good(m, source_path=str(m / "no such movie.mkv")), 422, "source_path"),
     "folder as source": (lambda m, o: good(m, source_path=str(m / "a folder.mkv")), 422, "source_path"),
     "text file as source": (lambda m, o: good(m, source_path=str(m / mf.TEXT)), 422, "source_path"),
+    "remux of video players cannot decode": (
+        lambda m, o: good(m, source_path=str(m / mf.DVD), configuration={"force_remux": True}), 422,
+        "configuration.force_remux"),
     "malformed seek_time": (lambda m, o: good(m, configuration={"seek_time": "5 minutes"}), 422,
                             "configuration.seek_time"),
     "seek_time past the end": (lambda m, o: good(m, configuration={"seek_time": "00:10:00"}), 422,

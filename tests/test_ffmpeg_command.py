@@ -93,6 +93,13 @@ def test_scaled_by_the_bitrate_ladder_and_8bit():
     assert value_after(argv_of(bitrate_bps=8_000_000, media=media_info(height=480)), "-vf") == "format=yuv420p"
 
 
+def test_an_interlaced_source_is_deinterlaced_before_scaling():
+    interlaced = media_info(height=1080, interlaced=True)
+    assert value_after(argv_of(media=interlaced), "-vf") == \
+        "bwdif=mode=send_frame:parity=auto:deint=interlaced,scale=-2:720,format=yuv420p"
+    assert "-vf" not in argv_of(media=interlaced, force_remux=True)  # a copy is left as it is
+
+
 @pytest.mark.parametrize("bitrate,source,height", [
     (10_000_000, 2160, 1080), (6_000_000, 1080, 1080), (5_999_999, 1080, 720), (2_500_000, 1080, 720),
     (1_500_000, 1080, 480), (500_000, 1080, 360), (10_000_000, 576, 576), (64_000, None, 360),

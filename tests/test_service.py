@@ -1,6 +1,8 @@
 """The real service under gunicorn on loopback, real FFmpeg, real HTTP clients."""
 import os
+import re
 import socket
+import subprocess
 import time
 
 import psutil
@@ -43,6 +45,26 @@ def test_every_kind_of_source_plays(worker, media_root, name, remux):
     assert code == 0, stderr
     assert abs(decoded - probe_duration(src)) <= SEGMENT_S + 0.5
     assert worker.wait_state(job_id, {"COMPLETED"})["error"] is None
+    worker.delete(job_id)
+
+
+def interlaced_frames(url):
+    """(interlaced, progressive) frame counts FFmpeg's idet filter finds reading `url`."""
+    out = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-i", url, "-vf", "idet", "-an",
+                          "-f", "null", "-"], capture_output=True, timeout=120, check=True).stderr.decode()
+    counts = re.search(r"Multi frame detection: TFF:\s*(\d+) BFF:\s*(\d+) Progressive:\s*(\d+)", out)
+    tff, bff, progressive = map(int, counts.groups())
+    return tff + bff, progressive
+
+
+@pytest.mark.parametrize("name,job_id", [(mf.DVD, "deinterlace-dvd"), (mf.DVB, "deinterlace-dvb")])
+def test_an_interlaced_source_plays_deinterlaced(worker, media_root, name, job_id):
+    src = source(media_root, name)
+    assert interlaced_frames(src)[1] == 0  # the source combs on every frame
+    assert worker.post_job({"job_id": job_id, "source_path": src}).status_code == 202
+    worker.wait_state(job_id, {"COMPLETED"})
+    combed, progressive = interlaced_frames(f"{worker.url}/{job_id}.m3u8")
+    assert progressive >= 0.95 * (combed + progressive), (combed, progressive)
     worker.delete(job_id)
 
 

@@ -37,14 +37,14 @@ def fake_probe(path):
     return media_info(duration=120.0)
 
 
-def run(roots, **fields):
+def run(roots, probe=fake_probe, **fields):
     body = {"job_id": "j1", "source_path": str(roots.media / "movie.mkv"), **fields}
-    return validate_command(load_job_command(body), roots.settings, CAPS, probe=fake_probe)
+    return validate_command(load_job_command(body), roots.settings, CAPS, probe=probe)
 
 
-def failing_fields(roots, **fields):
+def failing_fields(roots, probe=fake_probe, **fields):
     with pytest.raises((FieldErrors, ValidationError)) as err:
-        run(roots, **fields)
+        run(roots, probe, **fields)
     exc = err.value
     return set(exc.errors if isinstance(exc, FieldErrors) else exc.messages)
 
@@ -155,6 +155,18 @@ def test_remux_does_not_need_the_default_encoder(roots):
     roots.settings.default_encoder = "libmissing"
     assert run(roots, configuration={"force_remux": True}).force_remux
     assert failing_fields(roots) == {"configuration.encoder"}
+
+
+@pytest.mark.parametrize("codec", ["mpeg2video", "vp9", "mjpeg", "mpeg4", "av1"])
+def test_a_remux_copies_only_video_players_decode(roots, codec):
+    probe = lambda path: media_info(duration=120.0, video_codec=codec)  # noqa: E731
+    assert failing_fields(roots, probe, configuration={"force_remux": True}) == {"configuration.force_remux"}
+    assert not run(roots, probe).force_remux  # a transcode of it is fine
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+def test_h264_and_hevc_can_be_remuxed(roots, codec):
+    assert run(roots, lambda path: media_info(video_codec=codec), configuration={"force_remux": True}).force_remux
 
 
 def test_nothing_was_created_or_deleted(roots):

@@ -10,6 +10,12 @@ from .hardware import QSV_DEVICE_ARGS, QSV_UPLOAD, VAAPI_UPLOAD
 
 # Audio every HLS player decodes; anything else is re-encoded, even in a remux.
 PLAYER_SAFE_AUDIO = frozenset({"aac", "mp3"})
+# Video HLS players decode in MPEG-TS: the only codecs a remux may copy (validation.py).
+PLAYER_SAFE_VIDEO = frozenset({"h264", "hevc"})
+# Interlaced sources (broadcast recordings, DVDs) are deinterlaced before scaling, a frame for a
+# frame (25i gives 25p): shown as progressive, each field pair combs on every movement. Frames
+# the decoder marks progressive (a film in a broadcast) pass untouched.
+DEINTERLACE = "bwdif=mode=send_frame:parity=auto:deint=interlaced"
 AUDIO_BITRATE = "160k"
 # Output height for a video bitrate, the way media servers pick a rung of their ladder.
 BITRATE_LADDER = ((6_000_000, 1080), (2_500_000, 720), (1_000_000, 480), (0, 360))
@@ -97,7 +103,9 @@ def video_args(spec, output, preset):
         return ["-c:v", "copy"]
     height = target_height(spec.bitrate_bps, spec.media.height)
     rate = str(spec.bitrate_bps)
-    filters = [f"scale=-2:{height}"] if spec.media.height and height < spec.media.height else []
+    filters = [DEINTERLACE] if spec.media.interlaced else []
+    if spec.media.height and height < spec.media.height:
+        filters.append(f"scale=-2:{height}")
     filters.append(pixel_format_filter(spec.encoder))  # also turns 10-bit HEVC into 8 bits
     return [
         "-c:v", spec.encoder, *ENCODER_OPTIONS.get(spec.encoder, lambda p: [])(preset),

@@ -6,9 +6,11 @@ import subprocess
 from dataclasses import dataclass
 
 PROBE_TIMEOUT_S = 20
+# ffprobe's field orders of interlaced video (the others: progressive, unknown)
+INTERLACED = frozenset({"tt", "bb", "tb", "bt"})
 _ENTRIES = (
     "format=duration,format_name"
-    ":stream=index,codec_type,codec_name,profile,pix_fmt,width,height,channels"
+    ":stream=index,codec_type,codec_name,profile,pix_fmt,width,height,field_order,channels"
     ":stream_disposition=default,attached_pic"
     ":stream_tags=language"
 )
@@ -37,6 +39,7 @@ class MediaInfo:
     width: int | None
     height: int | None
     audio: tuple[AudioStream, ...]
+    interlaced: bool = False  # broadcast recordings, DVDs: a transcode deinterlaces
 
     @property
     def main_audio(self):
@@ -71,6 +74,7 @@ def parse_probe(data):
         duration_s=duration, format_name=fmt.get("format_name", ""), video_index=v["index"],
         video_codec=v.get("codec_name", "unknown"), pix_fmt=v.get("pix_fmt"),
         width=v.get("width"), height=v.get("height"), audio=audio,
+        interlaced=v.get("field_order") in INTERLACED,
     )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import media
+from .ffmpeg_command import PLAYER_SAFE_VIDEO
 from .schemas import seek_seconds
 
 
@@ -123,6 +124,10 @@ def validate_command(command, settings, capabilities, probe):
             errors["source_path"] = [f"not playable media: {exc}"]
         except OSError as exc:
             errors["source_path"] = [f"cannot be read: {exc.strerror}"]
+    if info is not None and conf["force_remux"] and info.video_codec not in PLAYER_SAFE_VIDEO:
+        errors["configuration.force_remux"] = [
+            f"the source's video is {info.video_codec}, which HLS players cannot decode: only "
+            f"{' and '.join(sorted(PLAYER_SAFE_VIDEO))} can be copied (leave force_remux out to transcode)"]
     seek_s = seek_seconds(conf["seek_time"])
     if info is not None and seek_s >= info.duration_s:
         errors["configuration.seek_time"] = [
