@@ -81,6 +81,7 @@ CASES = {
     "not JSON": (b"job_id=1&source_path=/x", 400, None),
     "JSON but not an object": (b'["bad-input"]', 400, None),
     "empty body": (b"", 400, None),
+    "JSON nested deeper than any parser goes": (b"[" * 5000 + b"]" * 5000, 400, None),
     "huge body": (b'{"job_id": "' + b"x" * (2 * 1024 * 1024) + b'"}', 413, None),
 }
 

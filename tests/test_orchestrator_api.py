@@ -54,6 +54,16 @@ def test_heartbeat_of_an_unknown_worker_is_404_and_bad_payloads_422(client):
     assert c.patch("/v1/workers/w1", json={"status": "ONLINE"}, headers=TOKEN).status_code == 422
 
 
+def test_a_body_nested_too_deep_is_a_bad_body_not_a_crash(client):
+    c, _ = client
+    deep = "[" * 5000 + "]" * 5000
+    c.post("/v1/workers", json=REG, headers=TOKEN)
+    answer = c.post("/v1/play", data=deep, content_type="application/json", headers=TOKEN)
+    assert answer.status_code == 400 and answer.get_json()["error"]
+    beat_answer = c.post("/v1/workers/w1/heartbeats", data=deep, content_type="application/json", headers=TOKEN)
+    assert beat_answer.status_code == 422
+
+
 def test_an_older_replayed_record_never_overwrites_a_newer_one(client):
     c, ctx = client
     c.post("/v1/workers", json=REG, headers=TOKEN)

@@ -44,7 +44,7 @@ def submit():
     ctx = context()
     try:
         data = json.loads(request.get_data(cache=False))  # any Content-Type: curl -d sends a form type
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return error(400, "the body is not JSON")
     if not isinstance(data, dict):
         return error(400, "the body must be a JSON object")

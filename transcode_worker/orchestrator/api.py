@@ -50,7 +50,10 @@ def require_token_for_programs():
 
 
 def _body():
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes (silent covers ValueError only)
+        return None
     return data if isinstance(data, dict) else None
 
 
