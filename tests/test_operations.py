@@ -196,6 +196,36 @@ def test_a_restart_ends_its_own_surviving_ffmpeg_and_no_other(make_worker, media
         unrelated.wait()
 
 
+def test_a_sighup_rereads_the_configuration_and_the_service_stays_up(make_worker, media_root):
+    """gunicorn's reload: a new worker process on the configuration read anew; the old one stops
+    its jobs as in a restart and hands over its folders; the master and its socket stay."""
+    w = make_worker()
+    pid = start_job(w, media_root, "hup1", bitrate_bps=300_000)["pid"]
+    w.wait_state("hup1", {"RUNNING"})
+    old_app = psutil.Process(pid).parent().pid
+
+    def health():
+        try:
+            return requests.get(w.url + "/healthz", timeout=2).json()
+        except (requests.ConnectionError, ValueError):
+            return None
+
+    w.write_config(max_concurrent_jobs=3)
+    w.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: (h := health()) and h["max_concurrent_jobs"] == 3, 40, what="the new configuration")
+    assert w.proc.poll() is None and process_gone(pid) and process_gone(old_app)
+    assert w.jobs() == []  # stopped with the old process: the orchestrator re-queues them
+    start_job(w, media_root, "hup2", bitrate_bps=300_000)
+
+    w.write_config(max_concurrent_jobs=0)  # now wrong
+    new_app = psutil.Process(w.ffmpeg_pids()[0]).parent().pid
+    w.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "configuration is not reloaded" in w.log(), 20, what="the refusal in the log")
+    wait_for(lambda: (h := health()) and h["max_concurrent_jobs"] == 3 and process_gone(new_app), 40,
+             what="a worker process on the configuration that was running")
+    assert w.proc.poll() is None
+
+
 def test_throttling_pauses_ffmpeg_ahead_of_the_player_and_resumes_it(make_worker, media_root):
     w = make_worker(throttle_lead_s=8.0, stop_grace_s=3.0)
     pid = start_job(w, media_root, "thr1", bitrate_bps=300_000)["pid"]

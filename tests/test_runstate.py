@@ -96,6 +96,32 @@ def test_a_second_worker_on_the_same_folder_is_refused(dirs):
     lock_folder(str(dirs.segments)).close()
 
 
+TAKE_WITHIN_10_S = ("import sys, time; from transcode_worker.runstate import lock_folder, FolderInUse\n"
+                    "t = time.monotonic()\n"
+                    "try: lock_folder(sys.argv[1], sibling_wait_s=10)\n"
+                    "except FolderInUse: print('refused after', round(time.monotonic() - t)); sys.exit(3)\n"
+                    "print('taken')")
+
+
+def test_the_process_a_sighup_replaces_is_waited_for_and_no_other(dirs):
+    held = lock_folder(str(dirs.segments))  # held by the parent: not a sibling, refused at once
+    other = subprocess.run([sys.executable, "-c", TAKE_WITHIN_10_S, str(dirs.segments)], capture_output=True,
+                           text=True, timeout=30)
+    assert other.returncode == 3 and other.stdout.strip() == "refused after 0"
+    held.close()
+    code = ("import sys, time; from transcode_worker.runstate import lock_folder\n"
+            "h = lock_folder(sys.argv[1]); print('locked', flush=True); time.sleep(1)")
+    old = subprocess.Popen([sys.executable, "-c", code, str(dirs.segments)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert old.stdout.readline().strip() == "locked"
+        new = subprocess.run([sys.executable, "-c", TAKE_WITHIN_10_S, str(dirs.segments)], capture_output=True,
+                             text=True, timeout=30)
+        assert new.stdout.strip() == "taken" and old.poll() is not None  # once its sibling had exited
+    finally:
+        old.kill()
+        old.wait()
+
+
 def test_spool_survives_a_restart_in_order(tmp_path):
     spool = Spool(str(tmp_path), max_records=100)
     for n in range(3):

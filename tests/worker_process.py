@@ -41,9 +41,14 @@ class ServiceProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.config = self.workdir / f"{self.name}.toml"
-        self.config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in self.settings.items()))
+        self.write_config()
         self.log_path = self.workdir / f"{self.name}.log"
         self.proc = None
+
+    def write_config(self, **changes):
+        """The TOML file from `settings`, with `changes` (a running service reads it on SIGHUP)."""
+        self.settings.update(changes)
+        self.config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in self.settings.items()))
 
     def start(self, timeout=30):
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCODE_")}

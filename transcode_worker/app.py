@@ -71,7 +71,9 @@ class WorkerContext:
 
 
 def build_context(settings, capabilities=None):
-    locks = tuple(lock_folder(folder) for folder in (settings.segment_root, settings.spool_dir))
+    # after a SIGHUP, the process this one replaces holds the folders until its jobs have stopped
+    locks = tuple(lock_folder(folder, sibling_wait_s=settings.shutdown_timeout_s + 5)
+                  for folder in (settings.segment_root, settings.spool_dir))
     runstate = RunState(settings.spool_dir, settings.segment_root)
     runstate.recover()
     capabilities = capabilities or caps.detect(settings.ffmpeg_path)

@@ -17,18 +17,33 @@ def _fail(message):
     return 2
 
 
-def _prepare_folders(settings):
-    for key in ("segment_root", "spool_dir"):
+FOLDERS = ("segment_root", "spool_dir")
+
+
+def _make_folders(settings):
+    for key in FOLDERS:
         try:
             os.makedirs(getattr(settings, key), exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"{key}: cannot create {getattr(settings, key)}: {exc.strerror}") from None
         if not os.access(getattr(settings, key), os.W_OK):
             raise ConfigError(f"{key}: {getattr(settings, key)} is not writable")
+
+
+def _prepare_folders(settings):
+    _make_folders(settings)
+    for key in FOLDERS:
         try:  # the worker process takes the lock for good; this only makes the refusal one clear line
             lock_folder(getattr(settings, key)).close()
         except FolderInUse as exc:
             raise ConfigError(f"{key}: {exc}") from None
+
+
+def _reread(path):
+    """The configuration for a SIGHUP (the running worker still holds its folders' locks)."""
+    settings = load_settings(path)
+    _make_folders(settings)
+    return settings
 
 
 def _first_run_hint(settings):
@@ -63,7 +78,7 @@ def cmd_serve(args):
     if settings.config_file is None:
         _first_run_hint(settings)
     from .server import WorkerApplication
-    WorkerApplication(settings).run()
+    WorkerApplication(settings, reread=lambda: _reread(args.config)).run()
     return 0
 
 

@@ -160,25 +160,40 @@ def _end_leftover_ffmpeg(job_id, entry):
 LOCK_FILE = ".transcode-worker.lock"
 
 
+def _is_sibling(pid):
+    try:
+        return psutil.Process(int(pid)).ppid() == os.getppid() != 1
+    except (ValueError, psutil.Error):
+        return False
+
+
 class FolderInUse(Exception):
     """Another running worker holds this folder; str() says which."""
 
 
-def lock_folder(folder):
+def lock_folder(folder, sibling_wait_s=0.0):
     """Hold an exclusive lock on `folder` for the life of this process (returns the open file).
 
     Two workers sharing a segment_root or spool_dir would delete each other's jobs at start-up and
     mix their run states, so the second one is refused. The kernel drops the lock when the holder
-    dies, however it dies."""
+    dies, however it dies. A holder with the same parent is the process this one replaces (a
+    SIGHUP makes gunicorn start the new worker process, then stop the old): for that one, this
+    waits up to `sibling_wait_s` while it stops its jobs and exits."""
     path = os.path.join(folder, LOCK_FILE)
     fh = open(path, "a+", encoding="utf-8")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read().strip() or "unknown"
-        fh.close()
-        raise FolderInUse(f"{folder} is in use by another transcode-worker (pid {holder})") from None
+    deadline = time.monotonic() + sibling_wait_s
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            if time.monotonic() < deadline and _is_sibling(holder):
+                time.sleep(0.1)
+                continue
+            fh.close()
+            raise FolderInUse(f"{folder} is in use by another transcode-worker (pid {holder})") from None
     fh.seek(0)
     fh.truncate()
     fh.write(str(os.getpid()))

@@ -14,6 +14,7 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from . import logs
 from .app import create_app
+from .config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +104,24 @@ def gunicorn_options(settings):
 
 
 class WorkerApplication(BaseApplication):
-    """`transcode-worker serve`: gunicorn configured from our settings, not from its CLI."""
+    """`transcode-worker serve`: gunicorn configured from our settings, not from its CLI.
 
-    def __init__(self, settings):
+    `reread()` loads the configuration anew for a SIGHUP; gunicorn then starts a worker process
+    on it and stops the old one, whose jobs stop as in a restart (the new one waits for the old
+    to let go of its folders: runstate.lock_folder)."""
+
+    def __init__(self, settings, reread=None):
         self.settings = settings
+        self.reread = reread
         super().__init__()
+
+    def reload(self):
+        if self.reread is not None:
+            try:
+                self.settings = self.reread()
+            except ConfigError as exc:
+                log.error("SIGHUP: the configuration is not reloaded, the running one stays: %s", exc)
+        super().reload()
 
     def load_config(self):
         for key, value in gunicorn_options(self.settings).items():
