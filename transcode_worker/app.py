@@ -14,7 +14,7 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import capabilities as caps
-from .config import load_settings
+from .config import FOLDER_KEYS, load_settings
 from .health import HealthMonitor
 from .heartbeat import Heartbeat
 from .jobs import JobManager
@@ -73,7 +73,7 @@ class WorkerContext:
 def build_context(settings, capabilities=None):
     # after a SIGHUP, the process this one replaces holds the folders until its jobs have stopped
     locks = tuple(lock_folder(folder, sibling_wait_s=settings.shutdown_timeout_s + 5)
-                  for folder in (settings.segment_root, settings.spool_dir))
+                  for folder in (getattr(settings, key) for key in FOLDER_KEYS))
     runstate = RunState(settings.spool_dir, settings.segment_root)
     runstate.recover()
     capabilities = capabilities or caps.detect(settings.ffmpeg_path)

@@ -5,7 +5,7 @@ import os
 import sys
 
 from . import __version__, capabilities, logs
-from .config import ConfigError, describe, load_settings
+from .config import FOLDER_KEYS, ConfigError, check_report, load_settings
 from .runstate import FolderInUse, lock_folder
 from .telemetry import Nvml, Telemetry, static_specs
 
@@ -17,11 +17,8 @@ def _fail(message):
     return 2
 
 
-FOLDERS = ("segment_root", "spool_dir")
-
-
 def _make_folders(settings):
-    for key in FOLDERS:
+    for key in FOLDER_KEYS:
         try:
             os.makedirs(getattr(settings, key), exist_ok=True)
         except OSError as exc:
@@ -32,7 +29,7 @@ def _make_folders(settings):
 
 def _prepare_folders(settings):
     _make_folders(settings)
-    for key in FOLDERS:
+    for key in FOLDER_KEYS:
         try:  # the worker process takes the lock for good; this only makes the refusal one clear line
             lock_folder(getattr(settings, key)).close()
         except FolderInUse as exc:
@@ -100,9 +97,7 @@ def cmd_probe(args):
 
 def cmd_check_config(args):
     settings = load_settings(args.config)
-    print(f"# {settings.config_file or 'embedded configuration'}: valid")
-    for key, _default, help_text in describe():
-        print(f"{key} = {json.dumps(getattr(settings, key))}  # {help_text}")
+    print(check_report(settings))
     return 0
 
 

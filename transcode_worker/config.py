@@ -5,6 +5,7 @@ folders under the user's data directory), the TOML file named by ``--config`` or
 ``TRANSCODE_WORKER_CONFIG``, then ``TRANSCODE_WORKER_<KEY>`` environment variables (lists are
 separated by ``:`` like PATH). A bad value raises ConfigError naming the key.
 """
+import json
 import os
 import socket
 import tomllib
@@ -208,7 +209,8 @@ class SettingsSchema(Schema):
                 "shutdown_timeout_s")
 
 
-PATH_KEYS = frozenset({"segment_root", "spool_dir"})
+# the folders the worker writes: ~ expanded here, created and locked at start (cli, app)
+FOLDER_KEYS = ("segment_root", "spool_dir")
 
 
 class Settings(SimpleNamespace):
@@ -267,7 +269,7 @@ def load_settings(path=None, environ=None):
     """Load, merge and validate the worker's configuration; raise ConfigError on anything wrong."""
     data, path = load_config(SettingsSchema(), ENV_PREFIX, "conf/worker.toml", path, environ)
     data["media_roots"] = [os.path.expanduser(p) for p in data["media_roots"]]
-    for key in PATH_KEYS:
+    for key in FOLDER_KEYS:
         data[key] = os.path.expanduser(data[key])
     host, port = listen_address(data["listen"])
     if not data["advertise_url"]:
@@ -285,8 +287,18 @@ def _reachable_host(bind_host):
         return "127.0.0.1"
 
 
-def describe():
-    """(key, default, help) for every setting, in declaration order: for docs and check-config."""
-    for name, field in SettingsSchema().fields.items():
+def describe(schema=None):
+    """(key, default, help) for every setting of `schema` (the worker's unless named), in
+    declaration order: for docs and check-config."""
+    for name, field in (schema or SettingsSchema()).fields.items():
         default = field.load_default() if callable(field.load_default) else field.load_default
         yield name, default, field.metadata["help"]
+
+
+def check_report(settings, schema=None, without_file="embedded configuration"):
+    """What check-config prints: where the configuration came from, then every key's effective
+    value with its help."""
+    lines = [f"# {settings.config_file or without_file}: valid"]
+    lines += [f"{key} = {json.dumps(getattr(settings, key))}  # {help_text}"
+              for key, _default, help_text in describe(schema)]
+    return "\n".join(lines)

@@ -116,8 +116,9 @@ class Job:
         """How much movie FFmpeg has written beyond the furthest segment a player asked for."""
         if self.last_segment_id is None:
             return 0.0
-        furthest = self.furthest_requested if self.furthest_requested is not None else self.output.start_number - 1
-        return max(0, self.last_segment_id - max(furthest, self.output.start_number - 1)) * self.output.segment_s
+        furthest = max(self.furthest_requested if self.furthest_requested is not None else -1,
+                       self.output.start_number - 1)  # a request from before a seek counts as none
+        return max(0, self.last_segment_id - furthest) * self.output.segment_s
 
     def record_playlist(self, text):
         """Note the newest segment a playlist lists (read by the supervisor or for a player's

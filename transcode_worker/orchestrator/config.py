@@ -43,7 +43,3 @@ def load_orchestrator_settings(path=None, environ=None):
         raise ConfigError(f"database: {data['database']!r} must be an absolute path")
     return SimpleNamespace(**data, config_file=path)
 
-
-def describe():
-    return [(name, field.load_default() if callable(field.load_default) else field.load_default,
-             field.metadata["help"]) for name, field in OrchestratorSettingsSchema().fields.items()]

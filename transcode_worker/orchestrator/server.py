@@ -5,9 +5,9 @@ import sys
 from gunicorn.app.base import BaseApplication
 
 from .. import logs
-from ..config import ConfigError
+from ..config import ConfigError, check_report
 from .app import create_app
-from .config import describe, load_orchestrator_settings
+from .config import OrchestratorSettingsSchema, load_orchestrator_settings
 
 PROG = "transcode-orchestrator"
 
@@ -40,7 +40,6 @@ class OrchestratorApplication(BaseApplication):
 
 def main(argv=None):
     import argparse
-    import json
     parser = argparse.ArgumentParser(prog=PROG, description="The reference orchestrator for transcode-worker.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("serve", "check-config"):
@@ -54,9 +53,7 @@ def main(argv=None):
         print(f"{PROG}: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.command == "check-config":
-        print(f"# {settings.config_file or 'defaults'}: valid")
-        for key, _default, help_text in describe():
-            print(f"{key} = {json.dumps(getattr(settings, key))}  # {help_text}")
+        print(check_report(settings, OrchestratorSettingsSchema(), without_file="defaults"))
         return 0
     logs.configure(settings.log_level)
     logging.getLogger(__name__).info("orchestrator on %s, database %s", settings.listen, settings.database)
