@@ -23,6 +23,6 @@ elif mode == "fail":
 elif mode == "nothing":
     sys.exit(0)
 elif mode == "playlist":
-    with open("j1.m3u8", "w") as fh:
+    with open("j1.media.m3u8", "w") as fh:  # the media playlist, as FFmpeg names it
         fh.write("#EXTM3U\n#EXTINF:2.0,\nj1_0.ts\n#EXTINF:2.0,\nj1_1.ts\n#EXT-X-ENDLIST\n")
     print("out_time_us=4000000\nspeed=2.5x\nprogress=end", flush=True)

@@ -30,6 +30,78 @@ def _tone(seconds, layout="stereo", freq=440):
                                  f"aformat=channel_layouts={layout}"]
 
 
+# -- real films: HDR made from a known SDR picture, several audio tracks, 5.1 ----------------
+SDR_PICTURE = "testsrc2=size=1280x720:rate=24:duration=3"  # what the HDR sources were graded from
+MASTERING = ("master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"
+             ":max-cll=1000,400")
+# SDR white is 100 nits in PQ (BT.2390) and 75 % signal in HLG (BT.2408: 203 nits)
+HDR_TRANSFERS = {"smpte2084": 100, "arib-std-b67": 203}
+PQ_CONSTANTS = dict(m1=0.1593017578125, m2=78.84375, c1=0.8359375, c2=18.8515625, c3=18.6875)
+RAMP_NITS = 1000  # the PQ ramp goes from black on the left to this on the right
+
+
+def _graded(transfer, picture=SDR_PICTURE):
+    """The input of `picture` (an SDR BT.709 source filter) graded to PQ or HLG, BT.2020, 10-bit."""
+    return ["-f", "lavfi", "-i", f"{picture},zscale=tin=bt709:min=bt709:pin=bt709:rin=tv:t={transfer}"
+                                 f":p=bt2020:m=bt2020nc:r=tv:npl={HDR_TRANSFERS[transfer]},format=yuv420p10le"]
+
+
+def _hdr_encode(transfer):
+    """HEVC 10-bit with the HDR10 (PQ) or HLG signalling and mastering metadata."""
+    return ["-c:v", "libx265", "-preset", "ultrafast", "-g", "24",
+            "-x265-params", f"log-level=error:colorprim=bt2020:transfer={transfer}:colormatrix=bt2020nc"
+                            f":hdr10=1:{MASTERING}",
+            "-color_primaries", "bt2020", "-color_trc", transfer, "-colorspace", "bt2020nc"]
+
+
+def pq_ramp():
+    """A horizontal ramp in PQ code values: x/width of the picture is x/width * RAMP_NITS."""
+    c = PQ_CONSTANTS
+    y = f"pow(X/W*{RAMP_NITS / 10000},{c['m1']})"
+    pq = f"pow(({c['c1']}+{c['c2']}*{y})/(1+{c['c3']}*{y}),{c['m2']})"
+    return ("color=black:size=640x360:rate=24:duration=2,format=yuv420p10le,"
+            f"geq=lum='64+876*{pq}':cb=512:cr=512")
+
+
+HDR10 = "hdr10 pq bt2020 hevc.mkv"
+HLG = "hlg bt2020 hevc.mkv"
+PQ_RAMP = "pq ramp 0-1000 nits.mkv"
+# a film with three audio tracks, each its own tone (a player's pick is heard, not trusted)
+FILM = "film three audio tracks.mkv"
+FILM_TONES = {"English": 440, "Deutsch": 660, "Director's Commentary": 880}
+# no track flagged default and the commentary first: the first that is not commentary plays
+FILM_NO_DEFAULT = "film commentary first.mkv"
+NO_DEFAULT_TONES = {"Commentary": 880, "English": 440}
+# 5.1 in three codecs, each with three tracks at 1 kHz: dialogue only (centre, -6 dBFS), the
+# same tone in the two fronts, and every channel at full scale
+DOWNMIX = {"ac3": "5.1 ac3 downmix.mkv", "dca": "5.1 dts downmix.mkv", "flac": "5.1 flac downmix.mkv"}
+DOWNMIX_TRACKS = {"centre": "FC=c0", "fronts": "FL=c0|FR=c0", "full": "FL=c0|FR=c0|FC=c0|LFE=c0|SL=c0|SR=c0"}
+DOWNMIX_LEVELS = {"centre": 0.5, "fronts": 0.5, "full": 1.0}
+
+
+def _film(tracks, default=None):
+    """Video and one stereo tone per (title, frequency, language, commentary) track."""
+    args = _video(3)
+    for title, freq, _, _ in tracks:
+        args += _tone(3, freq=freq)
+    args += ["-map", "0:v", *[a for i in range(len(tracks)) for a in ("-map", f"{i + 1}:a")],
+             "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-default_mode", "passthrough"]
+    for i, (title, _, language, commentary) in enumerate(tracks):
+        disposition = "+".join(["default"] * (i == default) + ["comment"] * commentary) or "0"
+        args += [f"-metadata:s:a:{i}", f"language={language}", f"-metadata:s:a:{i}", f"title={title}",
+                 f"-disposition:a:{i}", disposition]
+    return args
+
+
+def _downmix(codec):
+    args = _video(2)
+    for track in DOWNMIX_TRACKS:
+        args += ["-f", "lavfi", "-i", f"aevalsrc={DOWNMIX_LEVELS[track]}*sin(2*PI*1000*t):s=48000:d=2,"
+                                      f"pan=5.1(side)|{DOWNMIX_TRACKS[track]}"]
+    return [*args, "-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:a", "-c:v", "libx264",
+            "-preset", "ultrafast", "-c:a", codec, "-strict", "-2"]
+
+
 H264 = "h264 aac with spaces.mp4"
 DVB = "dvb recording 576i.ts"
 SOURCES = {
@@ -46,6 +118,17 @@ SOURCES = {
     "silent 無音.mp4": [*_video(5), "-c:v", "libx264", "-preset", "ultrafast"],
     # a TV recording: interlaced H.264 and AC3 in MPEG-TS
     DVB: [*_video(5, "720x576", rate=50), *_tone(5), *INTERLACE, "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "ac3"],
+    # a 4K HDR film in miniature: HDR10 HEVC 10-bit with its mastering metadata, AAC
+    HDR10: [*_graded("smpte2084"), *_tone(3), *_hdr_encode("smpte2084"), "-c:a", "aac"],
+    FILM: _film([(t, f, lang, "Comment" in t) for (t, f), lang in zip(FILM_TONES.items(), ("eng", "ger", "eng"))],
+                default=0),
+}
+# sources of the real-film tests only (tests/test_real_films.py)
+FILMS = {
+    HLG: [*_graded("arib-std-b67"), *_hdr_encode("arib-std-b67")],
+    PQ_RAMP: ["-f", "lavfi", "-i", pq_ramp(), *_hdr_encode("smpte2084")],
+    FILM_NO_DEFAULT: _film([(t, f, "eng", "Comment" in t) for t, f in NO_DEFAULT_TONES.items()]),
+    **{name: _downmix(codec) for codec, name in DOWNMIX.items()},
 }
 # a DVD's video: interlaced MPEG-2, which a remux cannot give to HLS players (a transcode can)
 DVD = "dvd mpeg2 576i.mpg"
@@ -57,7 +140,7 @@ def make_library(folder):
     folder.mkdir(parents=True, exist_ok=True)
     subs = folder.parent / "subs.srt"
     subs.write_text("1\n00:00:00,500 --> 00:00:03,000\nHello\n")
-    for name, args in SOURCES.items():
+    for name, args in {**SOURCES, **FILMS}.items():
         _ffmpeg(*[a.replace("{subs}", str(subs)) for a in args], str(folder / name))
     _ffmpeg("-f", "lavfi", "-i",
             f"color=c=black:size=32x18:rate=25:duration={LONG_SECONDS},"

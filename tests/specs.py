@@ -1,17 +1,22 @@
 """Builders of JobSpec and MediaInfo for unit tests (no files, no FFmpeg)."""
 from pathlib import Path
 
-from transcode_worker.media import AudioStream, MediaInfo
+from transcode_worker.media import AudioStream, MediaInfo, VideoStream
+from transcode_worker.tracks import choose_audio
 from transcode_worker.validation import JobSpec
 
 
-def media_info(height=1080, audio=(("aac", True),), duration=600.0, video_codec="h264", interlaced=False):
+def media_info(height=1080, audio=(("aac", True),), duration=600.0, video_codec="h264", interlaced=False,
+               **video):
+    """`audio`: (codec, default) pairs, or AudioStream objects; `video`: more VideoStream fields."""
     return MediaInfo(
-        duration_s=duration, format_name="matroska,webm", video_index=0, video_codec=video_codec,
-        pix_fmt="yuv420p", width=height * 16 // 9, height=height,
-        audio=tuple(AudioStream(index=i + 1, codec=c, channels=2, default=d, language=None)
-                    for i, (c, d) in enumerate(audio)),
-        interlaced=interlaced,
+        duration_s=duration, format_name="matroska,webm",
+        video=VideoStream(index=0, codec=video_codec, pix_fmt="yuv420p", width=height * 16 // 9,
+                          height=height, frame_rate=25.0, interlaced=interlaced, **video),
+        audio=tuple(a if isinstance(a, AudioStream) else
+                    AudioStream(stream=i, index=i + 1, codec=a[0], channels=2, default=a[1])
+                    for i, a in enumerate(audio)),
+        bit_rate=5_000_000,
     )
 
 
@@ -22,4 +27,6 @@ def job_spec(**overrides):
         source_path="/media/My Movie é.mkv", output_path=None,
     )
     values.update(overrides)
+    if "audio" not in overrides:
+        values["audio"], values["audio_chosen_by"] = choose_audio(values["media"])
     return JobSpec(**values)

@@ -1,9 +1,11 @@
 import subprocess
+from dataclasses import replace
 
 import pytest
 
 from specs import job_spec, media_info
-from transcode_worker.ffmpeg_command import HlsOutput, build_command, target_height
+from transcode_worker.ffmpeg_command import HlsOutput, build_command, delivers_hevc, output_size, target_height
+from transcode_worker.media import AudioStream
 
 OUT = HlsOutput("j1", 4.0)
 
@@ -74,7 +76,7 @@ def test_ffmpeg_cuts_the_ramp_then_full_segments(tmp_path):
     spec = job_spec(source=source, folder=tmp_path, media=media_info(height=90, audio=()))
     argv = build_command(spec, HlsOutput("j1", 4.0, start_number=9, first_segment_s=1.0), preset="ultrafast")
     subprocess.run(argv, cwd=tmp_path, check=True, timeout=60, capture_output=True)
-    playlist = (tmp_path / "j1.m3u8").read_text()
+    playlist = (tmp_path / "j1.media.m3u8").read_text()
     durations = [round(float(line[8:].rstrip(",")), 2) for line in playlist.splitlines() if line.startswith("#EXTINF:")]
     assert durations == [1, 1, 2, 4, 4, 3], playlist
     assert "j1_9.ts" in playlist.splitlines()
@@ -139,8 +141,66 @@ def test_no_audio_maps_video_only():
 
 def test_hls_output_names_and_numbering():
     argv = build_command(job_spec(), HlsOutput("j1", 4.0, start_number=12))
-    assert argv[-1] == "j1.m3u8"
+    assert argv[-1] == "j1.media.m3u8"
     assert value_after(argv, "-hls_segment_filename") == "j1_%d.ts"
     assert value_after(argv, "-start_number") == "12"
     assert value_after(argv, "-hls_playlist_type") == "event"
     assert "temp_file" in value_after(argv, "-hls_flags")
+
+
+HDR10 = dict(video_codec="hevc", color_transfer="smpte2084", color_primaries="bt2020", color_space="bt2020nc",
+             hdr="HDR10")
+
+
+def test_hdr_is_scaled_first_then_tone_mapped_to_bt709_and_tagged_so():
+    argv = argv_of(media=media_info(height=2160, **HDR10), bitrate_bps=8_000_000)
+    filters = value_after(argv, "-vf").split(",")
+    assert filters[0] == "scale=-2:1080"  # fewer pixels to tone-map
+    assert filters[1].startswith("zscale=tin=smpte2084:min=2020_ncl:pin=2020:") and "t=linear" in filters[1]
+    assert "tonemap=mobius:desat=0" in filters and filters[-1] == "format=yuv420p"
+    assert [value_after(argv, f) for f in ("-color_primaries", "-color_trc", "-colorspace")] == ["bt709"] * 3
+
+
+def test_hlg_is_tone_mapped_from_hlg():
+    argv = argv_of(media=media_info(**{**HDR10, "color_transfer": "arib-std-b67", "hdr": "HLG"}))
+    assert "zscale=tin=arib-std-b67:" in value_after(argv, "-vf")
+
+
+def test_sdr_and_a_remux_of_hdr_are_not_tone_mapped():
+    assert "tonemap" not in value_after(argv_of(), "-vf") and "-color_trc" not in argv_of()
+    remux = argv_of(media=media_info(**HDR10), force_remux=True)
+    assert "-vf" not in remux and "-color_trc" not in remux
+
+
+def test_hevc_goes_out_in_fmp4_under_hvc1():
+    remux = job_spec(media=media_info(**HDR10), force_remux=True)
+    output = HlsOutput("j1", 4.0, start_number=7, fmp4=delivers_hevc(remux))
+    argv = build_command(remux, output)
+    assert value_after(argv, "-hls_segment_type") == "fmp4" and value_after(argv, "-tag:v") == "hvc1"
+    assert value_after(argv, "-hls_fmp4_init_filename") == "j1_init_7.mp4"
+    assert value_after(argv, "-hls_segment_filename") == "j1_%d.m4s"
+    assert delivers_hevc(job_spec(encoder="libx265")) and not delivers_hevc(job_spec())
+    assert not delivers_hevc(job_spec(force_remux=True))  # H.264 stays in MPEG-TS
+
+
+def test_mp3_is_copied_into_mpeg_ts_but_not_into_fmp4():
+    mp3 = media_info(audio=(("mp3", True),))
+    assert value_after(argv_of(media=mp3, force_remux=True), "-c:a") == "copy"
+    fmp4 = build_command(job_spec(media=mp3, force_remux=True), HlsOutput("j1", 4.0, fmp4=True))
+    assert value_after(fmp4, "-c:a") == "aac"
+
+
+def test_surround_is_folded_to_stereo_keeping_the_centre_and_limited():
+    surround = AudioStream(stream=0, index=1, codec="dts", channels=6, layout="5.1(side)", default=True)
+    argv = argv_of(media=media_info(audio=(surround,)))
+    downmix = value_after(argv, "-af")
+    assert "ochl=stereo" in downmix and "rematrix_maxval=1000" in downmix and "alimiter" in downmix
+    assert "-af" not in argv_of()  # stereo stays as it is
+
+
+def test_output_size_follows_the_scale_rule():
+    assert output_size(job_spec(bitrate_bps=4_000_000)) == (1280, 720)
+    scope = media_info(height=800)
+    scope = replace(scope, video=replace(scope.video, width=1920))  # 2.40:1
+    assert output_size(job_spec(media=scope, bitrate_bps=4_000_000)) == (1728, 720)
+    assert output_size(job_spec(force_remux=True)) == (1920, 1080)

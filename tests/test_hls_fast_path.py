@@ -55,7 +55,10 @@ def job(app):
 
 def test_a_ready_playlist_and_whole_segment_never_reach_flask(app, flask_calls):
     client = app.test_client()
-    playlist = client.get("/fp.m3u8")
+    variants = client.get("/fp.m3u8")
+    assert variants.status_code == 200 and variants.content_type == "application/vnd.apple.mpegurl"
+    assert "#EXT-X-STREAM-INF:" in variants.text and "\nfp.media.m3u8\n" in variants.text
+    playlist = client.get("/fp.media.m3u8")
     assert playlist.status_code == 200 and playlist.content_type == "application/vnd.apple.mpegurl"
     assert "#EXT-X-ENDLIST" in playlist.text and "fp_1.ts" in playlist.text
     segment = client.get("/fp_1.ts")

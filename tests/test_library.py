@@ -25,7 +25,7 @@ def test_a_scan_probes_each_video_once_and_a_restart_runs_no_ffprobe(media_root,
     restarted = MediaLibrary("/nonexistent/ffprobe", [str(media_root)], str(tmp_path))
     assert restarted.scan() == 0
     info = restarted.info(str(media_root / H264))
-    assert info.duration_s == pytest.approx(6, abs=0.1) and info.video_codec == "h264"
+    assert info.duration_s == pytest.approx(6, abs=0.1) and info.video.codec == "h264"
     assert restarted.probes_run == 0
 
 
@@ -91,7 +91,10 @@ def test_a_job_on_a_scanned_file_starts_ffmpeg_without_ffprobe(make_worker, medi
     cache = worker.workdir / "spool" / CACHE_FILE
     wait_for(lambda: cache.exists() and str(media_root / H264) in cache.read_text(), 30, what="the first scan")
     probed = calls.read_text().count("\n")
-    assert probed == len(video_files(media_root))
+    # each file once, and a PQ file's first frame once more (HDR10+ lives in frame metadata)
+    files = {line.rsplit("file:", 1)[1] for line in calls.read_text().splitlines()}
+    assert files == {str(p) for p in video_files(media_root)}
+    assert probed == len(files) + sum(1 for line in calls.read_text().splitlines() if "-read_intervals" in line)
 
     response = worker.post_job({"job_id": "scanned", "source_path": str(media_root / H264)})
     assert response.status_code == 202, response.text

@@ -8,7 +8,7 @@ import requests
 
 import media_files as mf
 from orchestrator_process import OrchestratorProcess
-from worker_process import first_frame_luma, play, process_gone, wait_for
+from worker_process import first_frame_luma, first_segment_url, play, process_gone, wait_for
 
 TOKEN = "cluster-token"
 
@@ -31,12 +31,6 @@ def cluster(make_worker, tmp_path):
         for job in orch.get("/v1/jobs").json()["jobs"]:
             orch.delete(f"/v1/jobs/{job['job_id']}")
         orch.stop()
-
-
-def first_segment_url(playlist_url):
-    text = requests.get(playlist_url, timeout=30).text
-    name = next(line for line in text.splitlines() if line.endswith(".ts"))
-    return playlist_url.rsplit("/", 1)[0] + "/" + name
 
 
 def test_play_redirects_and_ffmpeg_plays_through_the_redirect(cluster, media_root):

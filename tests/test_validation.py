@@ -177,3 +177,36 @@ def test_nothing_was_created_or_deleted(roots):
         except FieldErrors:
             pass
     assert sorted(os.walk(roots.segments)) == before
+
+
+def test_dolby_vision_without_a_base_layer_cannot_be_transcoded_but_can_be_remuxed(roots):
+    profile5 = lambda path: media_info(video_codec="hevc", hdr="DOVI", dovi_profile=5)  # noqa: E731
+    with pytest.raises(FieldErrors) as err:
+        run(roots, profile5)
+    assert "Dolby Vision profile 5" in err.value.errors["source_path"][0]
+    assert run(roots, profile5, configuration={"force_remux": True}).force_remux
+    with_base = lambda path: media_info(video_codec="hevc", hdr="DOVI", dovi_profile=8,  # noqa: E731
+                                        dovi_base_layer="HDR10", color_transfer="smpte2084")
+    assert run(roots, with_base).tone_mapped
+
+
+@pytest.mark.parametrize("configuration, field", [
+    ({"audio_language": "xx"}, "configuration.audio_language"),
+    ({"audio_language": "german"}, "configuration.audio_language"),
+    ({"audio_language": 7}, "configuration.audio_language"),
+    ({"audio_stream": -1}, "configuration.audio_stream"),
+    ({"audio_stream": "1"}, "configuration.audio_stream"),
+    ({"audio_stream": 1}, "configuration.audio_stream"),  # the source has one audio track
+    ({"audio_language": "de"}, "configuration.audio_language"),  # ... in no language
+])
+def test_an_audio_choice_the_source_cannot_satisfy(roots, configuration, field):
+    assert failing_fields(roots, configuration=configuration) == {field}
+
+
+def test_the_audio_choice_is_part_of_the_command(roots):
+    probe = lambda path: media_info(audio=(("aac", True), ("ac3", False)))  # noqa: E731
+    chosen = run(roots, probe, configuration={"audio_stream": 1})
+    assert chosen.audio.stream == 1 and chosen.configuration()["audio_stream"] == 1
+    assert not chosen.same_command(run(roots, probe))
+    assert run(roots, probe, configuration={"audio_stream": 0}).same_command(run(roots, probe))  # the same track
+    assert "audio_stream" not in run(roots, probe).configuration()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urljoin
 
 import psutil
 import requests
@@ -169,6 +170,18 @@ def play(url, timeout=120):
     blocks = [b for line in proc.stdout.decode().splitlines() if (b := parser.feed(line))]
     decoded = max((b.out_time_s or 0 for b in blocks), default=0.0)
     return proc.returncode, decoded, proc.stderr.decode(errors="replace")
+
+
+def first_uri(playlist_url):
+    """The absolute URL of the first entry (variant or segment) a playlist lists."""
+    text = requests.get(playlist_url, timeout=30).text
+    name = next(line for line in text.splitlines() if line and not line.startswith("#"))
+    return urljoin(playlist_url, name)
+
+
+def first_segment_url(multivariant_url):
+    """The first segment of a job's stream, found the way a player finds it."""
+    return first_uri(first_uri(multivariant_url))
 
 
 def probe_duration(path_or_url):

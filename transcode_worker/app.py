@@ -1,4 +1,4 @@
-"""The Flask application factory: one WorkerContext, three blueprints.
+"""The Flask application factory: one WorkerContext, a blueprint per concern.
 
 Start-up, in order (in gunicorn's worker process, after fork, so every thread lives there):
 lock segment_root and spool_dir, end what a crashed previous run left, find what FFmpeg and the
@@ -113,10 +113,11 @@ def create_app(settings=None, capabilities=None):
     app.json.sort_keys = False
     app.extensions["transcode_worker"] = ctx
 
-    from .api import health, hls, jobs, metrics
+    from .api import health, hls, jobs, media, metrics
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(media.bp)
     app.register_blueprint(hls.bp)
     app.wsgi_app = hls.FastPath(app.wsgi_app, ctx)
 

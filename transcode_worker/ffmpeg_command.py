@@ -6,10 +6,13 @@ character of segment_root ever reaches the HLS muxer's name templates.
 import math
 from dataclasses import dataclass
 
+from . import hls_names, tonemap
 from .hardware import QSV_DEVICE_ARGS, QSV_UPLOAD, VAAPI_UPLOAD
 
-# Audio every HLS player decodes; anything else is re-encoded, even in a remux.
+# Audio every HLS player decodes; anything else is re-encoded, even in a remux. In fMP4
+# segments only AAC: MP3 in fMP4 is not in Apple's HLS authoring rules.
 PLAYER_SAFE_AUDIO = frozenset({"aac", "mp3"})
+PLAYER_SAFE_AUDIO_FMP4 = frozenset({"aac"})
 # Video HLS players decode in MPEG-TS: the only codecs a remux may copy (validation.py).
 PLAYER_SAFE_VIDEO = frozenset({"h264", "hevc"})
 # Interlaced sources (broadcast recordings, DVDs) are deinterlaced before scaling, a frame for a
@@ -17,6 +20,14 @@ PLAYER_SAFE_VIDEO = frozenset({"h264", "hevc"})
 # the decoder marks progressive (a film in a broadcast) pass untouched.
 DEINTERLACE = "bwdif=mode=send_frame:parity=auto:deint=interlaced"
 AUDIO_BITRATE = "160k"
+# 5.1, 7.1 (any layout over two channels) folded to stereo the ITU-R BS.775 way, centre and
+# surrounds at -3 dB, LFE left out, and not normalised: FFmpeg's default divides every
+# coefficient by their sum, which puts dialogue (the centre) 10.7 dB below the fronts' level.
+# Unnormalised sums can pass full scale; the limiter holds peaks at -1 dBFS (0.891).
+DOWNMIX = ("aresample=ochl=stereo:rematrix_maxval=1000:lfe_mix_level=0,"
+           "alimiter=limit=0.891:level=disabled:attack=5:release=50")
+# Encoders whose output is HEVC: delivered in fMP4 segments (Apple's HLS authoring rules).
+HEVC_ENCODERS = frozenset({"libx265", "hevc_nvenc", "hevc_qsv", "hevc_vaapi"})
 # Output height for a video bitrate, the way media servers pick a rung of their ladder.
 BITRATE_LADDER = ((6_000_000, 1080), (2_500_000, 720), (1_000_000, 480), (0, 360))
 # Options a given encoder needs beyond the common ones. Keyframes come only where a segment
@@ -60,6 +71,7 @@ class HlsOutput:
     segment_s: float
     start_number: int = 0
     first_segment_s: float = 0.0  # a transcode's first segment; 0: all segment_s long
+    fmp4: bool = False  # fMP4 segments with an init segment (HEVC), else MPEG-TS
 
     def ramp(self, remux):
         """Where the short segments a transcode starts with end, in seconds of output: the first
@@ -76,11 +88,35 @@ class HlsOutput:
 
     @property
     def playlist(self):
-        return f"{self.job_id}.m3u8"
+        """The multivariant playlist, the URL players are given."""
+        return hls_names.multivariant(self.job_id)
+
+    @property
+    def media_playlist(self):
+        return hls_names.media_playlist(self.job_id)
+
+    @property
+    def segment_extension(self):
+        return "m4s" if self.fmp4 else "ts"
 
     @property
     def segment_template(self):
-        return f"{self.job_id}_%d.ts"
+        return hls_names.segment(self.job_id, "%d", self.segment_extension)
+
+    def segment(self, number):
+        return hls_names.segment(self.job_id, number, self.segment_extension)
+
+    @property
+    def init_segment(self):
+        """The fMP4 init segment of this run; None in MPEG-TS."""
+        return hls_names.init_segment(self.job_id, self.start_number) if self.fmp4 else None
+
+
+def delivers_hevc(spec):
+    """True when the job's output video is HEVC (a remux of HEVC, or an HEVC encoder)."""
+    if spec.force_remux:
+        return spec.media.video.codec == "hevc"
+    return spec.encoder in HEVC_ENCODERS
 
 
 def target_height(bitrate_bps, source_height):
@@ -97,15 +133,32 @@ def keyframe_expr(segment_s, ramp):
     return f"expr:gte(t,{after})"
 
 
+def output_size(spec):
+    """(width, height) of the job's output video, None where the source does not say: the
+    source's in a remux, else scaled as ``scale=-2:<height>`` does (the source's shape, even width)."""
+    video = spec.media.video
+    if spec.force_remux or not (video.width and video.height):
+        return (video.width, video.height) if video.width and video.height else None
+    height = target_height(spec.bitrate_bps, video.height)
+    if height >= video.height:
+        return video.width, video.height
+    return math.floor(height * video.width / (video.height * 2) + 0.5) * 2, height
+
+
 def video_args(spec, output, preset):
+    video = spec.media.video
     if spec.force_remux:
-        # Stream copy: segments can only be cut on the source's own keyframes.
-        return ["-c:v", "copy"]
-    height = target_height(spec.bitrate_bps, spec.media.height)
+        # Stream copy: segments can only be cut on the source's own keyframes. Apple's players
+        # take HEVC in fMP4 only under the hvc1 sample entry.
+        return ["-c:v", "copy", *(["-tag:v", "hvc1"] if output.fmp4 else [])]
+    height = target_height(spec.bitrate_bps, video.height)
     rate = str(spec.bitrate_bps)
-    filters = [DEINTERLACE] if spec.media.interlaced else []
-    if spec.media.height and height < spec.media.height:
-        filters.append(f"scale=-2:{height}")
+    filters = [DEINTERLACE] if video.interlaced else []
+    if video.height and height < video.height:
+        filters.append(f"scale=-2:{height}")  # before tone-mapping: fewer pixels to map
+    hdr = tonemap.needed(video)
+    if hdr:
+        filters += tonemap.filters(video)
     filters.append(pixel_format_filter(spec.encoder))  # also turns 10-bit HEVC into 8 bits
     return [
         "-c:v", spec.encoder, *ENCODER_OPTIONS.get(spec.encoder, lambda p: [])(preset),
@@ -114,13 +167,21 @@ def video_args(spec, output, preset):
         # A keyframe on every segment boundary, so each segment starts decodable, and no others.
         "-force_key_frames", keyframe_expr(output.segment_s, output.ramp(remux=False)),
         "-g", str(math.ceil(output.segment_s * MAX_FPS)),
+        *(tonemap.OUTPUT_TAGS if hdr else []),
+        *(["-tag:v", "hvc1"] if output.fmp4 else []),
     ]
 
 
-def audio_args(stream, remux):
-    if remux and stream.codec in PLAYER_SAFE_AUDIO:
+def copies_audio(stream, remux, fmp4):
+    """True when the track goes out as it is (a remux of audio every player decodes)."""
+    return remux and stream.codec in (PLAYER_SAFE_AUDIO_FMP4 if fmp4 else PLAYER_SAFE_AUDIO)
+
+
+def audio_args(stream, remux, fmp4=False):
+    if copies_audio(stream, remux, fmp4):
         return ["-c:a", "copy"]
-    return ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ac", "2"]
+    downmix = ["-af", DOWNMIX] if stream.channels is None or stream.channels > 2 else []
+    return ["-c:a", "aac", "-b:a", AUDIO_BITRATE, *downmix, "-ac", "2"]
 
 
 def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_device=None):
@@ -133,22 +194,24 @@ def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_dev
     if spec.seek_s > 0:
         argv += ["-ss", f"{spec.seek_s:.3f}"]  # input-side: fast, and output starts at 0
     # "file:" makes FFmpeg read a path, never a protocol such as concat: or http:
-    argv += ["-i", f"file:{spec.source}", "-map", f"0:{spec.media.video_index}"]
-    audio = spec.media.main_audio
+    argv += ["-i", f"file:{spec.source}", "-map", f"0:{spec.media.video.index}"]
+    audio = spec.audio
     if audio is not None:
         argv += ["-map", f"0:{audio.index}"]
     argv += ["-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1"]
     argv += video_args(spec, output, preset)
     if audio is not None:
-        argv += audio_args(audio, spec.force_remux)
+        argv += audio_args(audio, spec.force_remux, output.fmp4)
     # The muxer cuts at the first keyframe past each hls_time: with a ramp, at every keyframe.
     ramp = output.ramp(spec.force_remux)
     argv += [
         "-f", "hls", "-hls_time", f"{ramp[0] if ramp else output.segment_s:g}", "-hls_list_size", "0",
-        "-hls_playlist_type", "event", "-hls_segment_type", "mpegts",
+        "-hls_playlist_type", "event",
+        *(["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", output.init_segment] if output.fmp4
+          else ["-hls_segment_type", "mpegts"]),
         # temp_file: segments and playlist appear by rename, so nobody reads half a file
         "-hls_flags", "independent_segments+temp_file",
         "-start_number", str(output.start_number),
-        "-hls_segment_filename", output.segment_template, output.playlist,
+        "-hls_segment_filename", output.segment_template, output.media_playlist,
     ]
     return argv

@@ -6,14 +6,14 @@ name is never reused for other content while the job id lives.
 """
 import logging
 import os
-import re
 import shutil
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .ffmpeg_command import HlsOutput, build_command
+from . import hls_names
+from .ffmpeg_command import HlsOutput, build_command, delivers_hevc
 from .progress import percent, segment_numbers
 from .states import ACTIVE_STATES, ENDED_STATES, WRITING_STATES, JobState, check_transition
 from .supervisor import JobSupervisor
@@ -50,6 +50,7 @@ class Job:
         self.speed = None
         self.position_s = spec.seek_s
         self.last_segment_id = None
+        self.codecs = None  # what the multivariant playlist says FFmpeg wrote, once read
         self.error = None
         self.stderr_tail = []
         self.created_at = self.updated_at = time.time()
@@ -149,6 +150,7 @@ class Job:
                 "source_path": self.spec.source_path,
                 "output_path": str(self.folder),
                 "configuration": self.spec.configuration(),
+                "tracks": self.spec.tracks(),
                 "playlist_url": f"{base_url.rstrip('/')}/{self.output.playlist}",
                 "pid": self.pid,
                 "progress": self.progress,
@@ -219,9 +221,9 @@ def janitor_verdict(job, now, limits):
 
 def next_segment_number(folder, job_id):
     """One past the highest segment number on disk (finished or in progress), else 0."""
-    pattern = re.compile(rf"^{re.escape(job_id)}_(\d+)\.ts(\.tmp)?$")
+    pattern = hls_names.segment_pattern(job_id)
     try:
-        numbers = [int(m.group(1)) for name in os.listdir(folder) if (m := pattern.match(name))]
+        numbers = [int(m.group(1)) for name in os.listdir(folder) if (m := pattern.fullmatch(name))]
     except FileNotFoundError:
         return 0
     return max(numbers) + 1 if numbers else 0
@@ -312,7 +314,7 @@ class JobManager:
         self._remove_folder(spec.folder)
         os.makedirs(spec.folder)
         output = HlsOutput(spec.job_id, self.settings.segment_duration_s, start_number,
-                           first_segment_s=self.settings.first_segment_s)
+                           first_segment_s=self.settings.first_segment_s, fmp4=delivers_hevc(spec))
         job = Job(spec, output, restarts=restarts, on_transition=self._notify)
         argv = self._build(spec, output, ffmpeg=self.settings.ffmpeg_path, preset=self.settings.encoder_preset,
                            vaapi_device=self.vaapi_device)

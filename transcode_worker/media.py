@@ -1,19 +1,43 @@
-"""What a source file holds, as ffprobe reports it (library.py decides when to ask)."""
+"""What a source file holds, as ffprobe reports it (library.py decides when to ask).
+
+Each stream the worker may play is described once here: the video (with its HDR kind), every
+audio track and every subtitle track, numbered by their position among their own kind (the
+``stream`` of ``GET /v1/media`` and of the job fields audio_stream / subtitle_stream).
+"""
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from fractions import Fraction
+
+import pycountry
 
 PROBE_TIMEOUT_S = 20
 # ffprobe's field orders of interlaced video (the others: progressive, unknown)
 INTERLACED = frozenset({"tt", "bb", "tb", "bt"})
 _ENTRIES = (
-    "format=duration,format_name"
-    ":stream=index,codec_type,codec_name,profile,pix_fmt,width,height,field_order,channels"
-    ":stream_disposition=default,attached_pic"
-    ":stream_tags=language"
+    "format=duration,format_name,bit_rate"
+    ":stream=index,codec_type,codec_name,profile,pix_fmt,width,height,field_order,channels,"
+    "channel_layout,avg_frame_rate,r_frame_rate,bits_per_raw_sample,color_range,color_space,"
+    "color_transfer,color_primaries,bit_rate"
+    ":stream_disposition:stream_tags=language,title:stream_side_data_list"
 )
+# Colour transfers of HDR video, by the name HLS gives their range in VIDEO-RANGE.
+PQ, HLG = "smpte2084", "arib-std-b67"
+VIDEO_RANGE = {PQ: "PQ", HLG: "HLG"}
+# Dolby Vision's base layer by its signal compatibility id (ETSI GS CCM 001 / the dvcC box):
+# the picture a player without Dolby Vision shows. 0 (profile 5): none such, IPTPQc2 colour.
+DOVI_BASE_LAYER = {1: "HDR10", 2: "SDR", 4: "HLG", 6: "HDR10"}
+HDR10_PLUS_SIDE_DATA = "HDR Dynamic Metadata SMPTE2094-40 (HDR10+)"
+DOVI_SIDE_DATA = "DOVI configuration record"
+# Subtitle codecs that are text (a player can be given them as WebVTT); the rest are pictures.
+TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text", "microdvd",
+                            "subviewer", "subviewer1", "sami", "realtext", "jacosub", "mpl2", "pjs",
+                            "stl", "vplayer", "eia_608", "ttml"})
+_COMMENTARY = re.compile(r"\bcomment", re.IGNORECASE)
+_DESCRIPTION = re.compile(r"\b(audio ?description|described|descriptive|\bAD\b)", re.IGNORECASE)
 
 
 class ProbeError(Exception):
@@ -21,34 +45,180 @@ class ProbeError(Exception):
 
 
 @dataclass(frozen=True)
+class VideoStream:
+    index: int                        # FFmpeg's stream index in the file (for -map)
+    codec: str
+    profile: str | None = None
+    width: int | None = None
+    height: int | None = None
+    frame_rate: float | None = None
+    pix_fmt: str | None = None
+    bit_depth: int | None = None
+    color_transfer: str | None = None
+    color_primaries: str | None = None
+    color_space: str | None = None    # the matrix
+    color_range: str | None = None    # tv (limited) or pc (full)
+    hdr: str = "SDR"                  # SDR, HDR10, HDR10+, HLG, DOVI
+    dovi_profile: int | None = None
+    dovi_base_layer: str | None = None  # what a Dolby Vision stream shows without it; None: nothing
+    interlaced: bool = False          # broadcast recordings, DVDs: a transcode deinterlaces
+    bit_rate: int | None = None
+
+    @property
+    def video_range(self):
+        """HLS's VIDEO-RANGE of the stream as it is: SDR, PQ or HLG."""
+        if self.hdr == "DOVI" and self.dovi_base_layer is None:
+            return "PQ"  # profile 5: PQ-coded, in Dolby's own colour
+        return VIDEO_RANGE.get(self.color_transfer, "SDR")
+
+    @property
+    def tone_mappable(self):
+        """False only for HDR that the zscale/tonemap filters cannot read (Dolby Vision profile 5)."""
+        return not (self.hdr == "DOVI" and self.dovi_base_layer is None)
+
+
+@dataclass(frozen=True)
 class AudioStream:
+    stream: int                       # position among the file's audio streams
     index: int
     codec: str
-    channels: int | None
-    default: bool
-    language: str | None
+    channels: int | None = None
+    layout: str | None = None
+    language: str | None = None       # ISO 639-2/T ("deu"), None when untagged
+    title: str | None = None
+    default: bool = False
+    commentary: bool = False
+    description: bool = False         # audio description for the visually impaired
+    bit_rate: int | None = None
+
+
+@dataclass(frozen=True)
+class SubtitleStream:
+    stream: int
+    index: int
+    codec: str
+    language: str | None = None
+    title: str | None = None
+    default: bool = False
+    forced: bool = False
+    hearing_impaired: bool = False
+    text: bool = True
 
 
 @dataclass(frozen=True)
 class MediaInfo:
     duration_s: float
     format_name: str
-    video_index: int
-    video_codec: str
-    pix_fmt: str | None
-    width: int | None
-    height: int | None
-    audio: tuple[AudioStream, ...]
-    interlaced: bool = False  # broadcast recordings, DVDs: a transcode deinterlaces
-
-    @property
-    def main_audio(self):
-        """The track a player would pick: the one flagged default, else the first; None if silent."""
-        return next((a for a in self.audio if a.default), self.audio[0] if self.audio else None)
+    video: VideoStream
+    audio: tuple[AudioStream, ...] = ()
+    subtitles: tuple[SubtitleStream, ...] = ()
+    bit_rate: int | None = None       # the whole file's, bits per second
 
 
-def parse_probe(data):
-    """Build MediaInfo from ffprobe's JSON (pure); raise ProbeError when it is not playable video."""
+def language_code(tag):
+    """ISO 639-2/T code of a language tag in any ISO 639 form ("de", "ger", "deu" -> "deu");
+    None for no tag or "und"; an unknown tag comes back lower-cased as it is."""
+    tag = (tag or "").strip().lower()
+    if not tag or tag in ("und", "unk", "xx"):
+        return None
+    language = None
+    if len(tag) == 2:
+        language = pycountry.languages.get(alpha_2=tag)
+    elif len(tag) == 3:
+        language = pycountry.languages.get(alpha_3=tag) or pycountry.languages.get(bibliographic=tag)
+    return language.alpha_3 if language else tag
+
+
+def language_name(code):
+    language = pycountry.languages.get(alpha_3=code) if code and len(code) == 3 else None
+    return language.name if language else None
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _rate(stream):
+    for key in ("avg_frame_rate", "r_frame_rate"):
+        try:
+            rate = Fraction(stream.get(key) or "")
+        except (ValueError, ZeroDivisionError):
+            continue
+        if 0 < rate < 1000:
+            return round(float(rate), 3)
+    return None
+
+
+def _bit_depth(stream):
+    depth = _int(stream.get("bits_per_raw_sample"))
+    if depth:
+        return depth
+    match = re.search(r"p(\d+)(le|be)$", stream.get("pix_fmt") or "")
+    return int(match.group(1)) if match else (8 if stream.get("pix_fmt") else None)
+
+
+def _side_data(stream, kind):
+    return next((d for d in stream.get("side_data_list") or [] if d.get("side_data_type") == kind), None)
+
+
+def _video(stream, hdr10_plus):
+    transfer = stream.get("color_transfer")
+    dovi = _side_data(stream, DOVI_SIDE_DATA)
+    if dovi is not None:
+        hdr = "DOVI"
+    elif transfer == PQ:
+        hdr = "HDR10+" if hdr10_plus else "HDR10"
+    elif transfer == HLG:
+        hdr = "HLG"
+    else:
+        hdr = "SDR"
+    return VideoStream(
+        index=stream["index"], codec=stream.get("codec_name", "unknown"), profile=stream.get("profile"),
+        width=stream.get("width"), height=stream.get("height"), frame_rate=_rate(stream),
+        pix_fmt=stream.get("pix_fmt"), bit_depth=_bit_depth(stream), color_transfer=transfer,
+        color_primaries=stream.get("color_primaries"), color_space=stream.get("color_space"),
+        color_range=stream.get("color_range"), hdr=hdr,
+        dovi_profile=_int(dovi.get("dv_profile")) if dovi else None,
+        dovi_base_layer=DOVI_BASE_LAYER.get(_int(dovi.get("dv_bl_signal_compatibility_id"))) if dovi else None,
+        interlaced=stream.get("field_order") in INTERLACED, bit_rate=_int(stream.get("bit_rate")),
+    )
+
+
+def _flags(stream):
+    disposition, tags = stream.get("disposition") or {}, stream.get("tags") or {}
+    return disposition, tags.get("title") or None, language_code(tags.get("language"))
+
+
+def _audio(position, stream):
+    disposition, title, language = _flags(stream)
+    return AudioStream(
+        stream=position, index=stream["index"], codec=stream.get("codec_name", "unknown"),
+        channels=stream.get("channels"), layout=stream.get("channel_layout"), language=language,
+        title=title, default=bool(disposition.get("default")),
+        commentary=bool(disposition.get("comment")) or bool(title and _COMMENTARY.search(title)),
+        description=bool(disposition.get("visual_impaired") or disposition.get("descriptions"))
+        or bool(title and _DESCRIPTION.search(title)),
+        bit_rate=_int(stream.get("bit_rate")),
+    )
+
+
+def _subtitle(position, stream):
+    disposition, title, language = _flags(stream)
+    codec = stream.get("codec_name", "unknown")
+    return SubtitleStream(
+        stream=position, index=stream["index"], codec=codec, language=language, title=title,
+        default=bool(disposition.get("default")), forced=bool(disposition.get("forced")),
+        hearing_impaired=bool(disposition.get("hearing_impaired")), text=codec in TEXT_SUBTITLES,
+    )
+
+
+def parse_probe(data, hdr10_plus=False):
+    """Build MediaInfo from ffprobe's JSON (pure); raise ProbeError when it is not playable video.
+
+    `hdr10_plus`: the first video frame carries HDR10+ dynamic metadata (a second probe's finding)."""
     fmt = data.get("format") or {}
     streams = data.get("streams") or []
     video = [s for s in streams if s.get("codec_type") == "video"
@@ -61,44 +231,57 @@ def parse_probe(data):
         raise ProbeError("no duration: a still image or an unfinished stream") from None
     if duration <= 0:
         raise ProbeError("zero duration")
-    audio = tuple(
-        AudioStream(
-            index=s["index"], codec=s.get("codec_name", "unknown"), channels=s.get("channels"),
-            default=bool((s.get("disposition") or {}).get("default")),
-            language=(s.get("tags") or {}).get("language"),
-        )
-        for s in streams if s.get("codec_type") == "audio"
-    )
-    v = video[0]
+    of_type = lambda kind: [s for s in streams if s.get("codec_type") == kind]  # noqa: E731
     return MediaInfo(
-        duration_s=duration, format_name=fmt.get("format_name", ""), video_index=v["index"],
-        video_codec=v.get("codec_name", "unknown"), pix_fmt=v.get("pix_fmt"),
-        width=v.get("width"), height=v.get("height"), audio=audio,
-        interlaced=v.get("field_order") in INTERLACED,
+        duration_s=duration, format_name=fmt.get("format_name", ""), video=_video(video[0], hdr10_plus),
+        audio=tuple(_audio(n, s) for n, s in enumerate(of_type("audio"))),
+        subtitles=tuple(_subtitle(n, s) for n, s in enumerate(of_type("subtitle"))),
+        bit_rate=_int(fmt.get("bit_rate")),
     )
 
 
-def run_ffprobe(ffprobe, path, prefix=()):
-    """Probe the file at `path` (already resolved and checked by the caller) with a fresh ffprobe.
+def has_hdr10_plus(frames_report):
+    """True when ffprobe's report of the first video frame holds HDR10+ metadata (pure)."""
+    return any(d.get("side_data_type") == HDR10_PLUS_SIDE_DATA
+               for frame in frames_report.get("frames") or [] for d in frame.get("side_data_list") or [])
 
-    `prefix` goes before the command (the library scan runs it through ``nice``)."""
-    exe = shutil.which(ffprobe)
-    if exe is None:  # found here: behind a prefix, a missing ffprobe would read like a bad file
-        raise ProbeError(f"cannot run ffprobe ({ffprobe}): not found")
-    argv = [*prefix, exe, "-v", "error", "-show_entries", _ENTRIES, "-of", "json", "file:" + path]
+
+def _run(argv):
     try:
         proc = subprocess.run(argv, capture_output=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise ProbeError(f"ffprobe took longer than {PROBE_TIMEOUT_S}s") from None
     except OSError as exc:
-        raise ProbeError(f"cannot run ffprobe ({ffprobe}): {exc.strerror}") from None
+        raise ProbeError(f"cannot run ffprobe ({argv[0]}): {exc.strerror}") from None
+    return proc
+
+
+def run_ffprobe(ffprobe, path, prefix=()):
+    """Probe the file at `path` (already resolved and checked by the caller) with a fresh ffprobe.
+
+    `prefix` goes before the command (the library scan runs it through ``nice``). A PQ source
+    is probed a second time, on its first frame: HDR10+ lives in per-frame metadata only."""
+    exe = shutil.which(ffprobe)
+    if exe is None:  # found here: behind a prefix, a missing ffprobe would read like a bad file
+        raise ProbeError(f"cannot run ffprobe ({ffprobe}): not found")
+    base = [*prefix, exe, "-v", "error", "-of", "json"]
+    proc = _run([*base, "-show_entries", _ENTRIES, "file:" + path])
     if proc.returncode != 0:
         last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["unknown error"]
         raise ProbeError(last[0].replace("file:" + path + ": ", ""))
     try:
-        return parse_probe(json.loads(proc.stdout))
+        info = parse_probe(json.loads(proc.stdout))
     except json.JSONDecodeError:
         raise ProbeError("ffprobe printed no readable report") from None
+    if info.video.hdr == "HDR10":
+        frames = _run([*base, "-select_streams", f"#{info.video.index}", "-read_intervals", "%+#1",
+                       "-show_entries", "frame=side_data_list", "file:" + path])
+        try:
+            if frames.returncode == 0 and has_hdr10_plus(json.loads(frames.stdout)):
+                info = dataclasses.replace(info, video=dataclasses.replace(info.video, hdr="HDR10+"))
+        except json.JSONDecodeError:
+            pass  # the first probe's finding (HDR10) stands
+    return info
 
 
 def info_to_dict(info):
@@ -107,4 +290,8 @@ def info_to_dict(info):
 
 def info_from_dict(data):
     """The inverse of info_to_dict (for the library's cache on disk)."""
-    return MediaInfo(**{**data, "audio": tuple(AudioStream(**a) for a in data["audio"])})
+    return MediaInfo(**{
+        **data, "video": VideoStream(**data["video"]),
+        "audio": tuple(AudioStream(**a) for a in data["audio"]),
+        "subtitles": tuple(SubtitleStream(**s) for s in data["subtitles"]),
+    })

@@ -1,7 +1,8 @@
 """Reading FFmpeg's `-progress` output and the playlist it writes (pure functions)."""
 import math
-import re
 from dataclasses import dataclass
+
+from . import hls_names
 
 
 @dataclass(frozen=True)
@@ -61,5 +62,6 @@ def percent(seek_s, out_time_s, duration_s):
 
 def segment_numbers(playlist_text, job_id):
     """Sequence numbers of the segments a playlist lists, in order."""
-    pattern = re.compile(rf"^{re.escape(job_id)}_(\d+)\.ts$")
-    return [int(m.group(1)) for line in playlist_text.splitlines() if (m := pattern.match(line.strip()))]
+    pattern = hls_names.segment_pattern(job_id)
+    return [int(m.group(1)) for line in playlist_text.splitlines()
+            if (m := pattern.fullmatch(line.strip())) and not m.group(2)]

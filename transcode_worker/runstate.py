@@ -22,13 +22,13 @@ import time
 
 import psutil
 
+from . import hls_names
 from .schemas import JOB_ID_PATTERN
 from .validation import is_inside
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "run-state.json"
-_HLS_FILE = re.compile(r"^[A-Za-z0-9_-]{1,64}(\.m3u8|_\d+\.ts)(\.tmp)?$")
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 
 
@@ -91,7 +91,7 @@ class RunState:
                 names = os.listdir(entry.path)
             except OSError:
                 continue
-            if all(_HLS_FILE.match(n) for n in names):
+            if all(hls_names.ANY_FILE.fullmatch(n) for n in names):
                 found.append(entry.name)
         return sorted(found)
 

@@ -6,6 +6,7 @@ encoder, a seek within the movie) live in validation.py.
 from marshmallow import Schema, ValidationError, fields, validate
 
 from .config import MAX_BITRATE_BPS, MIN_BITRATE_BPS
+from .media import language_code, language_name
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 SEEK_PATTERN = r"^(\d{1,3}):([0-5]\d):([0-5]\d)(\.\d{1,3})?$"
@@ -23,6 +24,11 @@ class StrictBoolean(fields.Field):
         return value
 
 
+def _language(code):
+    if not (2 <= len(code) <= 3 and code.isalpha() and language_name(language_code(code))):
+        raise ValidationError(f"{code!r} is not an ISO 639-1 or 639-2 language code (such as de, ger or deu)")
+
+
 class ConfigurationSchema(Schema):
     seek_time = fields.String(
         load_default="00:00:00",
@@ -33,6 +39,10 @@ class ConfigurationSchema(Schema):
     )
     encoder = fields.String(load_default=None, validate=validate.Length(1, 64))
     force_remux = StrictBoolean(load_default=False)
+    # which audio track (tracks.py has the rule); absent: the default one
+    audio_stream = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=0))
+    audio_language = fields.String(load_default=None, validate=_language)
+
 
 
 class JobCommandSchema(Schema):

@@ -87,7 +87,7 @@ class JobSupervisor(threading.Thread):
 
     def _check_playlist(self):
         """Note the newest finished segment; the first one makes the job RUNNING."""
-        path = os.path.join(self.job.folder, self.job.output.playlist)
+        path = os.path.join(self.job.folder, self.job.output.media_playlist)
         try:
             mtime = os.stat(path).st_mtime_ns
             if mtime == self._playlist_mtime:

@@ -9,9 +9,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import media
-from .ffmpeg_command import PLAYER_SAFE_VIDEO
+from . import media, tonemap
+from .ffmpeg_command import PLAYER_SAFE_VIDEO, copies_audio, delivers_hevc
 from .schemas import seek_seconds
+from .tracks import TrackChoiceError, choose_audio
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,10 @@ class JobSpec:
     media: media.MediaInfo
     source_path: str       # as the orchestrator sent it
     output_path: str | None
+    audio: media.AudioStream | None = None  # the track played (None: a silent source)
+    audio_chosen_by: str | None = None      # audio_stream, audio_language, default, first
+    audio_stream: int | None = None         # as the command asked
+    audio_language: str | None = None
 
     @property
     def seek_s(self):
@@ -39,11 +44,35 @@ class JobSpec:
 
     def _identity(self):
         return (self.job_id, self.source, self.folder, self.seek_s, self.bitrate_bps,
-                self.encoder, self.force_remux)
+                self.encoder, self.force_remux, self.audio and self.audio.index)
 
     def configuration(self):
+        """The command's configuration with every default applied; the track choices as asked
+        (absent when not)."""
+        asked = {key: getattr(self, key) for key in ("audio_stream", "audio_language")
+                 if getattr(self, key) is not None}
         return {"seek_time": self.seek_time, "bitrate_bps": self.bitrate_bps,
-                "encoder": self.encoder, "force_remux": self.force_remux}
+                "encoder": self.encoder, "force_remux": self.force_remux, **asked}
+
+    @property
+    def tone_mapped(self):
+        return not self.force_remux and tonemap.needed(self.media.video)
+
+    def tracks(self):
+        """What the job's answer says about the tracks it plays."""
+        video = self.media.video
+        out_range = "SDR" if self.tone_mapped else video.video_range
+        audio = self.audio
+        return {
+            "video": {"codec": video.codec if self.force_remux else self.encoder, "hdr": video.hdr,
+                      "tone_mapped": self.tone_mapped, "range": out_range},
+            "audio": audio and {
+                "stream": audio.stream, "language": audio.language, "title": audio.title,
+                "codec": audio.codec, "channels": audio.channels, "chosen_by": self.audio_chosen_by,
+                "downmixed": not copies_audio(audio, self.force_remux, delivers_hevc(self))
+                and (audio.channels or 3) > 2,
+            },
+        }
 
 
 class FieldErrors(Exception):
@@ -52,6 +81,10 @@ class FieldErrors(Exception):
     def __init__(self, errors):
         super().__init__(errors)
         self.errors = errors
+
+
+class SourceMissing(ValueError):
+    """The source path names no file (inside the roots)."""
 
 
 def is_inside(path, root, *, strictly=False):
@@ -72,7 +105,7 @@ def resolve_source(raw, media_roots):
     try:
         st = os.stat(real)
     except FileNotFoundError:
-        raise ValueError("no such file") from None
+        raise SourceMissing("no such file") from None
     except OSError as exc:
         raise ValueError(f"cannot be read: {exc.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
@@ -124,10 +157,20 @@ def validate_command(command, settings, capabilities, probe):
             errors["source_path"] = [f"not playable media: {exc}"]
         except OSError as exc:
             errors["source_path"] = [f"cannot be read: {exc.strerror}"]
-    if info is not None and conf["force_remux"] and info.video_codec not in PLAYER_SAFE_VIDEO:
+    if info is not None and conf["force_remux"] and info.video.codec not in PLAYER_SAFE_VIDEO:
         errors["configuration.force_remux"] = [
-            f"the source's video is {info.video_codec}, which HLS players cannot decode: only "
+            f"the source's video is {info.video.codec}, which HLS players cannot decode: only "
             f"{' and '.join(sorted(PLAYER_SAFE_VIDEO))} can be copied (leave force_remux out to transcode)"]
+    if info is not None and not conf["force_remux"] and not info.video.tone_mappable:
+        errors["source_path"] = [
+            f"Dolby Vision profile {info.video.dovi_profile} has no HDR10, HLG or SDR base layer: its "
+            "colours cannot be tone-mapped to SDR here (a remux, force_remux, plays it on Dolby Vision screens)"]
+    audio = chosen_by = None
+    if info is not None:
+        try:
+            audio, chosen_by = choose_audio(info, conf.get("audio_stream"), conf.get("audio_language"))
+        except TrackChoiceError as exc:
+            errors[exc.field] = [str(exc)]
     seek_s = seek_seconds(conf["seek_time"])
     if info is not None and seek_s >= info.duration_s:
         errors["configuration.seek_time"] = [
@@ -139,4 +182,6 @@ def validate_command(command, settings, capabilities, probe):
         bitrate_bps=conf["bitrate_bps"] or settings.default_bitrate_bps, encoder=encoder,
         force_remux=conf["force_remux"], media=info,
         source_path=command["source_path"], output_path=command["output_path"],
+        audio=audio, audio_chosen_by=chosen_by,
+        audio_stream=conf.get("audio_stream"), audio_language=conf.get("audio_language"),
     )

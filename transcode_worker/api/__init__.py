@@ -1,4 +1,4 @@
-"""HTTP layer: one blueprint per concern (health, job commands, HLS serving)."""
+"""HTTP layer: one blueprint per concern (health, metrics, job commands, sources, HLS serving)."""
 from flask import current_app
 
 

@@ -1,4 +1,5 @@
-"""HLS for players: `<job_id>.m3u8` and `<job_id>_<n>.ts`, nothing else.
+"""HLS for players: the names hls_names.py lists (multivariant and media playlist, MPEG-TS or
+fMP4 segments, fMP4 init segments), nothing else.
 
 A player that comes before FFmpeg has written what it asks for waits (bounded by
 playlist_wait_s) instead of getting a 404 it would give up on; it is answered at once when the
@@ -10,13 +11,13 @@ segment. The blueprint answers the rest (a segment or playlist to wait for, a by
 revalidation, a 404) and in the same words: both build their answers from the functions below.
 """
 import os
-import re
 import time
 
 from flask import Blueprint, Response, abort, send_file
 from werkzeug.http import http_date
 from werkzeug.wsgi import wrap_file
 
+from .. import hls_names, multivariant
 from ..jobs import resume_due
 from ..playlist import for_players, target_duration
 from ..states import JobState, WRITING_STATES
@@ -25,12 +26,10 @@ from .jobs import error
 
 bp = Blueprint("hls", __name__)
 
-PLAYLIST_NAME = re.compile(r"([A-Za-z0-9_-]{1,64})\.m3u8")  # fullmatch: the whole name
-SEGMENT_NAME = re.compile(r"([A-Za-z0-9_-]{1,64})_(\d{1,9})\.ts")
 POLL_S = 0.02  # how often a waiting request looks for the file; a job's end wakes it at once
 NO_CACHE = "no-cache"
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
-SEGMENT_TYPE = "video/mp2t"
+SEGMENT_TYPES = {"ts": "video/mp2t", "m4s": "video/mp4", "mp4": "video/mp4"}
 CORS = (
     ("Access-Control-Allow-Origin", "*"),
     ("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS"),
@@ -45,14 +44,31 @@ def cors(response):
     return response
 
 
+def parse_name(name):
+    """(kind, job_id, number, answer) for a name the worker serves, else None: kind is playlist or
+    segment, answer(job) gives (headers, body-or-path) once the file is ready, else None."""
+    if match := hls_names.MULTIVARIANT.fullmatch(name):
+        return "playlist", match.group(1), None, multivariant_playlist
+    if match := hls_names.MEDIA_PLAYLIST.fullmatch(name):
+        return "playlist", match.group(1), None, playlist
+    if match := hls_names.SEGMENT.fullmatch(name):
+        number, extension = int(match.group(2)), match.group(3)
+        return "segment", match.group(1), number, lambda job: segment_path(job, number, extension)
+    if match := hls_names.INIT.fullmatch(name):
+        number = int(match.group(2))
+        return "segment", match.group(1), None, lambda job: init_path(job, number)
+    return None
+
+
 @bp.route("/<name>", methods=["GET", "HEAD"])
 def hls_file(name):
-    if match := PLAYLIST_NAME.fullmatch(name):
-        return _measured("playlist", match.group(1), _playlist_response)
-    if match := SEGMENT_NAME.fullmatch(name):
-        number = int(match.group(2))
-        return _measured("segment", match.group(1), lambda job: _segment_response(job, number), number)
-    abort(404)
+    parsed = parse_name(name)
+    if parsed is None:
+        abort(404)
+    kind, job_id, number, answer = parsed
+    if kind == "playlist":
+        return _measured(kind, job_id, lambda job: _playlist_response(answer(job)))
+    return _measured(kind, job_id, lambda job: _segment_response(answer(job)), number)
 
 
 ENDPOINT = f"{bp.name}.{hls_file.__name__}"  # the request metrics' label, on either path
@@ -97,9 +113,9 @@ def _wait_and_serve(job_id, serve, segment=None):
 
 
 def playlist(job):
-    """(headers, body) of the playlist players get, or None while FFmpeg's lists no segment."""
+    """(headers, body) of the media playlist players get, or None while FFmpeg's lists no segment."""
     try:
-        text = (job.folder / job.output.playlist).read_bytes().decode(errors="replace")
+        text = (job.folder / job.output.media_playlist).read_bytes().decode(errors="replace")
     except FileNotFoundError:
         return None
     if not job.record_playlist(text):
@@ -110,20 +126,49 @@ def playlist(job):
     return [("Content-Type", PLAYLIST_TYPE), ("Content-Length", str(len(body))), ("Cache-Control", NO_CACHE)], body
 
 
-def _playlist_response(job):
-    answer = playlist(job)
+def multivariant_playlist(job):
+    """(headers, body) of the multivariant playlist, once FFmpeg has written a first segment (its
+    codecs are read from it, once per run)."""
+    if playlist(job) is None:
+        return None
+    if job.codecs is None:
+        first = job.output.init_segment or job.output.segment(job.output.start_number)
+        try:
+            with open(job.folder / first, "rb") as fh:
+                job.codecs = multivariant.codecs_of_segment(fh.read(), job.output.fmp4)
+        except FileNotFoundError:
+            return None
+    body = multivariant.playlist_text(job.spec, job.output, job.codecs).encode()
+    return [("Content-Type", PLAYLIST_TYPE), ("Content-Length", str(len(body))), ("Cache-Control", NO_CACHE)], body
+
+
+def _playlist_response(answer):
     return None if answer is None else Response(answer[1], headers=answer[0])
 
 
-def segment_path(job, number):
-    """Where segment `number` of `job` is; None when it is from before a seek (gone for good)."""
-    return None if number < job.output.start_number else os.path.join(job.folder, f"{job.job_id}_{number}.ts")
+def segment_path(job, number, extension):
+    """Where a segment of `job` is; None when it is from before a seek (gone for good) or of the
+    other segment format."""
+    if number < job.output.start_number or extension != job.output.segment_extension:
+        return None
+    return os.path.join(job.folder, job.output.segment(number))
 
 
-def segment_headers(stat):
+def init_path(job, number):
+    """Where the fMP4 init segment of the job's run is; None for any other (an earlier run's)."""
+    if not job.output.fmp4 or number != job.output.start_number:
+        return None
+    return os.path.join(job.folder, job.output.init_segment)
+
+
+def _content_type(path):
+    return SEGMENT_TYPES[path.rpartition(".")[2]]
+
+
+def segment_headers(path, stat):
     # Names are reused only if a job id is: revalidating (a cheap 304) keeps players safe then.
     return [
-        ("Content-Type", SEGMENT_TYPE),
+        ("Content-Type", _content_type(path)),
         ("Content-Length", str(stat.st_size)),
         ("Last-Modified", http_date(stat.st_mtime)),
         ("Cache-Control", NO_CACHE),
@@ -137,13 +182,12 @@ def etag(stat):
     return f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
 
 
-def _segment_response(job, number):
+def _segment_response(path):
     """Any GET or HEAD of a segment: whole, a byte range, or a revalidation (304)."""
-    path = segment_path(job, number)
     if path is None:
         abort(404)
     try:
-        response = send_file(path, mimetype=SEGMENT_TYPE, conditional=True, etag=etag(os.stat(path)))
+        response = send_file(path, mimetype=_content_type(path), conditional=True, etag=etag(os.stat(path)))
     except FileNotFoundError:
         return None
     response.headers["Cache-Control"] = NO_CACHE
@@ -187,25 +231,28 @@ class FastPath:
 
     def _ready(self, environ):
         """(kind, headers, body, size) when the request is ready to answer here, else None."""
-        name = environ.get("PATH_INFO", "")[1:]
-        if match := PLAYLIST_NAME.fullmatch(name):
-            return self._playlist(match.group(1))
-        if (match := SEGMENT_NAME.fullmatch(name)) and not any(header in environ for header in self.FLASK_HEADERS):
-            return self._segment(environ, match.group(1), int(match.group(2)))
+        parsed = parse_name(environ.get("PATH_INFO", "")[1:])
+        if parsed is None:
+            return None
+        kind, job_id, number, answer = parsed
+        if kind == "playlist":
+            return self._playlist(job_id, answer)
+        if not any(header in environ for header in self.FLASK_HEADERS):
+            return self._segment(environ, job_id, number, answer)
         return None
 
-    def _playlist(self, job_id):
+    def _playlist(self, job_id, answer):
         job = self.ctx.manager.get(job_id)
-        answer = playlist(job) if job is not None else None
+        answer = answer(job) if job is not None else None
         if answer is None:
             return None
         _watched(job, None, self.ctx.settings)
         headers, body = answer
         return "playlist", headers, [body], len(body)
 
-    def _segment(self, environ, job_id, number):
+    def _segment(self, environ, job_id, number, answer):
         job = self.ctx.manager.get(job_id)
-        path = segment_path(job, number) if job is not None else None
+        path = answer(job) if job is not None else None
         if path is None:
             return None
         try:
@@ -218,7 +265,7 @@ class FastPath:
         except BaseException:
             file.close()
             raise
-        return "segment", segment_headers(stat), wrap_file(environ, file), stat.st_size
+        return "segment", segment_headers(path, stat), wrap_file(environ, file), stat.st_size
 
 
 def _close(body):

@@ -176,13 +176,14 @@ def play():
     if not path:
         return error(400, "give ?path=<source_path> (or ?job_id=<id>)")
     configuration = {}
-    for key in ("seek_time", "encoder"):
+    for key in ("seek_time", "encoder", "audio_language"):
         if key in request.args:
             configuration[key] = request.args[key]
-    if "bitrate_bps" in request.args:
-        if not request.args["bitrate_bps"].isdigit():
-            return error(422, "invalid configuration", fields={"configuration": {"bitrate_bps": ["Not a valid integer."]}})
-        configuration["bitrate_bps"] = int(request.args["bitrate_bps"])
+    for key in ("bitrate_bps", "audio_stream"):
+        if key in request.args:
+            if not request.args[key].isdigit():
+                return error(422, "invalid configuration", fields={"configuration": {key: ["Not a valid integer."]}})
+            configuration[key] = int(request.args[key])
     if request.args.get("force_remux") in ("1", "true"):
         configuration["force_remux"] = True
     job, failure = _start(path, configuration)

@@ -44,7 +44,7 @@ def seek_time(seconds):
 @lru_cache(maxsize=1024)
 def _codec(path, size, mtime_ns):
     try:
-        return media.run_ffprobe("ffprobe", path).video_codec
+        return media.run_ffprobe("ffprobe", path).video.codec
     except media.ProbeError:
         return None
 

@@ -1,0 +1,255 @@
+"""The multivariant playlist of a job (``<job>.m3u8``): one variant, described the way Apple's
+HLS authoring rules ask, so a player knows what it will decode before it downloads any media.
+
+CODECS is read from what FFmpeg wrote, never guessed from the command: the H.264 SPS and AAC
+ADTS header in the first MPEG-TS segment, the avcC / hvcC / esds boxes of an fMP4 init segment
+(RFC 6381 and ISO/IEC 14496-15 annex E spell the strings). RESOLUTION and FRAME-RATE come from
+the source and the command (the scale rule is ffmpeg_command.output_size); BANDWIDTH is an
+upper bound of a segment's bit rate, AVERAGE-BANDWIDTH the expected mean:
+- a transcode: the video bit rate (also its -maxrate) plus the audio's, with the container's
+  overhead; the peak allows a segment the encoder's whole buffer (-bufsize, 2 s of bit rate) on
+  top of its length in bit rate;
+- a remux: the source's video bit rate (the file's, when the stream does not say) plus the
+  audio's; the peak, which only a pass over the whole file could tell, is taken as twice that.
+"""
+import math
+import struct
+
+from .ffmpeg_command import AUDIO_BITRATE, copies_audio, output_size
+
+TS_PACKET = 188
+TS_OVERHEAD, FMP4_OVERHEAD = 1.10, 1.03
+REMUX_PEAK_FACTOR = 2.0
+ENCODER_BUFFER_S = 2.0  # -bufsize is twice -b:v (ffmpeg_command.video_args)
+# MPEG-TS stream types (ISO/IEC 13818-1) of what a job can write
+TS_H264, TS_HEVC, TS_AAC, TS_MP3 = 0x1B, 0x24, 0x0F, (0x03, 0x04)
+MP3_CODEC = "mp4a.40.34"
+
+
+def codecs_of_segment(data, fmp4):
+    """RFC 6381 codec strings, video first, of an MPEG-TS segment or an fMP4 init segment."""
+    return _codecs_of_init(data) if fmp4 else _codecs_of_ts(data)
+
+
+# -- MPEG-TS ---------------------------------------------------------------------------------
+def _ts_packets(data):
+    """(pid, payload_unit_start, payload) of each transport packet."""
+    for offset in range(0, len(data) - TS_PACKET + 1, TS_PACKET):
+        packet = data[offset:offset + TS_PACKET]
+        if packet[0] != 0x47:
+            continue
+        control = packet[3] >> 4 & 3
+        start = 4 + (1 + packet[4] if control & 2 else 0)
+        if control & 1 and start < TS_PACKET:
+            yield (packet[1] & 0x1F) << 8 | packet[2], bool(packet[1] & 0x40), packet[start:]
+
+
+def _section(payload):
+    """The bytes of a PSI section (after its pointer field), CRC excluded."""
+    body = payload[1 + payload[0]:]
+    length = (body[1] & 0x0F) << 8 | body[2]
+    return body[:3 + length - 4]
+
+
+def _ts_streams(data):
+    """[(stream_type, pid)] from the segment's PAT and PMT."""
+    packets = list(_ts_packets(data))
+    pat = next((p for pid, start, p in packets if pid == 0 and start), None)
+    if pat is None:
+        return []
+    programs = _section(pat)[8:]
+    pmt_pids = {(programs[i + 2] & 0x1F) << 8 | programs[i + 3]
+                for i in range(0, len(programs) - 3, 4) if programs[i] << 8 | programs[i + 1]}
+    pmt = next((p for pid, start, p in packets if pid in pmt_pids and start), None)
+    if pmt is None:
+        return []
+    section = _section(pmt)
+    position = 12 + ((section[10] & 0x0F) << 8 | section[11])
+    streams = []
+    while position + 5 <= len(section):
+        stream_type, pid = section[position], (section[position + 1] & 0x1F) << 8 | section[position + 2]
+        streams.append((stream_type, pid))
+        position += 5 + ((section[position + 3] & 0x0F) << 8 | section[position + 4])
+    return streams
+
+
+def _pes_payload(packets, wanted_pid, limit=1 << 16):
+    """The elementary stream bytes of the first PES packets of one pid (PES headers removed)."""
+    out = bytearray()
+    for pid, start, payload in packets:
+        if pid != wanted_pid or (start is False and not out):
+            continue
+        if start and payload[:3] == b"\x00\x00\x01" and len(payload) > 8:
+            payload = payload[9 + payload[8]:]
+        out += payload
+        if len(out) >= limit:
+            break
+    return bytes(out)
+
+
+def _codecs_of_ts(data):
+    packets = list(_ts_packets(data))
+    codecs = []
+    for stream_type, pid in _ts_streams(data):
+        payload = _pes_payload(packets, pid)
+        if stream_type == TS_H264:
+            codecs.append(_avc_from_annex_b(payload))
+        elif stream_type == TS_AAC:
+            codecs.append(_aac_from_adts(payload))
+        elif stream_type in TS_MP3:
+            codecs.append(MP3_CODEC)
+    return [c for c in sorted(codecs, key=_video_first) if c]
+
+
+def _avc_from_annex_b(stream):
+    """avc1.PPCCLL from the first SPS NAL unit: profile_idc, constraint flags, level_idc."""
+    position = 0
+    while (position := stream.find(b"\x00\x00\x01", position)) != -1 and position + 6 < len(stream):
+        if stream[position + 3] & 0x1F == 7:
+            return "avc1." + stream[position + 4:position + 7].hex()
+        position += 3
+    return None
+
+
+def _aac_from_adts(stream):
+    """mp4a.40.<audio object type> from the first ADTS header (its profile is the type less 1)."""
+    if len(stream) >= 3 and stream[0] == 0xFF and stream[1] & 0xF0 == 0xF0:
+        return f"mp4a.40.{(stream[2] >> 6) + 1}"
+    return None
+
+
+def _video_first(codec):
+    return 0 if codec and codec.startswith(("avc", "hvc", "hev")) else 1
+
+
+# -- fMP4 (ISO BMFF) --------------------------------------------------------------------------
+def _boxes(data, start, end):
+    """(type, payload start, end) of each box between start and end."""
+    while start + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[start:start + 8])
+        header = 8
+        if size == 1:
+            size, header = struct.unpack(">Q", data[start + 8:start + 16])[0], 16
+        elif size == 0:
+            size = end - start
+        if size < header or start + size > end:
+            return
+        yield kind.decode("latin-1"), start + header, start + size
+        start += size
+
+
+def _child(data, start, end, *path):
+    """The (payload start, end) of the first box at `path` below [start, end); None if absent."""
+    for kind, child_start, child_end in _boxes(data, start, end):
+        if kind == path[0]:
+            return (child_start, child_end) if len(path) == 1 else _child(data, child_start, child_end, *path[1:])
+    return None
+
+
+# Sample entries: bytes before their child boxes (ISO/IEC 14496-12 VisualSampleEntry, AudioSampleEntry)
+_VISUAL_ENTRY, _AUDIO_ENTRY = 78, 28
+
+
+def _codecs_of_init(data):
+    moov = _child(data, 0, len(data), "moov")
+    codecs = []
+    for kind, start, end in _boxes(data, *moov) if moov else ():
+        stsd = _child(data, start, end, "mdia", "minf", "stbl", "stsd") if kind == "trak" else None
+        for entry, entry_start, entry_end in _boxes(data, stsd[0] + 8, stsd[1]) if stsd else ():
+            if entry in ("hvc1", "hev1"):
+                config = _child(data, entry_start + _VISUAL_ENTRY, entry_end, "hvcC")
+                codecs.append(config and _hevc_codec(entry, data[config[0]:config[1]]))
+            elif entry in ("avc1", "avc3"):
+                config = _child(data, entry_start + _VISUAL_ENTRY, entry_end, "avcC")
+                codecs.append(config and f"{entry}.{data[config[0] + 1:config[0] + 4].hex()}")
+            elif entry == "mp4a":
+                config = _child(data, entry_start + _AUDIO_ENTRY, entry_end, "esds")
+                codecs.append(config and _mp4a_codec(data[config[0] + 4:config[1]]))
+    return [c for c in sorted(codecs, key=_video_first) if c]
+
+
+def _hevc_codec(entry, hvcc):
+    """hvc1.<space><profile>.<compatibility, bits reversed>.<tier><level>[.<constraint bytes>]."""
+    space, tier, profile = hvcc[1] >> 6, hvcc[1] >> 5 & 1, hvcc[1] & 0x1F
+    compatibility = int(f"{struct.unpack('>I', hvcc[2:6])[0]:032b}"[::-1], 2)
+    constraints = list(hvcc[6:12])
+    while constraints and constraints[-1] == 0:
+        constraints.pop()
+    parts = [entry, f"{'' if space == 0 else 'ABC'[space - 1]}{profile}", f"{compatibility:X}",
+             f"{'H' if tier else 'L'}{hvcc[12]}", *(f"{b:X}" for b in constraints)]
+    return ".".join(parts)
+
+
+def _descriptor(data, position):
+    """(tag, payload start, payload end) of the MPEG-4 descriptor at position."""
+    tag, size, position = data[position], 0, position + 1
+    for _ in range(4):
+        byte = data[position]
+        position += 1
+        size = size << 7 | byte & 0x7F
+        if not byte & 0x80:
+            break
+    return tag, position, position + size
+
+
+def _mp4a_codec(esds):
+    """mp4a.<objectTypeIndication>[.<audio object type>] from an esds box's descriptors."""
+    tag, start, end = _descriptor(esds, 0)
+    if tag != 3:
+        return None
+    flags = esds[start + 2]
+    start += 3 + (2 if flags & 0x80 else 0) + (1 + esds[start + 3] if flags & 0x40 else 0) + (2 if flags & 0x20 else 0)
+    tag, start, end = _descriptor(esds, start)
+    if tag != 4:
+        return None
+    object_type = esds[start]
+    if object_type == 0x6B:
+        return MP3_CODEC
+    tag, info_start, _ = _descriptor(esds, start + 13)
+    if object_type != 0x40 or tag != 5:
+        return f"mp4a.{object_type:X}"
+    audio_object = esds[info_start] >> 3
+    if audio_object == 31:
+        audio_object = 32 + ((esds[info_start] & 7) << 3 | esds[info_start + 1] >> 5)
+    return f"mp4a.40.{audio_object}"
+
+
+# -- the playlist ------------------------------------------------------------------------------
+def _audio_bps(spec, fmp4):
+    if spec.audio is None:
+        return 0
+    if copies_audio(spec.audio, spec.force_remux, fmp4):
+        return spec.audio.bit_rate or 192_000
+    return int(AUDIO_BITRATE.rstrip("k")) * 1000
+
+
+def bandwidths(spec, output):
+    """(BANDWIDTH, AVERAGE-BANDWIDTH) in bits per second."""
+    overhead = FMP4_OVERHEAD if output.fmp4 else TS_OVERHEAD
+    audio = _audio_bps(spec, output.fmp4)
+    if spec.force_remux:
+        video = spec.media.video.bit_rate or max((spec.media.bit_rate or 0) - audio, 0) or spec.bitrate_bps
+        average = (video + audio) * overhead
+        return math.ceil(average * REMUX_PEAK_FACTOR), math.ceil(average)
+    peak_video = spec.bitrate_bps * (1 + ENCODER_BUFFER_S / output.segment_s)
+    return math.ceil((peak_video + audio) * overhead), math.ceil((spec.bitrate_bps + audio) * overhead)
+
+
+def video_range(spec):
+    """VIDEO-RANGE of the job's output: SDR once tone-mapped, the source's in a remux."""
+    return "SDR" if spec.tone_mapped else spec.media.video.video_range
+
+
+def playlist_text(spec, output, codecs):
+    """The multivariant playlist, given the codec strings of what FFmpeg wrote."""
+    peak, average = bandwidths(spec, output)
+    attributes = [f"BANDWIDTH={peak}", f"AVERAGE-BANDWIDTH={average}", f'CODECS="{",".join(codecs)}"']
+    if size := output_size(spec):
+        attributes.append(f"RESOLUTION={size[0]}x{size[1]}")
+    if spec.media.video.frame_rate:
+        attributes.append(f"FRAME-RATE={spec.media.video.frame_rate:.3f}")
+    attributes.append(f"VIDEO-RANGE={video_range(spec)}")
+    return "\n".join([
+        "#EXTM3U", "#EXT-X-VERSION:7" if output.fmp4 else "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS",
+        "#EXT-X-STREAM-INF:" + ",".join(attributes), output.media_playlist, "",
+    ])

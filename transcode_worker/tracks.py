@@ -1,0 +1,60 @@
+"""Which of a source's tracks a job plays, and what the job's answer says about them (pure).
+
+The audio rule, in order: the track the command names by ``audio_stream``; else the first track
+in ``audio_language`` that is not commentary or audio description (the first in that language
+at all when it has only such); else the track flagged default; else the first that is not
+commentary; else the first. A value the source cannot satisfy is a FieldErrors-style message
+that lists what the source has.
+"""
+from .media import language_code, language_name
+
+
+class TrackChoiceError(ValueError):
+    """(field, message): the command asks for a track the source does not have."""
+
+    def __init__(self, field, message):
+        super().__init__(message)
+        self.field = field
+
+
+def describe_audio(track):
+    """'1: deu ac3 5.1(side) "Deutsch" (default)': one track as an error message lists it."""
+    words = [f"{track.stream}:", track.language or "und", track.codec]
+    if track.layout or track.channels:
+        words.append(track.layout or f"{track.channels}ch")
+    if track.title:
+        words.append(f'"{track.title}"')
+    flags = [name for name in ("default", "commentary", "description") if getattr(track, name)]
+    if flags:
+        words.append(f"({', '.join(flags)})")
+    return " ".join(words)
+
+
+def _has(info):
+    if not info.audio:
+        return "the source has no audio at all"
+    return "the source has: " + "; ".join(describe_audio(a) for a in info.audio)
+
+
+def choose_audio(info, audio_stream=None, audio_language=None):
+    """(track, chosen_by) for a source's MediaInfo; (None, None) for a silent source that nobody
+    asked audio of. chosen_by: audio_stream, audio_language, default, first."""
+    if audio_stream is not None:
+        if audio_stream >= len(info.audio):
+            raise TrackChoiceError("configuration.audio_stream", f"no audio stream {audio_stream}: {_has(info)}")
+        return info.audio[audio_stream], "audio_stream"
+    if audio_language is not None:
+        wanted = language_code(audio_language)
+        in_language = [a for a in info.audio if a.language == wanted]
+        if not in_language:
+            name = language_name(wanted) or wanted
+            raise TrackChoiceError("configuration.audio_language",
+                                   f"no audio track in {name} ({audio_language!r}): {_has(info)}")
+        main = [a for a in in_language if not (a.commentary or a.description)]
+        return (main or in_language)[0], "audio_language"
+    if not info.audio:
+        return None, None
+    default = next((a for a in info.audio if a.default), None)
+    if default is not None:
+        return default, "default"
+    return next((a for a in info.audio if not a.commentary), info.audio[0]), "first"
