@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # `make test-browser`: hls.js in headless Chromium (installs Chromium, ChromeDriver and hls.js)
-.PHONY: run test test-browser unit bench demo install install-service ffmpeg clean
+.PHONY: run test test-browser unit bench demo install install-service ffmpeg gstreamer clean
 
 run: install
 	$(BIN)/transcode-worker serve
 
-test: install
+test: install gstreamer
 	$(BIN)/python -m pytest
 
 test-browser: install
@@ -37,6 +37,10 @@ install-service:
 
 ffmpeg:
 	@scripts/ensure-packages.sh ffmpeg=ffmpeg ffprobe=ffmpeg
+
+# a second real player for the tests (HLS with HEVC in fMP4)
+gstreamer:
+	@scripts/ensure-packages.sh gst-launch-1.0=gstreamer1.0-tools,gstreamer1.0-plugins-good,gstreamer1.0-plugins-bad,gstreamer1.0-libav
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
