@@ -10,6 +10,7 @@ from transcode_worker.config import load_settings
 from worker_process import wait_for
 
 pytestmark = pytest.mark.integration  # FFmpeg runs: not for `make unit`
+HEVC = "hevc 10bit ac3 5.1 ñandú.mkv"
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,11 @@ def app(media_root, tmp_path_factory):
     response = app.test_client().post("/v1/jobs", json={
         "job_id": "fp", "source_path": str(media_root / mf.H264), "configuration": {"force_remux": True}})
     assert response.status_code == 202, response.get_json()
+    response = app.test_client().post("/v1/jobs", json={  # HEVC: fMP4 segments
+        "job_id": "fm", "source_path": str(media_root / HEVC), "configuration": {"force_remux": True}})
+    assert response.status_code == 202, response.get_json()
     wait_for(lambda: ctx.manager.get("fp").state.value == "COMPLETED", 60, what="the remux")
+    wait_for(lambda: ctx.manager.get("fm").state.value == "COMPLETED", 60, what="the HEVC remux")
     yield app
     ctx.shutdown()
 
@@ -107,8 +112,21 @@ def test_flask_answers_a_whole_segment_like_the_fast_path(app, flask_calls):
     assert client.get("/fp_0.ts", headers={"If-Modified-Since": fast.headers["Last-Modified"]}).status_code == 304
 
 
+def test_fmp4_segments_and_their_init_segment_never_reach_flask(app, flask_calls):
+    client = app.test_client()
+    playlist = client.get("/fm.media.m3u8").text
+    assert '#EXT-X-MAP:URI="fm_init_0.mp4"' in playlist and "fm_0.m4s" in playlist
+    folder = app.extensions["transcode_worker"].manager.get("fm").folder
+    for name in ("fm_init_0.mp4", "fm_0.m4s"):
+        answer = client.get(f"/{name}")
+        assert answer.status_code == 200 and answer.content_type == "video/mp4", name
+        assert answer.data == (folder / name).read_bytes() and answer.headers["ETag"]
+    assert flask_calls == []
+
+
 @pytest.mark.parametrize("path", ["/nojob_0.ts", "/nojob.m3u8", "/fp_999.ts", "/fp.txt", "/fp_0.ts/x",
-                                  "/fp_0.ts%0A", "/fp.m3u8%0A"])
+                                  "/fp_0.ts%0A", "/fp.m3u8%0A", "/fp_0.m4s", "/fp_init_0.mp4", "/fm_0.ts",
+                                  "/fm_init_1.mp4", "/fm_init_0.m4s", "/fp.media.m3u8x"])
 def test_what_is_not_there_is_answered_by_flask(app, flask_calls, path):
     response = app.test_client().get(path)
     assert response.status_code == 404 and response.is_json

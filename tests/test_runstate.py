@@ -67,15 +67,22 @@ def test_a_reused_pid_is_never_touched(dirs):
 def test_only_hls_folders_are_removed(dirs):
     hls = dirs.segments / "abc"
     hls.mkdir()
-    for name in ("abc.m3u8", "abc_0.ts", "abc_1.ts.tmp"):
+    for name in ("abc.m3u8", "abc.media.m3u8.tmp", "abc_0.ts", "abc_1.ts.tmp"):
         (hls / name).write_text("x")
+    fmp4 = dirs.segments / "hevc_1"  # HEVC: fMP4 segments after their init segment
+    fmp4.mkdir()
+    for name in ("hevc_1.media.m3u8", "hevc_1_init_7.mp4", "hevc_1_7.m4s", "hevc_1_8.m4s.tmp"):
+        (fmp4 / name).write_text("x")
     mine = dirs.segments / "photos"
     mine.mkdir()
     (mine / "holiday.jpg").write_text("x")
     (dirs.segments / "notes.txt").write_text("x")
+    films = dirs.segments / "films"  # an mp4 that is not an init segment is not ours
+    films.mkdir()
+    (films / "films_init.mp4").write_text("x")
     run = RunState(str(dirs.spool), str(dirs.segments))
-    assert run.recover() == ["abc"]
-    assert sorted(os.listdir(dirs.segments)) == ["notes.txt", "photos"]
+    assert run.recover() == ["abc", "hevc_1"]
+    assert sorted(os.listdir(dirs.segments)) == ["films", "notes.txt", "photos"]
 
 
 def test_a_clean_end_loses_nothing(dirs):

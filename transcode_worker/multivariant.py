@@ -243,7 +243,9 @@ def video_range(spec):
 def playlist_text(spec, output, codecs):
     """The multivariant playlist, given the codec strings of what FFmpeg wrote."""
     peak, average = bandwidths(spec, output)
-    attributes = [f"BANDWIDTH={peak}", f"AVERAGE-BANDWIDTH={average}", f'CODECS="{",".join(codecs)}"']
+    attributes = [f"BANDWIDTH={peak}", f"AVERAGE-BANDWIDTH={average}"]
+    if codecs:  # none read (never seen): better no CODECS than wrong ones
+        attributes.append(f'CODECS="{",".join(codecs)}"')
     if size := output_size(spec):
         attributes.append(f"RESOLUTION={size[0]}x{size[1]}")
     if spec.media.video.frame_rate:
