@@ -1,4 +1,5 @@
 """Small media the tests make with FFmpeg: every kind of source a movie library holds."""
+import struct
 import subprocess
 from pathlib import Path
 
@@ -102,6 +103,44 @@ def _downmix(codec):
             "-preset", "ultrafast", "-c:a", codec, "-strict", "-2"]
 
 
+# Dolby Vision as ffprobe finds it: the HDR10 film with a Dolby Vision configuration box added to
+# its sample entry (FFmpeg writes none): profile 8.1 (an HDR10 base layer every player shows) and
+# profile 5 (none: Dolby's own colour, which only a Dolby Vision screen shows right)
+DOVI_8 = "dolby vision 8.1.mp4"
+DOVI_5 = "dolby vision 5.mp4"
+DOVI = {DOVI_8: (8, 1), DOVI_5: (5, 0)}
+
+
+def _box_path(data, start, end, path):
+    """[(offset of each box on the way)] to the first box at `path` (a list of types)."""
+    while start + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[start:start + 8])
+        if kind.decode("latin-1") == path[0]:
+            if len(path) == 1:
+                return [start]
+            # a sample description: 8 bytes of counts before its entries; an entry: 78 of fields
+            skip = {"stsd": 8, "hvc1": 78}.get(path[0], 0)
+            rest = _box_path(data, start + 8 + skip, start + size, path[1:])
+            return rest and [start, *rest]
+        start += size
+    return None
+
+
+def _with_dolby_vision(mp4, out, profile, compatibility):
+    """Add a dvcC/dvvC box to the hvc1 sample entry of an MP4 whose moov comes last (so no
+    chunk offset moves); every box around it grows by its size."""
+    data = bytearray(mp4.read_bytes())
+    path = _box_path(data, 0, len(data), ["moov", "trak", "mdia", "minf", "stbl", "stsd", "hvc1"])
+    record = struct.pack(">BBHI16x", 1, 0, profile << 9 | 6 << 3 | 0b101, compatibility << 28)
+    box = struct.pack(">I4s", 8 + len(record), b"dvvC" if profile > 7 else b"dvcC") + record
+    entry = path[-1]
+    insert_at = entry + struct.unpack(">I", data[entry:entry + 4])[0]
+    for offset in path:
+        struct.pack_into(">I", data, offset, struct.unpack(">I", data[offset:offset + 4])[0] + len(box))
+    data[insert_at:insert_at] = box
+    out.write_bytes(bytes(data))
+
+
 H264 = "h264 aac with spaces.mp4"
 DVB = "dvb recording 576i.ts"
 SOURCES = {
@@ -148,6 +187,10 @@ def make_library(folder):
             *_tone(LONG_SECONDS), "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-c:a", "aac",
             str(folder / LONG))
     _ffmpeg(*_video(5, "720x576", rate=50), *_tone(5), *INTERLACE, "-c:v", "mpeg2video", "-b:v", "4M", "-c:a", "ac3", str(folder / DVD))
+    plain = folder.parent / "hdr10 for dolby vision.mp4"
+    _ffmpeg("-i", str(folder / HDR10), "-map", "0:v", "-c", "copy", "-tag:v", "hvc1", str(plain))
+    for name, (profile, compatibility) in DOVI.items():
+        _with_dolby_vision(plain, folder / name, profile, compatibility)
     _corrupt_copy(folder / H264, folder / CORRUPT)
     (folder / TEXT).write_text("not a movie\n")
     return folder

@@ -131,6 +131,26 @@ def test_a_remux_keeps_hdr_as_it_is_and_says_so(job, name, video_range, tmp_path
     assert stream["codec_tag_string"] == "hvc1" and stream["color_transfer"] == {"PQ": "smpte2084", "HLG": "arib-std-b67"}[video_range]
 
 
+def test_dolby_vision_with_an_hdr10_base_layer_is_tone_mapped(job, worker, media_root):
+    video = requests.get(f"{worker.url}/v1/media", params={"source_path": str(media_root / mf.DOVI_8)},
+                         timeout=30).json()["video"]
+    assert video["hdr"] == "DOVI" and video["dolby_vision"] == {"profile": 8, "base_layer": "HDR10"}
+    answer, url = job(mf.DOVI_8, bitrate_bps=4_000_000)
+    assert answer["tracks"]["video"] == {"codec": "libx264", "hdr": "DOVI", "tone_mapped": True, "range": "SDR"}
+    assert video_stream(first_segment_url(url))["color_transfer"] == "bt709"
+
+
+def test_dolby_vision_profile_5_is_refused_for_a_transcode_and_remuxed(job, worker, media_root):
+    source = str(media_root / mf.DOVI_5)
+    video = requests.get(f"{worker.url}/v1/media", params={"source_path": source}, timeout=30).json()["video"]
+    assert video["dolby_vision"] == {"profile": 5, "base_layer": None} and video["range"] == "PQ"
+    refused = worker.post_job({"job_id": "dovi5", "source_path": source})
+    assert refused.status_code == 422
+    assert "Dolby Vision profile 5" in refused.json()["fields"]["source_path"][0]
+    answer, url = job(mf.DOVI_5, force_remux=True)
+    assert answer["tracks"]["video"]["range"] == "PQ" and variant(url).video_range == "PQ"
+
+
 # -- HEVC in fMP4 --------------------------------------------------------------------------------
 HEVC = "hevc 10bit ac3 5.1 ñandú.mkv"
 
