@@ -12,7 +12,9 @@ in timed tests).
   nginx-light, sendfile on) serving the same folder, measured by wrk;
 - the idle worker: CPU share and resident memory; the heartbeat's telemetry collection time;
 - N = 1, 2, 4 concurrent transcodes: aggregate speed beside N FFmpeg processes by hand;
-- throttling: FFmpeg's CPU with several viewers playing at 1x, with and without it.
+- throttling: FFmpeg's CPU with several viewers playing at 1x, with and without it;
+- tone-mapping: a 4K HDR10 source transcoded to 720p SDR, beside the same chain with the picture
+  tone-mapped before it is scaled, and beside the same transcode without tone-mapping.
 """
 import argparse
 import getpass
@@ -38,11 +40,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test suite's real-service helper
 from worker_process import WorkerProcess, free_port, wait_for  # noqa: E402
 
-from transcode_worker import media  # noqa: E402
+from transcode_worker import hls_names, media  # noqa: E402
 from transcode_worker.config import SettingsSchema  # noqa: E402
 from transcode_worker.ffmpeg_command import HlsOutput, build_command  # noqa: E402
 from transcode_worker.progress import segment_numbers  # noqa: E402
 from transcode_worker.telemetry import Telemetry  # noqa: E402
+from transcode_worker.tracks import choose_audio  # noqa: E402
 from transcode_worker.validation import JobSpec  # noqa: E402
 
 DEFAULTS = SimpleNamespace(**SettingsSchema().load({}))  # the settings a user starts with
@@ -76,8 +79,10 @@ def worker_argv(source, folder, job_id, *, remux=False, seek_s=0.0):
     """The command line the worker runs for this job, with the worker's default settings."""
     info = media.run_ffprobe("ffprobe", str(source))
     seek = time.strftime("%H:%M:%S", time.gmtime(seek_s))
+    audio, chosen_by = choose_audio(info)
     spec = JobSpec(job_id=job_id, source=source, folder=folder, seek_time=seek, bitrate_bps=BITRATE,
-                   encoder="libx264", force_remux=remux, media=info, source_path=str(source), output_path=None)
+                   encoder="libx264", force_remux=remux, media=info, source_path=str(source), output_path=None,
+                   audio=audio, audio_chosen_by=chosen_by)
     output = HlsOutput(job_id, SEGMENT_S, first_segment_s=DEFAULTS.first_segment_s)
     return build_command(spec, output, preset=DEFAULTS.encoder_preset)
 
@@ -100,7 +105,7 @@ def jellyfin_argv(source, job_id):
 
 def playlist_lists_a_segment(folder, job_id):
     try:
-        return bool(segment_numbers((folder / f"{job_id}.m3u8").read_text(errors="replace"), job_id))
+        return bool(segment_numbers((folder / hls_names.media_playlist(job_id)).read_text(errors="replace"), job_id))
     except FileNotFoundError:
         return False
 
@@ -131,11 +136,12 @@ def first_playlist_by_hand(argv, folder, job_id, playable=playlist_lists_a_segme
 
 # -- the worker ----------------------------------------------------------------------------------
 def playable_after(worker, job_id, body):
-    """Seconds from the POST until the playlist answers 200 listing a segment (the worker holds
-    the request until then)."""
+    """Seconds from the POST until a player has both playlists, the media one listing a segment
+    (the worker holds the first request until then)."""
     started = time.monotonic()
     worker.post_job(body).raise_for_status()
-    playlist = requests.get(f"{worker.url}/{job_id}.m3u8", timeout=60)
+    requests.get(f"{worker.url}/{hls_names.multivariant(job_id)}", timeout=60).raise_for_status()
+    playlist = requests.get(f"{worker.url}/{hls_names.media_playlist(job_id)}", timeout=60)
     elapsed = time.monotonic() - started
     if playlist.status_code != 200 or not segment_numbers(playlist.text, job_id):
         raise RuntimeError(f"no playable playlist: {playlist.status_code} {playlist.text[:200]}")
@@ -270,7 +276,8 @@ def serving(worker, tmp, seconds_each, runs):
     scripts = {}
     for pause in (0, PACED_MS):
         scripts[pause] = tmp / f"hls-{pause}.lua"
-        scripts[pause].write_text(WRK_SCRIPT % (", ".join(f'"{n}"' for n in names), f"{job_id}.m3u8", pause))
+        scripts[pause].write_text(WRK_SCRIPT % (", ".join(f'"{n}"' for n in names),
+                                                hls_names.media_playlist(job_id), pause))
     nginx_port, floor_port = free_port(), free_port()
     (tmp / "tmp").mkdir(exist_ok=True)
     conf = tmp / "nginx.conf"
@@ -410,7 +417,7 @@ def segment_durations(playlist):
 def viewer(worker, job_id, stop):
     """A player at 1x: one segment buffered ahead of the picture, the next asked for when the
     one before starts playing."""
-    url = f"{worker.url}/{job_id}.m3u8"
+    url = f"{worker.url}/{hls_names.media_playlist(job_id)}"
     number = segment_numbers(requests.get(url, timeout=60).text, job_id)[0]
     played, started = 0.0, time.monotonic()
     while not stop.is_set():
@@ -461,6 +468,64 @@ def throttling(media_root, tmp, source, viewers, window_s, lead_s):
     return [Row(f"{viewers} viewers at 1x: FFmpeg CPU", f"{on * 100:.0f} % of a core",
                 "throttling off", f"{off * 100:.0f} %", f"{(off - on) * 100:.0f} % freed",
                 f"lead {lead_s:g} s")]
+
+
+# -- tone-mapping --------------------------------------------------------------------------------
+def make_hdr_source(path, seconds, size="3840x2160"):
+    """A 24 fps HDR10 source (PQ, BT.2020, HEVC 10-bit with mastering metadata) of a moving picture."""
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+                    "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=24:duration={seconds},"
+                    "zscale=tin=bt709:min=bt709:pin=bt709:rin=tv:t=smpte2084:p=bt2020:m=bt2020nc:r=tv:npl=100,"
+                    "format=yuv420p10le",
+                    "-c:v", "libx265", "-preset", "ultrafast", "-g", "48", "-x265-params",
+                    "log-level=error:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc:hdr10=1"
+                    ":master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"
+                    ":max-cll=1000,400", str(path)], check=True)
+    return path
+
+
+def speed_by_hand(argv, folder, duration_s):
+    """How many times real time FFmpeg runs argv (in folder) from start to end."""
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    subprocess.run(argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    elapsed = time.monotonic() - started
+    shutil.rmtree(folder, ignore_errors=True)
+    return duration_s / elapsed
+
+
+def with_filters(argv, change):
+    """The command with its -vf filter list changed by change(list)."""
+    at = argv.index("-vf") + 1
+    return [*argv[:at], ",".join(change(argv[at].split(","))), *argv[at + 1:]]
+
+
+def tone_map_first(filters):
+    """The picture tone-mapped at its full size, then scaled."""
+    scale = next(f for f in filters if f.startswith("scale="))
+    rest = [f for f in filters if f != scale]
+    return [*rest[:-1], scale, rest[-1]]
+
+
+def no_tone_map(filters):
+    return [f for f in filters if not f.startswith(("zscale", "tonemap", "format=gbrpf32le"))]
+
+
+def tone_mapping(media_root, tmp, seconds, runs):
+    """The worker's HDR10 transcode (scaled, then tone-mapped), beside tone-mapping first and
+    beside no tone-mapping at all (what the tone-map itself costs: decoding 4K HEVC 10-bit is
+    most of the work)."""
+    hdr = make_hdr_source(media_root / "bench 4k hdr10.mkv", seconds)
+    argv = worker_argv(hdr, tmp / "tm", "tm")
+    mine, first, plain = [], [], []
+    for _ in range(runs):
+        mine.append(speed_by_hand(argv, tmp / "tm", seconds))
+        first.append(speed_by_hand(with_filters(argv, tone_map_first), tmp / "tm", seconds))
+        plain.append(speed_by_hand(with_filters(argv, no_tone_map), tmp / "tm", seconds))
+    return [Row("4K HDR10 -> 720p SDR: speed", f"{median(mine):.2f}x", "tone-mapped at 4K",
+                f"{median(first):.2f}x", f"{median(mine) / median(first):.2f}x", ">= 1x (issue 17)"),
+            Row("", "", "not tone-mapped", f"{median(plain):.2f}x",
+                f"{median(mine) / median(plain):.2f}x", "")]
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -542,6 +607,8 @@ def main():
         print("throttling...", file=sys.stderr)
         light = make_source(media_root / "bench 360p.mp4", 600, size="640x360")
         rows += throttling(media_root, tmp, light, 3, 10 if args.quick else 30, lead_s=8)
+        print("tone-mapping...", file=sys.stderr)
+        rows += tone_mapping(media_root, tmp, 3 if args.quick else 6, min(args.runs, 3))
     print_table(rows, args, time.monotonic() - started)
 
 
