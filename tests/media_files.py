@@ -141,6 +141,56 @@ def _with_dolby_vision(mp4, out, profile, compatibility):
     out.write_bytes(bytes(data))
 
 
+# HDR10+: SMPTE 2094-40 dynamic metadata in an SEI message of every frame. Debian's x265 cannot
+# write it, so it is added to the HDR10 encode here (ITU-T T.35, as HEVC carries it)
+HDR10_PLUS = "hdr10+ hevc.mp4"
+
+
+def _bits(*fields):
+    """(value, width) pairs, most significant bit first, zero-padded to whole bytes."""
+    bits = "".join(format(value, f"0{width}b") for value, width in fields)
+    bits += "0" * (-len(bits) % 8)
+    return bytes(int(bits[i:i + 8], 2) for i in range(0, len(bits), 8))
+
+
+def _hdr10_plus_sei():
+    """A prefix SEI NAL unit with one window of SMPTE 2094-40 metadata (Annex B, escaped)."""
+    metadata = _bits((1, 8), (1, 2), (400, 27), (0, 1),  # version, windows, target display, no peak
+                     (10000, 17), (10000, 17), (10000, 17), (5000, 17),  # maxscl r g b, average
+                     (1, 4), (50, 7), (5000, 17),  # one percentile: the 50th
+                     (0, 10), (0, 1), (0, 1), (0, 1))  # bright pixels, no peak, no curve, no weight
+    payload = bytes([0xB5, 0x00, 0x3C, 0x00, 0x01, 0x04]) + metadata  # USA, SMPTE, 2094-40
+    rbsp, escaped, zeros = bytes([4, len(payload)]) + payload + b"\x80", bytearray(), 0
+    for byte in rbsp:
+        if zeros >= 2 and byte <= 3:
+            escaped.append(3)
+            zeros = 0
+        escaped.append(byte)
+        zeros = zeros + 1 if byte == 0 else 0
+    return b"\x00\x00\x00\x01" + bytes([39 << 1, 1]) + bytes(escaped)
+
+
+def _with_hdr10_plus(annex_b):
+    """The HEVC stream with the SEI before the first slice of every frame."""
+    out, previous, sei = bytearray(), 0, _hdr10_plus_sei()
+    position = annex_b.find(b"\x00\x00\x01")
+    while position != -1:
+        nal_type = annex_b[position + 3] >> 1 & 0x3F
+        if nal_type < 32 and annex_b[position + 5] & 0x80:  # a slice, the first of its frame
+            cut = position - 1 if annex_b[position - 1] == 0 else position
+            out += annex_b[previous:cut] + sei
+            previous = cut
+        position = annex_b.find(b"\x00\x00\x01", position + 3)
+    return bytes(out + annex_b[previous:])
+
+
+def _make_hdr10_plus(folder):
+    raw = folder.parent / "hdr10.hevc"
+    _ffmpeg(*_graded("smpte2084"), *_hdr_encode("smpte2084"), "-f", "hevc", str(raw))
+    raw.write_bytes(_with_hdr10_plus(raw.read_bytes()))
+    _ffmpeg("-framerate", "24", "-f", "hevc", "-i", str(raw), "-c", "copy", "-tag:v", "hvc1", str(folder / HDR10_PLUS))
+
+
 H264 = "h264 aac with spaces.mp4"
 DVB = "dvb recording 576i.ts"
 SOURCES = {
@@ -191,6 +241,7 @@ def make_library(folder):
     _ffmpeg("-i", str(folder / HDR10), "-map", "0:v", "-c", "copy", "-tag:v", "hvc1", str(plain))
     for name, (profile, compatibility) in DOVI.items():
         _with_dolby_vision(plain, folder / name, profile, compatibility)
+    _make_hdr10_plus(folder)
     _corrupt_copy(folder / H264, folder / CORRUPT)
     (folder / TEXT).write_text("not a movie\n")
     return folder

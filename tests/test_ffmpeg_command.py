@@ -67,19 +67,24 @@ def test_ramp_in_the_command():
     assert value_after(remux, "-hls_time") == "4" and "-force_key_frames" not in remux
 
 
-def test_ffmpeg_cuts_the_ramp_then_full_segments(tmp_path):
-    """The command as FFmpeg runs it: segments of 1, 1, 2, then 4 s, after a seek's start number too."""
+@pytest.mark.parametrize("encoder", ["libx264", "libx265"], ids=["mpegts", "fmp4"])
+def test_ffmpeg_cuts_the_ramp_then_full_segments(tmp_path, encoder):
+    """The command as FFmpeg runs it: segments of 1, 1, 2, then 4 s, after a seek's start number
+    too, in MPEG-TS and in fMP4 (HEVC)."""
     source = tmp_path / "clip.mkv"
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "lavfi", "-i",
                     "testsrc2=size=160x90:rate=25:duration=15", "-c:v", "libx264", "-preset", "ultrafast",
                     "-g", "7", str(source)], check=True, timeout=60)
-    spec = job_spec(source=source, folder=tmp_path, media=media_info(height=90, audio=()))
-    argv = build_command(spec, HlsOutput("j1", 4.0, start_number=9, first_segment_s=1.0), preset="ultrafast")
+    spec = job_spec(source=source, folder=tmp_path, media=media_info(height=90, audio=()), encoder=encoder)
+    output = HlsOutput("j1", 4.0, start_number=9, first_segment_s=1.0, fmp4=delivers_hevc(spec))
+    argv = build_command(spec, output, preset="ultrafast")
     subprocess.run(argv, cwd=tmp_path, check=True, timeout=60, capture_output=True)
     playlist = (tmp_path / "j1.media.m3u8").read_text()
     durations = [round(float(line[8:].rstrip(",")), 2) for line in playlist.splitlines() if line.startswith("#EXTINF:")]
     assert durations == [1, 1, 2, 4, 4, 3], playlist
-    assert "j1_9.ts" in playlist.splitlines()
+    assert output.segment(9) in playlist.splitlines() and (tmp_path / output.segment(9)).exists()
+    if output.fmp4:
+        assert '#EXT-X-MAP:URI="j1_init_9.mp4"' in playlist and (tmp_path / "j1_init_9.mp4").exists()
 
 
 def test_seek_is_input_side():

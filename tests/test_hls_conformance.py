@@ -200,21 +200,23 @@ def test_every_source_kind_conforms_and_stays_in_sync(worker, media_root, name, 
     worker.delete(job_id)
 
 
-@pytest.mark.parametrize("remux", [False, True], ids=["transcode", "remux"])
-def test_the_remainder_after_a_seek_conforms_and_stays_in_sync(worker, media_root, remux, tmp_path):
-    job_id = f"conform-seek-{int(remux)}"
+@pytest.mark.parametrize("remux, encoder", [(False, None), (True, None), (False, "libx265")],
+                         ids=["transcode", "remux", "hevc-fmp4"])
+def test_the_remainder_after_a_seek_conforms_and_stays_in_sync(worker, media_root, remux, encoder, tmp_path):
+    job_id = f"conform-seek-{int(remux)}{encoder or ''}"
     src = str(media_root / mf.LONG)
     seek_s = mf.LONG_SECONDS - 11  # not on a keyframe of the source: a remux starts at the one before
     body = {"job_id": job_id, "source_path": src,
-            "configuration": {"force_remux": remux, "bitrate_bps": 1_000_000}}
+            "configuration": {"force_remux": remux, "bitrate_bps": 1_000_000, "encoder": encoder}}
     assert worker.post_job(body).status_code == 202
     worker.wait_state(job_id, {"RUNNING", "COMPLETED"})
     body["configuration"]["seek_time"] = f"00:09:{seek_s - 540:02d}"
     assert worker.post_job(body).status_code == 202
-    watcher = PlaylistWatcher(worker, job_id)
+    watcher = PlaylistWatcher(worker, job_id, fmp4=encoder == "libx265")
     playlist = watcher.until_completed()
     assert watcher.media_sequence > 0, "the segments after a seek take new numbers"
-    check_segments(worker, playlist, probe_duration(src) - seek_s, tmp_path)
+    paths = check_segments(worker, playlist, probe_duration(src) - seek_s, tmp_path)
+    check_codecs(watcher, paths[0])
     worker.delete(job_id)
 
 

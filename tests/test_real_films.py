@@ -77,10 +77,10 @@ def variant(url):
 
 
 # -- HDR ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, kind", [(mf.HDR10, "HDR10"), (mf.HLG, "HLG")])
+@pytest.mark.parametrize("name, kind", [(mf.HDR10, "HDR10"), (mf.HDR10_PLUS, "HDR10+"), (mf.HLG, "HLG")])
 def test_hdr_is_tone_mapped_to_bt709_sdr_close_to_its_sdr_original(job, name, kind):
     answer, url = job(name, bitrate_bps=4_000_000)
-    assert answer["tracks"]["video"] == {"codec": "libx264", "hdr": kind, "tone_mapped": True, "range": "SDR"}
+    assert answer["tracks"]["video"] == {"codec": "h264", "encoder": "libx264", "hdr": kind, "tone_mapped": True, "range": "SDR"}
     stream = video_stream(first_segment_url(url))
     assert (stream["color_primaries"], stream["color_transfer"], stream["color_space"], stream["pix_fmt"]) == \
         ("bt709", "bt709", "bt709", "yuv420p")
@@ -112,13 +112,13 @@ def test_highlights_are_compressed_not_clipped(job):
 
 def test_a_plain_sdr_clip_is_left_as_it_is(job, media_root):
     answer, url = job(mf.H264, bitrate_bps=4_000_000)
-    assert answer["tracks"]["video"] == {"codec": "libx264", "hdr": "SDR", "tone_mapped": False, "range": "SDR"}
+    assert answer["tracks"]["video"] == {"codec": "h264", "encoder": "libx264", "hdr": "SDR", "tone_mapped": False, "range": "SDR"}
     luma, saturation = picture_stats(url)
     source_luma, source_saturation = picture_stats(str(media_root / mf.H264))
     assert abs(luma - source_luma) <= 0.02 * source_luma and abs(saturation - source_saturation) <= 0.05 * source_saturation
 
 
-@pytest.mark.parametrize("name, video_range", [(mf.HDR10, "PQ"), (mf.HLG, "HLG")])
+@pytest.mark.parametrize("name, video_range", [(mf.HDR10, "PQ"), (mf.HDR10_PLUS, "PQ"), (mf.HLG, "HLG")])
 def test_a_remux_keeps_hdr_as_it_is_and_says_so(job, name, video_range, tmp_path):
     answer, url = job(name, force_remux=True)
     assert answer["tracks"]["video"]["tone_mapped"] is False and answer["tracks"]["video"]["range"] == video_range
@@ -136,7 +136,7 @@ def test_dolby_vision_with_an_hdr10_base_layer_is_tone_mapped(job, worker, media
                          timeout=30).json()["video"]
     assert video["hdr"] == "DOVI" and video["dolby_vision"] == {"profile": 8, "base_layer": "HDR10"}
     answer, url = job(mf.DOVI_8, bitrate_bps=4_000_000)
-    assert answer["tracks"]["video"] == {"codec": "libx264", "hdr": "DOVI", "tone_mapped": True, "range": "SDR"}
+    assert answer["tracks"]["video"] == {"codec": "h264", "encoder": "libx264", "hdr": "DOVI", "tone_mapped": True, "range": "SDR"}
     assert video_stream(first_segment_url(url))["color_transfer"] == "bt709"
 
 
@@ -282,6 +282,13 @@ def test_media_lists_every_track_with_positions_a_job_can_name(worker, media_roo
                         timeout=30).json()
     assert [(s["stream"], s["codec"], s["text"]) for s in subs["subtitles"]] == [(0, "subrip", True)]
     assert [a["layout"] for a in subs["audio"]] == ["5.1(side)", "stereo"]
+
+
+@pytest.mark.parametrize("name, kind", [(mf.HDR10_PLUS, "HDR10+"), (mf.HLG, "HLG"), (mf.H264, "SDR")])
+def test_media_names_the_hdr_kind(worker, media_root, name, kind):
+    video = requests.get(f"{worker.url}/v1/media", params={"source_path": str(media_root / name)},
+                         timeout=30).json()["video"]
+    assert video["hdr"] == kind
 
 
 def test_media_describes_hdr(worker, media_root):

@@ -260,7 +260,7 @@ def run_ffprobe(ffprobe, path, prefix=()):
     """Probe the file at `path` (already resolved and checked by the caller) with a fresh ffprobe.
 
     `prefix` goes before the command (the library scan runs it through ``nice``). A PQ source
-    is probed a second time, on its first frame: HDR10+ lives in per-frame metadata only."""
+    is probed a second time, on its first frames: HDR10+ lives in per-frame metadata only."""
     exe = shutil.which(ffprobe)
     if exe is None:  # found here: behind a prefix, a missing ffprobe would read like a bad file
         raise ProbeError(f"cannot run ffprobe ({ffprobe}): not found")
@@ -274,8 +274,9 @@ def run_ffprobe(ffprobe, path, prefix=()):
     except json.JSONDecodeError:
         raise ProbeError("ffprobe printed no readable report") from None
     if info.video.hdr == "HDR10":
-        frames = _run([*base, "-select_streams", f"#{info.video.index}", "-read_intervals", "%+#1",
-                       "-show_entries", "frame=side_data_list", "file:" + path])
+        # a few packets: the first frame comes out of a decoder that reorders B-frames only then
+        frames = _run([*base, "-select_streams", str(info.video.index), "-read_intervals", "%+#8",
+                       "-show_entries", "frame_side_data=side_data_type", "file:" + path])
         try:
             if frames.returncode == 0 and has_hdr10_plus(json.loads(frames.stdout)):
                 info = dataclasses.replace(info, video=dataclasses.replace(info.video, hdr="HDR10+"))

@@ -18,6 +18,9 @@ import struct
 from .ffmpeg_command import AUDIO_BITRATE, copies_audio, output_size
 
 TS_PACKET = 188
+# What is read of the first segment: its tables, the first video and audio packets and the
+# parameter sets in them come first (a 1080p remux's segment is megabytes).
+READ_BYTES = 1 << 20
 TS_OVERHEAD, FMP4_OVERHEAD = 1.10, 1.03
 REMUX_PEAK_FACTOR = 2.0
 ENCODER_BUFFER_S = 2.0  # -bufsize is twice -b:v (ffmpeg_command.video_args)

@@ -64,7 +64,8 @@ class JobSpec:
         out_range = "SDR" if self.tone_mapped else video.video_range
         audio = self.audio
         return {
-            "video": {"codec": video.codec if self.force_remux else self.encoder, "hdr": video.hdr,
+            "video": {"codec": video.codec if self.force_remux else ("hevc" if delivers_hevc(self) else "h264"),
+                      "encoder": None if self.force_remux else self.encoder, "hdr": video.hdr,
                       "tone_mapped": self.tone_mapped, "range": out_range},
             "audio": audio and {
                 "stream": audio.stream, "language": audio.language, "title": audio.title,

@@ -134,8 +134,8 @@ def multivariant_playlist(job):
     if job.codecs is None:
         first = job.output.init_segment or job.output.segment(job.output.start_number)
         try:
-            with open(job.folder / first, "rb") as fh:
-                job.codecs = multivariant.codecs_of_segment(fh.read(), job.output.fmp4)
+            with open(job.folder / first, "rb") as fh:  # the stream's first packets say it all
+                job.codecs = multivariant.codecs_of_segment(fh.read(multivariant.READ_BYTES), job.output.fmp4)
         except FileNotFoundError:
             return None
     body = multivariant.playlist_text(job.spec, job.output, job.codecs).encode()
