@@ -235,7 +235,7 @@ def make_library(folder):
             f"color=c=black:size=32x18:rate=25:duration={LONG_SECONDS},"
             "geq=lum='16+0.36*T':cb=128:cr=128,scale=320:180",
             *_tone(LONG_SECONDS), "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-c:a", "aac",
-            str(folder / LONG))
+            "-metadata:s:a:0", "language=eng", str(folder / LONG))
     _ffmpeg(*_video(5, "720x576", rate=50), *_tone(5), *INTERLACE, "-c:v", "mpeg2video", "-b:v", "4M", "-c:a", "ac3", str(folder / DVD))
     plain = folder.parent / "hdr10 for dolby vision.mp4"
     _ffmpeg("-i", str(folder / HDR10), "-map", "0:v", "-c", "copy", "-tag:v", "hvc1", str(plain))

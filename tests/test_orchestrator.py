@@ -51,7 +51,7 @@ def test_play_redirects_and_ffmpeg_plays_through_the_redirect(cluster, media_roo
 def test_a_killed_worker_is_replaced_and_the_stream_continues(cluster, media_root):
     orch, workers = cluster()
     created = orch.post("/v1/play", {"source_path": str(media_root / mf.LONG),
-                                     "configuration": {"bitrate_bps": 300_000}})
+                                     "configuration": {"bitrate_bps": 300_000, "audio_language": "en"}})
     assert created.status_code == 201, created.text
     job_id, holder_id = created.json()["job_id"], created.json()["worker_id"]
     # far enough into the ramp that its brightness tells positions apart
@@ -72,6 +72,8 @@ def test_a_killed_worker_is_replaced_and_the_stream_continues(cluster, media_roo
     seek_s = int(h) * 3600 + int(m) * 60 + float(s)
     assert known - 0.001 <= seek_s <= known + 15  # from its last known progress (ms in seek_time)
     assert orch.workers()[holder_id]["status"] == "OFFLINE"
+    # the viewer's audio track goes with the job
+    assert workers[other].job(job_id)["tracks"]["audio"]["chosen_by"] == "audio_language"
 
     again = requests.get(orch.url + "/play", params={"job_id": job_id}, allow_redirects=False, timeout=30)
     assert again.status_code == 302 and again.headers["Location"].startswith(workers[other].url)
