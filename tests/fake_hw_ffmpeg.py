@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A stand-in FFmpeg for the hardware trials: it lists every hardware encoder, like Debian's build,
-and encodes only with the encoders named in $FAKE_FFMPEG_WORKS (comma-separated). Every call is
+and encodes only with the encoders named in $FAKE_FFMPEG_WORKS (comma-separated; "cuda" and
+"opencl" there make CUDA decoding and OpenCL tone-mapping work). Every call is
 appended to $FAKE_FFMPEG_LOG."""
 import os
 import sys
@@ -16,12 +17,14 @@ if args == ["-encoders"]:
         print(f" V....D {name:20} fake {name}")
     print(" A....D aac                  AAC")
 elif "-hwaccels" in args:
-    print("Hardware acceleration methods:\ncuda\nvaapi\nqsv\n")
+    print("Hardware acceleration methods:\ncuda\nvaapi\nqsv\nopencl\n")
 elif "libx265" in args:  # the HEVC sample for the decoding trial
     open(args[-1], "wb").close()
 elif "-c:v" in args and args[args.index("-c:v") + 1] in works:
     pass
 elif "-hwaccel" in args and "cuda" in works:
+    pass
+elif "opencl=ocl" in args and "opencl" in works and "tonemap_opencl" in args[args.index("-vf") + 1]:
     pass
 else:
     print("[AVHWDeviceContext @ 0x55d0c0ffee00] Cannot load libcuda.so.1", file=sys.stderr)

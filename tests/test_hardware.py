@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from specs import job_spec
+from specs import job_spec, media_info
 from transcode_worker.capabilities import detect, parse_hwaccels
 from transcode_worker.ffmpeg_command import HlsOutput, build_command
-from transcode_worker.hardware import plan_trials
+from transcode_worker.hardware import OPENCL_TONEMAP, plan_trials
 
 FAKE = Path(__file__).parent / "fake_hw_ffmpeg.py"
 
@@ -56,6 +56,32 @@ def test_cuda_decoding_and_several_apis(fake):
     found = fake({"cuda", "hevc_nvenc", "h264_qsv"}, nodes=["/dev/dri/renderD128"])
     assert set(found.hardware_acceleration) == {"cuda", "nvenc", "qsv"}
     assert "hevc_nvenc" in found.encoders and "h264_qsv" in found.encoders
+
+
+def test_opencl_tone_mapping_is_proven_on_a_pq_frame(fake):
+    assert fake(set()).hardware_tonemap is None
+    found = fake({"opencl"})
+    assert found.hardware_tonemap == "opencl" and found.hardware_acceleration == ()  # not an encoder API
+    trial = next(call for call in fake.calls() if "tonemap_opencl" in call)
+    assert "color_trc=smpte2084" in trial and OPENCL_TONEMAP in trial  # the very filters a job uses
+
+
+HDR10 = media_info(video_codec="hevc", color_transfer="smpte2084", hdr="HDR10")
+
+
+@pytest.mark.parametrize("encoder, on_gpu", [("libx264", True), ("h264_nvenc", True), ("h264_vaapi", False),
+                                             ("hevc_qsv", False)])
+def test_hdr_is_tone_mapped_on_the_gpu_once_proven(encoder, on_gpu):
+    spec = job_spec(media=HDR10, encoder=encoder)
+    argv = build_command(spec, HlsOutput("j1", 4), vaapi_device="/dev/dri/renderD128", hardware_tonemap="opencl")
+    filters = argv[argv.index("-vf") + 1]
+    assert (OPENCL_TONEMAP in filters) is on_gpu and ("zscale" in filters) is not on_gpu
+    assert ("opencl=ocl" in argv[:argv.index("-i")]) is on_gpu
+    assert argv[argv.index("-color_trc") + 1] == "bt709"
+    software = build_command(spec, HlsOutput("j1", 4), vaapi_device="/dev/dri/renderD128")
+    assert "zscale" in software[software.index("-vf") + 1] and "opencl=ocl" not in software
+    sdr = build_command(job_spec(encoder=encoder), HlsOutput("j1", 4), hardware_tonemap="opencl")
+    assert "opencl=ocl" not in sdr  # no HDR: no OpenCL device opened
 
 
 def test_missing_ffmpeg_reports_nothing():

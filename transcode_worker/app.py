@@ -82,7 +82,8 @@ def build_context(settings, capabilities=None):
                  ", ".join(capabilities.encoders) or "none", ", ".join(capabilities.hardware_acceleration) or "none")
     library = MediaLibrary(settings.ffprobe_path, settings.media_roots, settings.spool_dir,
                            settings.library_scan_interval_s)
-    manager = JobManager(settings, vaapi_device=capabilities.vaapi_device)
+    manager = JobManager(settings, vaapi_device=capabilities.vaapi_device,
+                         hardware_tonemap=capabilities.hardware_tonemap)
     manager.add_listener(lambda job, old, new: runstate.job_changed(job, new in ACTIVE_STATES))
     health = HealthMonitor(settings, interval_s=min(HEALTH_INTERVAL_S, settings.heartbeat_interval_s))
     health.check_now()

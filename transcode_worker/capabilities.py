@@ -24,6 +24,7 @@ class Capabilities:
     encoders: tuple[str, ...]   # the values a job's `encoder` may take
     hardware_acceleration: tuple[str, ...] = ()
     vaapi_device: str | None = None
+    hardware_tonemap: str | None = None  # "opencl": HDR is tone-mapped on the GPU
     trials: tuple = field(default=(), compare=False)  # hardware.TrialResult, for `probe`
     skipped: tuple = field(default=(), compare=False)
 
@@ -38,6 +39,7 @@ class Capabilities:
             "encoders": list(self.encoders),
             "hardware_acceleration": list(self.hardware_acceleration),
             "vaapi_device": self.vaapi_device,
+            "hardware_tonemap": self.hardware_tonemap,
             "trials": [r.to_dict() for r in self.trials],
             "not_tried": [{"api": api, "what": what, "reason": why} for api, what, why in self.skipped],
         }
@@ -77,6 +79,7 @@ def detect(ffmpeg, render_nodes=None):
         encoders=tuple(e for e in SOFTWARE_ENCODERS if e in listed) + found.encoders,
         hardware_acceleration=found.hardware_acceleration,
         vaapi_device=found.vaapi_device,
+        hardware_tonemap=found.tonemap,
         trials=found.results,
         skipped=found.skipped,
     )

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 from . import hls_names, tonemap
-from .hardware import QSV_DEVICE_ARGS, QSV_UPLOAD, VAAPI_UPLOAD
+from .hardware import OPENCL_DEVICE_ARGS, OPENCL_TONEMAP, QSV_DEVICE_ARGS, QSV_UPLOAD, VAAPI_UPLOAD
 
 # Audio every HLS player decodes; anything else is re-encoded, even in a remux. In fMP4
 # segments only AAC: MP3 in fMP4 is not in Apple's HLS authoring rules.
@@ -145,7 +145,14 @@ def output_size(spec):
     return math.floor(height * video.width / (video.height * 2) + 0.5) * 2, height
 
 
-def video_args(spec, output, preset):
+def opencl_tonemap(spec, hardware_tonemap):
+    """True when the job's HDR is tone-mapped on the GPU: a trial proved OpenCL's, and the
+    encoder does not need the filter device for itself (VAAPI, QSV upload through it)."""
+    return (hardware_tonemap == "opencl" and spec.tone_mapped
+            and not spec.encoder.endswith(("_vaapi", "_qsv")))
+
+
+def video_args(spec, output, preset, hardware_tonemap=None):
     video = spec.media.video
     if spec.force_remux:
         # Stream copy: segments can only be cut on the source's own keyframes. Apple's players
@@ -158,7 +165,7 @@ def video_args(spec, output, preset):
         filters.append(f"scale=-2:{height}")  # before tone-mapping: fewer pixels to map
     hdr = tonemap.needed(video)
     if hdr:
-        filters += tonemap.filters(video)
+        filters += [OPENCL_TONEMAP] if opencl_tonemap(spec, hardware_tonemap) else tonemap.filters(video)
     filters.append(pixel_format_filter(spec.encoder))  # also turns 10-bit HEVC into 8 bits
     return [
         "-c:v", spec.encoder, *ENCODER_OPTIONS.get(spec.encoder, lambda p: [])(preset),
@@ -184,13 +191,17 @@ def audio_args(stream, remux, fmp4=False):
     return ["-c:a", "aac", "-b:a", AUDIO_BITRATE, *downmix, "-ac", "2"]
 
 
-def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_device=None):
-    """argv that turns `spec` into an HLS event playlist plus segments in the working directory."""
+def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_device=None, hardware_tonemap=None):
+    """argv that turns `spec` into an HLS event playlist plus segments in the working directory.
+
+    `hardware_tonemap`: "opencl" when a trial proved HDR can be tone-mapped on the GPU."""
     argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
             # machine-readable progress on stdout every half second; no human stats line
             "-nostats", "-progress", "pipe:1", "-stats_period", "0.5"]
     if not spec.force_remux:
         argv += hardware_input_args(spec.encoder, vaapi_device)
+        if opencl_tonemap(spec, hardware_tonemap):
+            argv += OPENCL_DEVICE_ARGS
     if spec.seek_s > 0:
         argv += ["-ss", f"{spec.seek_s:.3f}"]  # input-side: fast, and output starts at 0
     # "file:" makes FFmpeg read a path, never a protocol such as concat: or http:
@@ -199,7 +210,7 @@ def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_dev
     if audio is not None:
         argv += ["-map", f"0:{audio.index}"]
     argv += ["-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1"]
-    argv += video_args(spec, output, preset)
+    argv += video_args(spec, output, preset, hardware_tonemap)
     if audio is not None:
         argv += audio_args(audio, spec.force_remux, output.fmp4)
     # The muxer cuts at the first keyframe past each hls_time: with a ramp, at every keyframe.

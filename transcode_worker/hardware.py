@@ -3,7 +3,8 @@
 An FFmpeg build lists ``h264_nvenc`` whether or not the machine has an NVIDIA GPU, so a listing
 proves nothing. Each candidate here runs for real, with a timeout: an encoder counts only when it
 encoded a frame, CUDA decoding only when the GPU decoded an HEVC frame (what an orchestrator needs
-to know about a worker for 10-bit HEVC sources). A trial passes only when FFmpeg exits 0 and wrote
+to know about a worker for 10-bit HEVC sources), OpenCL tone-mapping only when the GPU turned a
+PQ frame into SDR with the very filters a job uses. A trial passes only when FFmpeg exits 0 and wrote
 no error: FFmpeg quietly falls back to software decoding after a failed hardware set-up, and that
 fallback must not read as success.
 """
@@ -33,12 +34,20 @@ HEVC_SAMPLE = "sample.hevc"
 VAAPI_UPLOAD = "format=nv12,hwupload"
 QSV_DEVICE_ARGS = ("-init_hw_device", "qsv=hw", "-filter_hw_device", "hw")
 QSV_UPLOAD = "format=nv12,hwupload=extra_hw_frames=64"
+# HDR to SDR on the GPU (any OpenCL device: NVIDIA, AMD, Intel), as tonemap.py does it in
+# software: mobius, colours kept, BT.709 out; the frame comes back to memory as 8-bit 4:2:0
+OPENCL_DEVICE_ARGS = ("-init_hw_device", "opencl=ocl", "-filter_hw_device", "ocl")
+OPENCL_TONEMAP = ("format=p010,hwupload,tonemap_opencl=tonemap=mobius:desat=0:t=bt709:m=bt709:p=bt709:r=tv"
+                  ":format=nv12,hwdownload,format=nv12")
+# a PQ frame for the tone-mapping trial (the filter refuses frames that are not HDR)
+_PQ_FRAME = ["-f", "lavfi", "-i", "color=c=gray:s=256x144:r=25:d=0.04,"
+             "setparams=color_trc=smpte2084:color_primaries=bt2020:colorspace=bt2020nc", "-frames:v", "1"]
 
 
 @dataclass(frozen=True)
 class Trial:
-    api: str               # what it proves, in the registration's words: nvenc, vaapi, qsv, cuda
-    what: str              # the encoder it tries, or "hevc decoding"
+    api: str               # what it proves, in the registration's words: nvenc, vaapi, qsv, cuda, opencl
+    what: str              # the encoder it tries, "hevc decoding" or "tone-mapping"
     args: tuple            # FFmpeg's arguments after the executable
     device: str | None = None  # the render node a VAAPI trial used
 
@@ -90,6 +99,8 @@ def plan_trials(listed_encoders, hwaccels, nodes, workdir):
             "-init_hw_device", "cuda=gpu", "-hwaccel", "cuda", "-hwaccel_device", "gpu",
             "-hwaccel_output_format", "cuda", "-i", os.path.join(workdir, HEVC_SAMPLE), *_NULL_OUT,
         )))
+    if "opencl" in hwaccels:
+        trials.append(Trial("opencl", "tone-mapping", (*OPENCL_DEVICE_ARGS, *_PQ_FRAME, "-vf", OPENCL_TONEMAP, *_NULL_OUT)))
     return trials, skipped
 
 
@@ -121,9 +132,10 @@ def _make_hevc_sample(ffmpeg, workdir):
 
 @dataclass(frozen=True)
 class Finding:
-    hardware_acceleration: tuple[str, ...]   # APIs with at least one passed trial
+    hardware_acceleration: tuple[str, ...]   # APIs with at least one passed trial (OpenCL aside)
     encoders: tuple[str, ...]                # hardware encoders that encoded a frame
     vaapi_device: str | None                 # the render node VAAPI jobs use
+    tonemap: str | None                      # "opencl" when HDR can be tone-mapped on the GPU
     results: tuple[TrialResult, ...]
     skipped: tuple[tuple[str, str, str], ...]
 
@@ -139,10 +151,13 @@ def find(ffmpeg, listed_encoders, hwaccels, nodes=None):
         with ThreadPoolExecutor(max_workers=max(1, len(trials))) as pool:
             results = tuple(pool.map(lambda t: run_trial(ffmpeg, t), trials))
     passed = [r.trial for r in results if r.passed]
-    apis = tuple(dict.fromkeys(t.api for t in passed))
+    # the registration's APIs are the encoding and decoding ones the endpoint map names; the
+    # tone-mapper is this worker's own business (`transcode-worker probe` shows it)
+    apis = tuple(dict.fromkeys(t.api for t in passed if t.api != "opencl"))
     encoders = tuple(dict.fromkeys(t.what for t in passed if t.api in ENCODERS_BY_API))
     device = next((t.device for t in passed if t.device), None)
+    tonemap = "opencl" if any(t.api == "opencl" for t in passed) else None
     for r in results:
         log.log(logging.INFO if r.passed else logging.DEBUG, "hardware trial %s %s%s: %s",
                 r.trial.api, r.trial.what, f" on {r.trial.device}" if r.trial.device else "", r.detail)
-    return Finding(apis, encoders, device, results, tuple(skipped))
+    return Finding(apis, encoders, device, tonemap, results, tuple(skipped))

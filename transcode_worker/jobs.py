@@ -235,9 +235,10 @@ class JobManager:
     Nothing is created or deleted outside settings.segment_root.
     """
 
-    def __init__(self, settings, *, ffmpeg_argv=build_command, vaapi_device=None):
+    def __init__(self, settings, *, ffmpeg_argv=build_command, vaapi_device=None, hardware_tonemap=None):
         self.settings = settings
         self.vaapi_device = vaapi_device
+        self.hardware_tonemap = hardware_tonemap
         self.segment_root = os.path.realpath(settings.segment_root)
         self._build = ffmpeg_argv
         self._jobs = {}      # job_id -> current Job
@@ -317,7 +318,7 @@ class JobManager:
                            first_segment_s=self.settings.first_segment_s, fmp4=delivers_hevc(spec))
         job = Job(spec, output, restarts=restarts, on_transition=self._notify)
         argv = self._build(spec, output, ffmpeg=self.settings.ffmpeg_path, preset=self.settings.encoder_preset,
-                           vaapi_device=self.vaapi_device)
+                           vaapi_device=self.vaapi_device, hardware_tonemap=self.hardware_tonemap)
         job.supervisor = JobSupervisor(job, argv)
         job.supervisor.start()
         job.supervisor.wait_spawned()
