@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A stand-in FFmpeg for the hardware trials: it lists every hardware encoder, like Debian's build,
-and encodes only with the encoders named in $FAKE_FFMPEG_WORKS (comma-separated; "cuda" and
-"opencl" there make CUDA decoding and OpenCL tone-mapping work). Every call is
+and encodes only with the encoders named in $FAKE_FFMPEG_WORKS (comma-separated; "cuda",
+"opencl" and "tonemap_vaapi" there make CUDA decoding and OpenCL or VAAPI tone-mapping work). Every call is
 appended to $FAKE_FFMPEG_LOG."""
 import os
 import sys
@@ -25,6 +25,8 @@ elif "-c:v" in args and args[args.index("-c:v") + 1] in works:
 elif "-hwaccel" in args and "cuda" in works:
     pass
 elif "opencl=ocl" in args and "opencl" in works and "tonemap_opencl" in args[args.index("-vf") + 1]:
+    pass
+elif "-vf" in args and "tonemap_vaapi" in args[args.index("-vf") + 1] and "tonemap_vaapi" in works:
     pass
 else:
     print("[AVHWDeviceContext @ 0x55d0c0ffee00] Cannot load libcuda.so.1", file=sys.stderr)

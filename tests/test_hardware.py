@@ -6,7 +6,7 @@ import pytest
 from specs import job_spec, media_info
 from transcode_worker.capabilities import detect, parse_hwaccels
 from transcode_worker.ffmpeg_command import HlsOutput, build_command
-from transcode_worker.hardware import OPENCL_TONEMAP, plan_trials
+from transcode_worker.hardware import OPENCL_TONEMAP, VAAPI_TONEMAP, plan_trials
 
 FAKE = Path(__file__).parent / "fake_hw_ffmpeg.py"
 
@@ -59,29 +59,40 @@ def test_cuda_decoding_and_several_apis(fake):
 
 
 def test_opencl_tone_mapping_is_proven_on_a_pq_frame(fake):
-    assert fake(set()).hardware_tonemap is None
+    assert fake(set()).hardware_tonemap == ()
     found = fake({"opencl"})
-    assert found.hardware_tonemap == "opencl" and found.hardware_acceleration == ()  # not an encoder API
+    assert found.hardware_tonemap == ("opencl",) and found.hardware_acceleration == ()  # not an encoder API
     trial = next(call for call in fake.calls() if "tonemap_opencl" in call)
     assert "color_trc=smpte2084" in trial and OPENCL_TONEMAP in trial  # the very filters a job uses
+
+
+def test_vaapi_tone_mapping_counts_on_the_node_vaapi_jobs_use(fake):
+    node = ["/dev/dri/renderD128"]
+    assert fake({"tonemap_vaapi"}, nodes=node).hardware_tonemap == ()  # no VAAPI encoder there
+    found = fake({"tonemap_vaapi", "h264_vaapi"}, nodes=node)
+    assert found.hardware_tonemap == ("vaapi",) and found.hardware_acceleration == ("vaapi",)
+    assert any(VAAPI_TONEMAP in call for call in fake.calls())
 
 
 HDR10 = media_info(video_codec="hevc", color_transfer="smpte2084", hdr="HDR10")
 
 
-@pytest.mark.parametrize("encoder, on_gpu", [("libx264", True), ("h264_nvenc", True), ("h264_vaapi", False),
-                                             ("hevc_qsv", False)])
-def test_hdr_is_tone_mapped_on_the_gpu_once_proven(encoder, on_gpu):
+@pytest.mark.parametrize("encoder, proven, chain", [
+    ("libx264", ("opencl",), OPENCL_TONEMAP), ("h264_nvenc", ("opencl", "vaapi"), OPENCL_TONEMAP),
+    ("h264_vaapi", ("opencl",), "zscale"), ("h264_vaapi", ("vaapi",), VAAPI_TONEMAP),
+    ("hevc_qsv", ("opencl", "vaapi"), "zscale"), ("libx264", ("vaapi",), "zscale"), ("libx264", (), "zscale"),
+])
+def test_hdr_is_tone_mapped_on_the_gpu_once_proven(encoder, proven, chain):
     spec = job_spec(media=HDR10, encoder=encoder)
-    argv = build_command(spec, HlsOutput("j1", 4), vaapi_device="/dev/dri/renderD128", hardware_tonemap="opencl")
+    argv = build_command(spec, HlsOutput("j1", 4), vaapi_device="/dev/dri/renderD128", hardware_tonemap=proven)
     filters = argv[argv.index("-vf") + 1]
-    assert (OPENCL_TONEMAP in filters) is on_gpu and ("zscale" in filters) is not on_gpu
-    assert ("opencl=ocl" in argv[:argv.index("-i")]) is on_gpu
+    assert chain in filters and sum(c in filters for c in ("zscale", OPENCL_TONEMAP, VAAPI_TONEMAP)) == 1
+    assert ("opencl=ocl" in argv[:argv.index("-i")]) is (chain == OPENCL_TONEMAP)
+    if chain == VAAPI_TONEMAP:
+        assert filters.endswith(VAAPI_TONEMAP)  # on the GPU already: no second upload
     assert argv[argv.index("-color_trc") + 1] == "bt709"
-    software = build_command(spec, HlsOutput("j1", 4), vaapi_device="/dev/dri/renderD128")
-    assert "zscale" in software[software.index("-vf") + 1] and "opencl=ocl" not in software
-    sdr = build_command(job_spec(encoder=encoder), HlsOutput("j1", 4), hardware_tonemap="opencl")
-    assert "opencl=ocl" not in sdr  # no HDR: no OpenCL device opened
+    sdr = build_command(job_spec(encoder=encoder), HlsOutput("j1", 4), hardware_tonemap=proven)
+    assert "opencl=ocl" not in sdr and "tonemap" not in sdr[sdr.index("-vf") + 1]  # no HDR: none of it
 
 
 def test_missing_ffmpeg_reports_nothing():

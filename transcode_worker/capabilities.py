@@ -24,7 +24,7 @@ class Capabilities:
     encoders: tuple[str, ...]   # the values a job's `encoder` may take
     hardware_acceleration: tuple[str, ...] = ()
     vaapi_device: str | None = None
-    hardware_tonemap: str | None = None  # "opencl": HDR is tone-mapped on the GPU
+    hardware_tonemap: tuple[str, ...] = ()  # "opencl", "vaapi": HDR can be tone-mapped on the GPU
     trials: tuple = field(default=(), compare=False)  # hardware.TrialResult, for `probe`
     skipped: tuple = field(default=(), compare=False)
 
@@ -39,7 +39,7 @@ class Capabilities:
             "encoders": list(self.encoders),
             "hardware_acceleration": list(self.hardware_acceleration),
             "vaapi_device": self.vaapi_device,
-            "hardware_tonemap": self.hardware_tonemap,
+            "hardware_tonemap": list(self.hardware_tonemap),
             "trials": [r.to_dict() for r in self.trials],
             "not_tried": [{"api": api, "what": what, "reason": why} for api, what, why in self.skipped],
         }

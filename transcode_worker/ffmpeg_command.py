@@ -7,7 +7,8 @@ import math
 from dataclasses import dataclass
 
 from . import hls_names, tonemap
-from .hardware import OPENCL_DEVICE_ARGS, OPENCL_TONEMAP, QSV_DEVICE_ARGS, QSV_UPLOAD, VAAPI_UPLOAD
+from .hardware import (OPENCL_DEVICE_ARGS, OPENCL_TONEMAP, QSV_DEVICE_ARGS, QSV_UPLOAD, VAAPI_TONEMAP,
+                       VAAPI_UPLOAD)
 
 # Audio every HLS player decodes; anything else is re-encoded, even in a remux. In fMP4
 # segments only AAC: MP3 in fMP4 is not in Apple's HLS authoring rules.
@@ -145,14 +146,20 @@ def output_size(spec):
     return math.floor(height * video.width / (video.height * 2) + 0.5) * 2, height
 
 
-def opencl_tonemap(spec, hardware_tonemap):
-    """True when the job's HDR is tone-mapped on the GPU: a trial proved OpenCL's, and the
-    encoder does not need the filter device for itself (VAAPI, QSV upload through it)."""
-    return (hardware_tonemap == "opencl" and spec.tone_mapped
-            and not spec.encoder.endswith(("_vaapi", "_qsv")))
+def tone_mapper(spec, hardware_tonemap=()):
+    """Where the job's HDR is tone-mapped: "vaapi" (a VAAPI job, its device's tone-mapper proven),
+    "opencl" (proven, and the encoder needs no filter device of its own, as VAAPI and QSV do),
+    "cpu", or None (nothing to tone-map)."""
+    if not spec.tone_mapped:
+        return None
+    if spec.encoder.endswith("_vaapi"):
+        return "vaapi" if "vaapi" in hardware_tonemap else "cpu"
+    if "opencl" in hardware_tonemap and not spec.encoder.endswith("_qsv"):
+        return "opencl"
+    return "cpu"
 
 
-def video_args(spec, output, preset, hardware_tonemap=None):
+def video_args(spec, output, preset, hardware_tonemap=()):
     video = spec.media.video
     if spec.force_remux:
         # Stream copy: segments can only be cut on the source's own keyframes. Apple's players
@@ -163,10 +170,13 @@ def video_args(spec, output, preset, hardware_tonemap=None):
     filters = [DEINTERLACE] if video.interlaced else []
     if video.height and height < video.height:
         filters.append(f"scale=-2:{height}")  # before tone-mapping: fewer pixels to map
-    hdr = tonemap.needed(video)
-    if hdr:
-        filters += [OPENCL_TONEMAP] if opencl_tonemap(spec, hardware_tonemap) else tonemap.filters(video)
-    filters.append(pixel_format_filter(spec.encoder))  # also turns 10-bit HEVC into 8 bits
+    mapper = tone_mapper(spec, hardware_tonemap)
+    if mapper == "cpu":
+        filters += tonemap.filters(video)
+    elif mapper == "opencl":
+        filters.append(OPENCL_TONEMAP)
+    # the last filter turns 10-bit HEVC into 8 bits; VAAPI's tone-mapper leaves the frame on the GPU
+    filters.append(VAAPI_TONEMAP if mapper == "vaapi" else pixel_format_filter(spec.encoder))
     return [
         "-c:v", spec.encoder, *ENCODER_OPTIONS.get(spec.encoder, lambda p: [])(preset),
         "-b:v", rate, "-maxrate", rate, "-bufsize", str(2 * spec.bitrate_bps),
@@ -174,7 +184,7 @@ def video_args(spec, output, preset, hardware_tonemap=None):
         # A keyframe on every segment boundary, so each segment starts decodable, and no others.
         "-force_key_frames", keyframe_expr(output.segment_s, output.ramp(remux=False)),
         "-g", str(math.ceil(output.segment_s * MAX_FPS)),
-        *(tonemap.OUTPUT_TAGS if hdr else []),
+        *(tonemap.OUTPUT_TAGS if mapper else []),
         *(["-tag:v", "hvc1"] if output.fmp4 else []),
     ]
 
@@ -191,16 +201,16 @@ def audio_args(stream, remux, fmp4=False):
     return ["-c:a", "aac", "-b:a", AUDIO_BITRATE, *downmix, "-ac", "2"]
 
 
-def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_device=None, hardware_tonemap=None):
+def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_device=None, hardware_tonemap=()):
     """argv that turns `spec` into an HLS event playlist plus segments in the working directory.
 
-    `hardware_tonemap`: "opencl" when a trial proved HDR can be tone-mapped on the GPU."""
+    `hardware_tonemap`: the GPU tone-mappers trials proved ("opencl", "vaapi")."""
     argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
             # machine-readable progress on stdout every half second; no human stats line
             "-nostats", "-progress", "pipe:1", "-stats_period", "0.5"]
     if not spec.force_remux:
         argv += hardware_input_args(spec.encoder, vaapi_device)
-        if opencl_tonemap(spec, hardware_tonemap):
+        if tone_mapper(spec, hardware_tonemap) == "opencl":
             argv += OPENCL_DEVICE_ARGS
     if spec.seek_s > 0:
         argv += ["-ss", f"{spec.seek_s:.3f}"]  # input-side: fast, and output starts at 0

@@ -3,8 +3,8 @@
 An FFmpeg build lists ``h264_nvenc`` whether or not the machine has an NVIDIA GPU, so a listing
 proves nothing. Each candidate here runs for real, with a timeout: an encoder counts only when it
 encoded a frame, CUDA decoding only when the GPU decoded an HEVC frame (what an orchestrator needs
-to know about a worker for 10-bit HEVC sources), OpenCL tone-mapping only when the GPU turned a
-PQ frame into SDR with the very filters a job uses. A trial passes only when FFmpeg exits 0 and wrote
+to know about a worker for 10-bit HEVC sources), OpenCL or VAAPI tone-mapping only when the GPU
+turned a PQ frame into SDR with the very filters a job uses. A trial passes only when FFmpeg exits 0 and wrote
 no error: FFmpeg quietly falls back to software decoding after a failed hardware set-up, and that
 fallback must not read as success.
 """
@@ -39,7 +39,9 @@ QSV_UPLOAD = "format=nv12,hwupload=extra_hw_frames=64"
 OPENCL_DEVICE_ARGS = ("-init_hw_device", "opencl=ocl", "-filter_hw_device", "ocl")
 OPENCL_TONEMAP = ("format=p010,hwupload,tonemap_opencl=tonemap=mobius:desat=0:t=bt709:m=bt709:p=bt709:r=tv"
                   ":format=nv12,hwdownload,format=nv12")
-# a PQ frame for the tone-mapping trial (the filter refuses frames that are not HDR)
+# VAAPI's tone-mapper (Intel), for VAAPI jobs: the frame stays on the GPU for the encoder
+VAAPI_TONEMAP = "format=p010,hwupload,tonemap_vaapi=format=nv12:t=bt709:m=bt709:p=bt709"
+# a PQ frame for the tone-mapping trials (the filter refuses frames that are not HDR)
 _PQ_FRAME = ["-f", "lavfi", "-i", "color=c=gray:s=256x144:r=25:d=0.04,"
              "setparams=color_trc=smpte2084:color_primaries=bt2020:colorspace=bt2020nc", "-frames:v", "1"]
 
@@ -85,6 +87,10 @@ def plan_trials(listed_encoders, hwaccels, nodes, workdir):
             trials.append(Trial("vaapi", encoder, (
                 "-vaapi_device", node, *_FRAME, "-vf", VAAPI_UPLOAD, "-c:v", encoder, *_NULL_OUT,
             ), device=node))
+    for node in nodes if "h264_vaapi" in listed else ():
+        trials.append(Trial("vaapi", "tone-mapping", (
+            "-vaapi_device", node, *_PQ_FRAME, "-vf", f"{VAAPI_TONEMAP},hwdownload,format=nv12", *_NULL_OUT,
+        ), device=node))
     for encoder in ENCODERS_BY_API["qsv"]:
         if encoder not in listed:
             continue
@@ -135,7 +141,7 @@ class Finding:
     hardware_acceleration: tuple[str, ...]   # APIs with at least one passed trial (OpenCL aside)
     encoders: tuple[str, ...]                # hardware encoders that encoded a frame
     vaapi_device: str | None                 # the render node VAAPI jobs use
-    tonemap: str | None                      # "opencl" when HDR can be tone-mapped on the GPU
+    tonemap: tuple[str, ...]                 # "opencl", "vaapi": where HDR can be tone-mapped on the GPU
     results: tuple[TrialResult, ...]
     skipped: tuple[tuple[str, str, str], ...]
 
@@ -151,12 +157,15 @@ def find(ffmpeg, listed_encoders, hwaccels, nodes=None):
         with ThreadPoolExecutor(max_workers=max(1, len(trials))) as pool:
             results = tuple(pool.map(lambda t: run_trial(ffmpeg, t), trials))
     passed = [r.trial for r in results if r.passed]
+    tonemappers = [t for t in passed if t.what == "tone-mapping"]
+    passed = [t for t in passed if t.what != "tone-mapping"]
     # the registration's APIs are the encoding and decoding ones the endpoint map names; the
     # tone-mapper is this worker's own business (`transcode-worker probe` shows it)
-    apis = tuple(dict.fromkeys(t.api for t in passed if t.api != "opencl"))
+    apis = tuple(dict.fromkeys(t.api for t in passed))
     encoders = tuple(dict.fromkeys(t.what for t in passed if t.api in ENCODERS_BY_API))
     device = next((t.device for t in passed if t.device), None)
-    tonemap = "opencl" if any(t.api == "opencl" for t in passed) else None
+    # VAAPI's tone-mapper counts on the node the VAAPI jobs use
+    tonemap = tuple(t.api for t in tonemappers if t.api == "opencl" or (t.device and t.device == device))
     for r in results:
         log.log(logging.INFO if r.passed else logging.DEBUG, "hardware trial %s %s%s: %s",
                 r.trial.api, r.trial.what, f" on {r.trial.device}" if r.trial.device else "", r.detail)

@@ -235,7 +235,7 @@ class JobManager:
     Nothing is created or deleted outside settings.segment_root.
     """
 
-    def __init__(self, settings, *, ffmpeg_argv=build_command, vaapi_device=None, hardware_tonemap=None):
+    def __init__(self, settings, *, ffmpeg_argv=build_command, vaapi_device=None, hardware_tonemap=()):
         self.settings = settings
         self.vaapi_device = vaapi_device
         self.hardware_tonemap = hardware_tonemap
