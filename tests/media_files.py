@@ -191,6 +191,63 @@ def _make_hdr10_plus(folder):
     _ffmpeg("-framerate", "24", "-f", "hevc", "-i", str(raw), "-c", "copy", "-tag:v", "hvc1", str(folder / HDR10_PLUS))
 
 
+# Subtitles: a film whose every frame says which it is (mean luma 16 + its number, 20 fps) and
+# whose English track has a cue every second, so a cue can be checked against the frame it
+# shows on; a forced French track, a styled ASS track (italics, at the top), English and French
+# audio.
+SUBTITLED = "subtitled film.mkv"
+SUBTITLED_FPS, SUBTITLED_SECONDS = 20, 10
+CUES = [(k + 0.10, k + 0.70, f"cue {k}") for k in range(SUBTITLED_SECONDS)]  # the English track
+FORCED_CUES = [(2.0, 4.0, "forcé un"), (6.0, 8.5, "forcé deux")]
+ASS_CUE = (3.0, 5.0, "stylé")
+SUBTITLE_TRACKS = ["English", "Français (forcé)", "Styled"]  # titles, in the file's order
+
+
+def frame_number(luma):
+    """Which frame of SUBTITLED a mean luma shows."""
+    return round(luma - 16)
+
+
+def _srt(cues):
+    stamp = lambda t: f"00:00:{int(t):02d},{round(t % 1 * 1000):03d}"  # noqa: E731
+    return "".join(f"{i}\n{stamp(a)} --> {stamp(b)}\n{text}\n\n" for i, (a, b, text) in enumerate(cues, 1))
+
+
+ASS = """[Script Info]
+ScriptType: v4.00+
+PlayResX: 320
+PlayResY: 240
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding
+Style: Default,DejaVu Sans,28,&H0000FFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,2,0,2,10,10,10,1
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+Dialogue: 0,0:00:03.00,0:00:05.00,Default,,0,0,0,,{\\an8}{\\i1}stylé{\\i0}
+"""
+
+
+def _make_subtitled(folder):
+    tmp = folder.parent
+    (tmp / "cues.srt").write_text(_srt(CUES), encoding="utf-8")
+    (tmp / "forced.srt").write_text(_srt(FORCED_CUES), encoding="utf-8")
+    (tmp / "styled.ass").write_text(ASS, encoding="utf-8")
+    seconds = SUBTITLED_SECONDS
+    _ffmpeg("-f", "lavfi", "-i", f"color=black:size=320x240:rate={SUBTITLED_FPS}:duration={seconds},"
+                                 "geq=lum='16+N':cb=128:cr=128",
+            "-i", str(tmp / "cues.srt"), "-i", str(tmp / "forced.srt"), "-i", str(tmp / "styled.ass"),
+            *_tone(seconds), *_tone(seconds, freq=550),
+            "-map", "0:v", "-map", "4:a", "-map", "5:a", "-map", "1:s", "-map", "2:s", "-map", "3:s",
+            "-c:v", "libx264", "-preset", "ultrafast", "-crf", "10", "-g", str(SUBTITLED_FPS), "-c:a", "aac",
+            "-c:s:0", "srt", "-c:s:1", "srt", "-c:s:2", "ass",
+            "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=fre",
+            *[arg for i, (title, language) in enumerate(zip(SUBTITLE_TRACKS, ("eng", "fre", "eng")))
+              for arg in (f"-metadata:s:s:{i}", f"title={title}", f"-metadata:s:s:{i}", f"language={language}")],
+            "-disposition:s:0", "0", "-disposition:s:1", "forced", "-disposition:s:2", "0",
+            "-default_mode", "passthrough", str(folder / SUBTITLED))
+
+
 H264 = "h264 aac with spaces.mp4"
 DVB = "dvb recording 576i.ts"
 SOURCES = {
@@ -242,6 +299,7 @@ def make_library(folder):
     for name, (profile, compatibility) in DOVI.items():
         _with_dolby_vision(plain, folder / name, profile, compatibility)
     _make_hdr10_plus(folder)
+    _make_subtitled(folder)
     _corrupt_copy(folder / H264, folder / CORRUPT)
     (folder / TEXT).write_text("not a movie\n")
     return folder

@@ -22,7 +22,9 @@ from .library import MediaLibrary
 from .metrics import WorkerMetrics
 from .orchestrator_client import OrchestratorClient, Unreachable
 from .runstate import RunState, lock_folder
+from .supervisor import nice_prefix, pdeathsig_prefix
 from .spool import Spool
+from .subtitles import SubtitleCache
 from .states import ACTIVE_STATES
 
 log = logging.getLogger(__name__)
@@ -80,10 +82,12 @@ def build_context(settings, capabilities=None):
     if capabilities.ffmpeg_ok:
         log.info("FFmpeg %s; encoders: %s; hardware acceleration: %s", capabilities.ffmpeg_version,
                  ", ".join(capabilities.encoders) or "none", ", ".join(capabilities.hardware_acceleration) or "none")
+    subtitles = SubtitleCache(settings.ffmpeg_path, os.path.join(settings.spool_dir, "subtitles"),
+                              settings.subtitle_cache_mb << 20, prefix=pdeathsig_prefix() + nice_prefix())
     library = MediaLibrary(settings.ffprobe_path, settings.media_roots, settings.spool_dir,
-                           settings.library_scan_interval_s)
+                           settings.library_scan_interval_s, after_scan=subtitles.prune)
     manager = JobManager(settings, vaapi_device=capabilities.vaapi_device,
-                         hardware_tonemap=capabilities.hardware_tonemap)
+                         hardware_tonemap=capabilities.hardware_tonemap, subtitles=subtitles)
     manager.add_listener(lambda job, old, new: runstate.job_changed(job, new in ACTIVE_STATES))
     health = HealthMonitor(settings, interval_s=min(HEALTH_INTERVAL_S, settings.heartbeat_interval_s))
     health.check_now()

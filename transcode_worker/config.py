@@ -124,6 +124,12 @@ class SettingsSchema(Schema):
     )
     ffmpeg_path = _setting(fields.String, "ffmpeg", "FFmpeg executable", validate=validate.Length(min=1))
     ffprobe_path = _setting(fields.String, "ffprobe", "ffprobe executable", validate=validate.Length(min=1))
+    subtitle_cache_mb = _setting(
+        fields.Integer, 512,
+        "megabytes of text subtitle tracks (and the fonts of their files) kept in spool_dir, each "
+        "extracted once per file and shared by its jobs; the least recently used go first",
+        validate=validate.Range(1, 1 << 20),
+    )
     library_scan_interval_s = _setting(
         fields.Float, 900.0,
         "seconds between background probes of new files under media_roots, so a play never waits "

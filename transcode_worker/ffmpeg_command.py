@@ -152,21 +152,26 @@ def tone_mapper(spec, hardware_tonemap=()):
     "cpu", or None (nothing to tone-map)."""
     if not spec.tone_mapped:
         return None
-    if spec.encoder.endswith("_vaapi"):
-        return "vaapi" if "vaapi" in hardware_tonemap else "cpu"
+    if spec.encoder.endswith("_vaapi"):  # its tone-mapper leaves the frame on the GPU: nothing to burn there
+        return "vaapi" if "vaapi" in hardware_tonemap and not spec.burn else "cpu"
     if "opencl" in hardware_tonemap and not spec.encoder.endswith("_qsv"):
         return "opencl"
     return "cpu"
 
 
-def video_args(spec, output, preset, hardware_tonemap=()):
+def picture_args(spec, hardware_tonemap=(), burn_file=None, fonts_dir=None):
+    """(-map arguments, filter arguments) of the video: deinterlaced, scaled, tone-mapped,
+    subtitles drawn in, made 8-bit 4:2:0 (or uploaded to the GPU) in that order.
+
+    Text subtitles are drawn by libass from `burn_file`, the extracted track in the job's folder
+    (libass reading the source itself would read the whole film first), with the fonts the file
+    carries (`fonts_dir`); the frames' timestamps start at the seek point, so they are moved to
+    movie time around it. Picture subtitles (PGS, DVD, DVB) come from the source itself, scaled
+    to the picture and laid over it (FFmpeg's seek takes them along)."""
     video = spec.media.video
     if spec.force_remux:
-        # Stream copy: segments can only be cut on the source's own keyframes. Apple's players
-        # take HEVC in fMP4 only under the hvc1 sample entry.
-        return ["-c:v", "copy", *(["-tag:v", "hvc1"] if output.fmp4 else [])]
+        return ["-map", f"0:{video.index}"], []
     height = target_height(spec.bitrate_bps, video.height)
-    rate = str(spec.bitrate_bps)
     filters = [DEINTERLACE] if video.interlaced else []
     if video.height and height < video.height:
         filters.append(f"scale=-2:{height}")  # before tone-mapping: fewer pixels to map
@@ -176,15 +181,32 @@ def video_args(spec, output, preset, hardware_tonemap=()):
     elif mapper == "opencl":
         filters.append(OPENCL_TONEMAP)
     # the last filter turns 10-bit HEVC into 8 bits; VAAPI's tone-mapper leaves the frame on the GPU
-    filters.append(VAAPI_TONEMAP if mapper == "vaapi" else pixel_format_filter(spec.encoder))
+    last = VAAPI_TONEMAP if mapper == "vaapi" else pixel_format_filter(spec.encoder)
+    subtitle = spec.subtitle if spec.burn else None
+    if subtitle is not None and subtitle.text:
+        shift = f"{spec.seek_s:.3f}"
+        fonts = f":fontsdir={fonts_dir}" if fonts_dir else ""
+        filters += ["format=yuv420p", f"setpts=PTS+{shift}/TB", f"subtitles={burn_file}{fonts}", f"setpts=PTS-{shift}/TB"]
+    elif subtitle is not None:
+        graph = (f"[0:{video.index}]{','.join(filters) or 'null'}[v];[0:{subtitle.index}][v]scale2ref[s][main];"
+                 f"[main][s]overlay=eof_action=pass,{last}[picture]")
+        return ["-map", "[picture]"], ["-filter_complex", graph]
+    return ["-map", f"0:{video.index}"], ["-vf", ",".join([*filters, last])]
+
+
+def video_args(spec, output, preset, hardware_tonemap=()):
+    if spec.force_remux:
+        # Stream copy: segments can only be cut on the source's own keyframes. Apple's players
+        # take HEVC in fMP4 only under the hvc1 sample entry.
+        return ["-c:v", "copy", *(["-tag:v", "hvc1"] if output.fmp4 else [])]
+    rate = str(spec.bitrate_bps)
     return [
         "-c:v", spec.encoder, *ENCODER_OPTIONS.get(spec.encoder, lambda p: [])(preset),
         "-b:v", rate, "-maxrate", rate, "-bufsize", str(2 * spec.bitrate_bps),
-        "-vf", ",".join(filters),
         # A keyframe on every segment boundary, so each segment starts decodable, and no others.
         "-force_key_frames", keyframe_expr(output.segment_s, output.ramp(remux=False)),
         "-g", str(math.ceil(output.segment_s * MAX_FPS)),
-        *(tonemap.OUTPUT_TAGS if mapper else []),
+        *(tonemap.OUTPUT_TAGS if spec.tone_mapped else []),
         *(["-tag:v", "hvc1"] if output.fmp4 else []),
     ]
 
@@ -201,10 +223,12 @@ def audio_args(stream, remux, fmp4=False):
     return ["-c:a", "aac", "-b:a", AUDIO_BITRATE, *downmix, "-ac", "2"]
 
 
-def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_device=None, hardware_tonemap=()):
+def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_device=None, hardware_tonemap=(),
+                  burn_file=None, fonts_dir=None):
     """argv that turns `spec` into an HLS event playlist plus segments in the working directory.
 
-    `hardware_tonemap`: the GPU tone-mappers trials proved ("opencl", "vaapi")."""
+    `hardware_tonemap`: the GPU tone-mappers trials proved ("opencl", "vaapi"); `burn_file`,
+    `fonts_dir`: names in the job's folder of the text subtitles to draw and their fonts."""
     argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
             # machine-readable progress on stdout every half second; no human stats line
             "-nostats", "-progress", "pipe:1", "-stats_period", "0.5"]
@@ -215,7 +239,8 @@ def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_dev
     if spec.seek_s > 0:
         argv += ["-ss", f"{spec.seek_s:.3f}"]  # input-side: fast, and output starts at 0
     # "file:" makes FFmpeg read a path, never a protocol such as concat: or http:
-    argv += ["-i", f"file:{spec.source}", "-map", f"0:{spec.media.video.index}"]
+    video_map, filter_args = picture_args(spec, hardware_tonemap, burn_file, fonts_dir)
+    argv += ["-i", f"file:{spec.source}", *filter_args, *video_map]
     audio = spec.audio
     if audio is not None:
         argv += ["-map", f"0:{audio.index}"]

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from . import hls_names
+from . import timeline
 from .ffmpeg_command import HlsOutput, build_command, delivers_hevc
+from .multivariant import READ_BYTES
+from .subtitles import EXTRACT_TIMEOUT_S
 from .progress import percent, segment_numbers
 from .states import ACTIVE_STATES, ENDED_STATES, WRITING_STATES, JobState, check_transition
 from .supervisor import JobSupervisor
@@ -51,6 +54,10 @@ class Job:
         self.position_s = spec.seek_s
         self.last_segment_id = None
         self.codecs = None  # what the multivariant playlist says FFmpeg wrote, once read
+        self.subtitles = None  # subtitles.Extraction of the source's text tracks (None: none)
+        self.ffprobe = "ffprobe"  # what reads the source's timestamps for timeline()
+        self._timeline = None
+        self._timeline_lock = threading.Lock()
         self.error = None
         self.stderr_tail = []
         self.created_at = self.updated_at = time.time()
@@ -142,6 +149,27 @@ class Job:
         with self.changed:
             self.changed.wait(timeout)
 
+    def timeline(self):
+        """Which video timestamp shows which movie time in this run (timeline.py); None until
+        FFmpeg has written the first segment. Read once per run."""
+        with self._timeline_lock:
+            if self._timeline is None:
+                init = self.output.init_segment
+                try:
+                    with open(self.folder / self.output.segment(self.output.start_number), "rb") as fh:
+                        segment = fh.read(READ_BYTES)
+                    init = (self.folder / init).read_bytes() if init else None
+                except FileNotFoundError:
+                    return None
+                pts = timeline.first_video_pts(segment, init)
+                if pts is None:
+                    return None
+                packets, start = timeline.source_packets(self.ffprobe, self.spec.source, self.spec.media.video.index,
+                                                         self.spec.seek_s)
+                movie_s = timeline.first_frame_time(packets, start, self.spec.seek_s, self.spec.force_remux)
+                self._timeline = timeline.timeline(pts, movie_s)
+            return self._timeline
+
     def to_dict(self, base_url):
         with self.changed:
             return {
@@ -219,6 +247,20 @@ def janitor_verdict(job, now, limits):
     return None
 
 
+def _burn_files(spec, extraction):
+    """The text track to draw, and its file's fonts, put in the job's folder for FFmpeg (which
+    runs there): build_command's burn_file and fonts_dir, plain names no filter needs escaped."""
+    stream = spec.subtitle.stream
+    track = extraction.ass(stream) if extraction.ass(stream).exists() else extraction.vtt(stream)
+    burn_file = hls_names.burn_file(spec.job_id, track.suffix[1:])
+    shutil.copyfile(track, spec.folder / burn_file)
+    fonts_dir = None
+    if spec.media.fonts and extraction.fonts.is_dir():
+        fonts_dir = hls_names.fonts_dir(spec.job_id)
+        os.symlink(extraction.fonts, spec.folder / fonts_dir)
+    return {"burn_file": burn_file, "fonts_dir": fonts_dir}
+
+
 def next_segment_number(folder, job_id):
     """One past the highest segment number on disk (finished or in progress), else 0."""
     pattern = hls_names.segment_pattern(job_id)
@@ -235,8 +277,10 @@ class JobManager:
     Nothing is created or deleted outside settings.segment_root.
     """
 
-    def __init__(self, settings, *, ffmpeg_argv=build_command, vaapi_device=None, hardware_tonemap=()):
+    def __init__(self, settings, *, ffmpeg_argv=build_command, vaapi_device=None, hardware_tonemap=(),
+                 subtitles=None):
         self.settings = settings
+        self.subtitles = subtitles  # SubtitleCache: each file's text tracks, extracted once
         self.vaapi_device = vaapi_device
         self.hardware_tonemap = hardware_tonemap
         self.segment_root = os.path.realpath(settings.segment_root)
@@ -279,6 +323,11 @@ class JobManager:
     # -- commands -----------------------------------------------------------------------------
     def submit(self, spec):
         """Start, keep or replace the job for spec.job_id. Returns (job, started)."""
+        extraction = self.subtitles.get(spec.source, spec.media) if self.subtitles is not None else None
+        if spec.burn and spec.subtitle.text:  # libass draws from the extracted track: wait for it once
+            extraction.ready.wait(EXTRACT_TIMEOUT_S)
+            if extraction.error is not None:
+                raise Refused(422, f"subtitle stream {spec.subtitle.stream}: {extraction.error}")
         with self._lock:
             if not self._accepting:
                 raise Refused(503, "the worker is shutting down", retry_after=5)
@@ -301,7 +350,7 @@ class JobManager:
                 start_number = next_segment_number(current.folder, spec.job_id)
                 restarts = current.restarts + 1
                 self._remove_folder(current.folder)
-            job = self._start(spec, start_number, restarts)
+            job = self._start(spec, start_number, restarts, extraction)
             self._jobs[spec.job_id] = job
         return job, True
 
@@ -311,14 +360,16 @@ class JobManager:
                     is_inside(spec.folder, other.folder) or is_inside(other.folder, spec.folder)):
                 raise Refused(422, f"output_path overlaps the folder of job {other.job_id}")
 
-    def _start(self, spec, start_number, restarts):
+    def _start(self, spec, start_number, restarts, extraction=None):
         self._remove_folder(spec.folder)
         os.makedirs(spec.folder)
         output = HlsOutput(spec.job_id, self.settings.segment_duration_s, start_number,
                            first_segment_s=self.settings.first_segment_s, fmp4=delivers_hevc(spec))
         job = Job(spec, output, restarts=restarts, on_transition=self._notify)
+        job.subtitles, job.ffprobe = extraction, self.settings.ffprobe_path
+        burn = _burn_files(spec, extraction) if spec.burn and spec.subtitle.text else {}
         argv = self._build(spec, output, ffmpeg=self.settings.ffmpeg_path, preset=self.settings.encoder_preset,
-                           vaapi_device=self.vaapi_device, hardware_tonemap=self.hardware_tonemap)
+                           vaapi_device=self.vaapi_device, hardware_tonemap=self.hardware_tonemap, **burn)
         job.supervisor = JobSupervisor(job, argv)
         job.supervisor.start()
         job.supervisor.wait_spawned()

@@ -10,33 +10,32 @@ change.
 import json
 import logging
 import os
-import shutil
 import threading
 import time
 
 from . import media
-from .supervisor import pdeathsig_prefix
+from .supervisor import nice_prefix, pdeathsig_prefix
 from .validation import is_inside
 
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "probe-cache.json"
-CACHE_VERSION = 3  # 2: MediaInfo.interlaced; 3: every track, HDR kind
+CACHE_VERSION = 4  # 2: MediaInfo.interlaced; 3: every track, HDR kind; 4: attached fonts
 SAVE_EVERY = 50  # probes between two saves during a long first scan
 VIDEO_EXTENSIONS = frozenset(
     ".mkv .mp4 .m4v .mov .avi .ts .m2ts .mts .webm .wmv .mpg .mpeg .flv .ogv .vob .3gp".split()
 )
-NICE = shutil.which("nice")
 
 
 class MediaLibrary:
     """Probe findings per file version; `info()` for a job, `start()` for the background scan."""
 
-    def __init__(self, ffprobe, media_roots, cache_dir, scan_interval_s=0):
+    def __init__(self, ffprobe, media_roots, cache_dir, scan_interval_s=0, after_scan=None):
         self.ffprobe = ffprobe
         self.media_roots = list(media_roots)
         self.cache_path = os.path.join(cache_dir, CACHE_FILE)
         self.scan_interval_s = scan_interval_s
+        self.after_scan = after_scan  # what else keys on the files: the subtitle cache prunes itself
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()  # one writer of the file at a time
         self._entries = self._load()  # real path -> (size, mtime_ns, MediaInfo or None, error or None)
@@ -63,7 +62,7 @@ class MediaLibrary:
         return known[2]
 
     def _probe(self, path, low_priority):
-        prefix = pdeathsig_prefix() + ([NICE, "-n", "19"] if low_priority and NICE else [])
+        prefix = pdeathsig_prefix() + (nice_prefix() if low_priority else [])
         self.probes_run += 1
         try:
             return media.run_ffprobe(self.ffprobe, path, prefix), None
@@ -120,6 +119,8 @@ class MediaLibrary:
                 del self._entries[path]
                 self._unsaved += 1
         self.save()
+        if self.after_scan is not None:
+            self.after_scan()
         return self.probes_run - before
 
     def _video_files(self):

@@ -22,7 +22,7 @@ _ENTRIES = (
     ":stream=index,codec_type,codec_name,profile,pix_fmt,width,height,field_order,channels,"
     "channel_layout,avg_frame_rate,r_frame_rate,bits_per_raw_sample,color_range,color_space,"
     "color_transfer,color_primaries,bit_rate"
-    ":stream_disposition:stream_tags=language,title:stream_side_data_list"
+    ":stream_disposition:stream_tags=language,title,filename,mimetype:stream_side_data_list"
 )
 # Colour transfers of HDR video, by the name HLS gives their range in VIDEO-RANGE.
 PQ, HLG = "smpte2084", "arib-std-b67"
@@ -36,6 +36,8 @@ DOVI_SIDE_DATA = "DOVI configuration record"
 TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text", "microdvd",
                             "subviewer", "subviewer1", "sami", "realtext", "jacosub", "mpl2", "pjs",
                             "stl", "vplayer", "eia_608", "ttml"})
+# Fonts embedded in a Matroska file (attachments), which styled (ASS) subtitles are drawn with
+FONT_TYPES = re.compile(r"font|truetype|opentype|\.(ttf|otf|ttc)$", re.IGNORECASE)
 _COMMENTARY = re.compile(r"\bcomment", re.IGNORECASE)
 _DESCRIPTION = re.compile(r"\b(audio ?description|described|descriptive|\bAD\b)", re.IGNORECASE)
 
@@ -113,6 +115,7 @@ class MediaInfo:
     audio: tuple[AudioStream, ...] = ()
     subtitles: tuple[SubtitleStream, ...] = ()
     bit_rate: int | None = None       # the whole file's, bits per second
+    fonts: tuple[int, ...] = ()       # stream indexes of the fonts attached to the file
 
 
 def language_code(tag):
@@ -127,6 +130,12 @@ def language_code(tag):
     elif len(tag) == 3:
         language = pycountry.languages.get(alpha_3=tag) or pycountry.languages.get(bibliographic=tag)
     return language.alpha_3 if language else tag
+
+
+def language_tag(code):
+    """The language as HLS's LANGUAGE attribute wants it (RFC 5646: "de", else "gsw")."""
+    language = pycountry.languages.get(alpha_3=code) if code and len(code) == 3 else None
+    return getattr(language, "alpha_2", None) or code
 
 
 def language_name(code):
@@ -237,6 +246,8 @@ def parse_probe(data, hdr10_plus=False):
         audio=tuple(_audio(n, s) for n, s in enumerate(of_type("audio"))),
         subtitles=tuple(_subtitle(n, s) for n, s in enumerate(of_type("subtitle"))),
         bit_rate=_int(fmt.get("bit_rate")),
+        fonts=tuple(s["index"] for s in of_type("attachment")
+                    if FONT_TYPES.search(" ".join((s.get("tags") or {}).get(k, "") for k in ("mimetype", "filename")))),
     )
 
 
@@ -295,4 +306,5 @@ def info_from_dict(data):
         **data, "video": VideoStream(**data["video"]),
         "audio": tuple(AudioStream(**a) for a in data["audio"]),
         "subtitles": tuple(SubtitleStream(**s) for s in data["subtitles"]),
+        "fonts": tuple(data["fonts"]),
     })

@@ -15,9 +15,10 @@ upper bound of a segment's bit rate, AVERAGE-BANDWIDTH the expected mean:
 import math
 import struct
 
+from . import containers, hls_names
 from .ffmpeg_command import AUDIO_BITRATE, copies_audio, output_size
+from .media import language_name, language_tag
 
-TS_PACKET = 188
 # What is read of the first segment: its tables, the first video and audio packets and the
 # parameter sets in them come first (a 1080p remux's segment is megabytes).
 READ_BYTES = 1 << 20
@@ -27,6 +28,7 @@ ENCODER_BUFFER_S = 2.0  # -bufsize is twice -b:v (ffmpeg_command.video_args)
 # MPEG-TS stream types (ISO/IEC 13818-1) of what a job can write
 TS_H264, TS_HEVC, TS_AAC, TS_MP3 = 0x1B, 0x24, 0x0F, (0x03, 0x04)
 MP3_CODEC = "mp4a.40.34"
+SUBTITLE_GROUP = "subs"
 
 
 def codecs_of_segment(data, fmp4):
@@ -35,66 +37,11 @@ def codecs_of_segment(data, fmp4):
 
 
 # -- MPEG-TS ---------------------------------------------------------------------------------
-def _ts_packets(data):
-    """(pid, payload_unit_start, payload) of each transport packet."""
-    for offset in range(0, len(data) - TS_PACKET + 1, TS_PACKET):
-        packet = data[offset:offset + TS_PACKET]
-        if packet[0] != 0x47:
-            continue
-        control = packet[3] >> 4 & 3
-        start = 4 + (1 + packet[4] if control & 2 else 0)
-        if control & 1 and start < TS_PACKET:
-            yield (packet[1] & 0x1F) << 8 | packet[2], bool(packet[1] & 0x40), packet[start:]
-
-
-def _section(payload):
-    """The bytes of a PSI section (after its pointer field), CRC excluded."""
-    body = payload[1 + payload[0]:]
-    length = (body[1] & 0x0F) << 8 | body[2]
-    return body[:3 + length - 4]
-
-
-def _ts_streams(data):
-    """[(stream_type, pid)] from the segment's PAT and PMT."""
-    packets = list(_ts_packets(data))
-    pat = next((p for pid, start, p in packets if pid == 0 and start), None)
-    if pat is None:
-        return []
-    programs = _section(pat)[8:]
-    pmt_pids = {(programs[i + 2] & 0x1F) << 8 | programs[i + 3]
-                for i in range(0, len(programs) - 3, 4) if programs[i] << 8 | programs[i + 1]}
-    pmt = next((p for pid, start, p in packets if pid in pmt_pids and start), None)
-    if pmt is None:
-        return []
-    section = _section(pmt)
-    position = 12 + ((section[10] & 0x0F) << 8 | section[11])
-    streams = []
-    while position + 5 <= len(section):
-        stream_type, pid = section[position], (section[position + 1] & 0x1F) << 8 | section[position + 2]
-        streams.append((stream_type, pid))
-        position += 5 + ((section[position + 3] & 0x0F) << 8 | section[position + 4])
-    return streams
-
-
-def _pes_payload(packets, wanted_pid, limit=1 << 16):
-    """The elementary stream bytes of the first PES packets of one pid (PES headers removed)."""
-    out = bytearray()
-    for pid, start, payload in packets:
-        if pid != wanted_pid or (start is False and not out):
-            continue
-        if start and payload[:3] == b"\x00\x00\x01" and len(payload) > 8:
-            payload = payload[9 + payload[8]:]
-        out += payload
-        if len(out) >= limit:
-            break
-    return bytes(out)
-
-
 def _codecs_of_ts(data):
-    packets = list(_ts_packets(data))
+    packets = list(containers.ts_packets(data))
     codecs = []
-    for stream_type, pid in _ts_streams(data):
-        payload = _pes_payload(packets, pid)
+    for stream_type, pid in containers.ts_streams(data):
+        payload = containers.pes_payload(packets, pid)
         if stream_type == TS_H264:
             codecs.append(_avc_from_annex_b(payload))
         elif stream_type == TS_AAC:
@@ -126,47 +73,24 @@ def _video_first(codec):
 
 
 # -- fMP4 (ISO BMFF) --------------------------------------------------------------------------
-def _boxes(data, start, end):
-    """(type, payload start, end) of each box between start and end."""
-    while start + 8 <= end:
-        size, kind = struct.unpack(">I4s", data[start:start + 8])
-        header = 8
-        if size == 1:
-            size, header = struct.unpack(">Q", data[start + 8:start + 16])[0], 16
-        elif size == 0:
-            size = end - start
-        if size < header or start + size > end:
-            return
-        yield kind.decode("latin-1"), start + header, start + size
-        start += size
-
-
-def _child(data, start, end, *path):
-    """The (payload start, end) of the first box at `path` below [start, end); None if absent."""
-    for kind, child_start, child_end in _boxes(data, start, end):
-        if kind == path[0]:
-            return (child_start, child_end) if len(path) == 1 else _child(data, child_start, child_end, *path[1:])
-    return None
-
-
 # Sample entries: bytes before their child boxes (ISO/IEC 14496-12 VisualSampleEntry, AudioSampleEntry)
 _VISUAL_ENTRY, _AUDIO_ENTRY = 78, 28
 
 
 def _codecs_of_init(data):
-    moov = _child(data, 0, len(data), "moov")
+    moov = containers.child(data, 0, len(data), "moov")
     codecs = []
-    for kind, start, end in _boxes(data, *moov) if moov else ():
-        stsd = _child(data, start, end, "mdia", "minf", "stbl", "stsd") if kind == "trak" else None
-        for entry, entry_start, entry_end in _boxes(data, stsd[0] + 8, stsd[1]) if stsd else ():
+    for kind, start, end in containers.boxes(data, *moov) if moov else ():
+        stsd = containers.child(data, start, end, "mdia", "minf", "stbl", "stsd") if kind == "trak" else None
+        for entry, entry_start, entry_end in containers.boxes(data, stsd[0] + 8, stsd[1]) if stsd else ():
             if entry in ("hvc1", "hev1"):
-                config = _child(data, entry_start + _VISUAL_ENTRY, entry_end, "hvcC")
+                config = containers.child(data, entry_start + _VISUAL_ENTRY, entry_end, "hvcC")
                 codecs.append(config and _hevc_codec(entry, data[config[0]:config[1]]))
             elif entry in ("avc1", "avc3"):
-                config = _child(data, entry_start + _VISUAL_ENTRY, entry_end, "avcC")
+                config = containers.child(data, entry_start + _VISUAL_ENTRY, entry_end, "avcC")
                 codecs.append(config and f"{entry}.{data[config[0] + 1:config[0] + 4].hex()}")
             elif entry == "mp4a":
-                config = _child(data, entry_start + _AUDIO_ENTRY, entry_end, "esds")
+                config = containers.child(data, entry_start + _AUDIO_ENTRY, entry_end, "esds")
                 codecs.append(config and _mp4a_codec(data[config[0] + 4:config[1]]))
     return [c for c in sorted(codecs, key=_video_first) if c]
 
@@ -243,8 +167,35 @@ def video_range(spec):
     return "SDR" if spec.tone_mapped else spec.media.video.video_range
 
 
-def playlist_text(spec, output, codecs):
-    """The multivariant playlist, given the codec strings of what FFmpeg wrote."""
+def subtitle_renditions(spec):
+    """EXT-X-MEDIA lines of the source's text subtitle tracks: one WebVTT rendition each, named
+    by its title (else its language's name, else its number; NAME must be unique), DEFAULT on
+    the job's chosen track unless it is burned into the picture, FORCED where the source says."""
+    lines, names = [], set()
+    for track in (s for s in spec.media.subtitles if s.text):
+        name = track.title or language_name(track.language) or f"Subtitles {track.stream}"
+        if name in names:
+            name = f"{name} ({track.stream})"
+        names.add(name)
+        default = track == spec.subtitle and not spec.burn
+        attributes = ['TYPE=SUBTITLES', f'GROUP-ID="{SUBTITLE_GROUP}"', f'NAME="{_quoted(name)}"']
+        if tag := language_tag(track.language):
+            attributes.append(f'LANGUAGE="{tag}"')
+        attributes += [f"DEFAULT={'YES' if default else 'NO'}", "AUTOSELECT=YES",
+                       f"FORCED={'YES' if track.forced else 'NO'}",
+                       f'URI="{hls_names.subtitle_playlist(spec.job_id, track.stream)}"']
+        lines.append("#EXT-X-MEDIA:" + ",".join(attributes))
+    return lines
+
+
+def _quoted(text):
+    return text.replace('"', "'").replace("\n", " ")
+
+
+def playlist_text(spec, output, codecs, subtitles=False):
+    """The multivariant playlist, given the codec strings of what FFmpeg wrote; `subtitles`:
+    the source's text tracks are offered (their extraction has begun)."""
+    renditions = subtitle_renditions(spec) if subtitles else []
     peak, average = bandwidths(spec, output)
     attributes = [f"BANDWIDTH={peak}", f"AVERAGE-BANDWIDTH={average}"]
     if codecs:  # none read (never seen): better no CODECS than wrong ones
@@ -254,7 +205,9 @@ def playlist_text(spec, output, codecs):
     if spec.media.video.frame_rate:
         attributes.append(f"FRAME-RATE={spec.media.video.frame_rate:.3f}")
     attributes.append(f"VIDEO-RANGE={video_range(spec)}")
+    if renditions:
+        attributes.append(f'SUBTITLES="{SUBTITLE_GROUP}"')
     return "\n".join([
         "#EXTM3U", "#EXT-X-VERSION:7" if output.fmp4 else "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS",
-        "#EXT-X-STREAM-INF:" + ",".join(attributes), output.media_playlist, "",
+        *renditions, "#EXT-X-STREAM-INF:" + ",".join(attributes), output.media_playlist, "",
     ])

@@ -42,6 +42,9 @@ class ConfigurationSchema(Schema):
     # which audio track (tracks.py has the rule); absent: the default one
     audio_stream = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=0))
     audio_language = fields.String(load_default=None, validate=_language)
+    # which subtitle track is shown by default, and whether it is drawn into the picture
+    subtitle_stream = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=0))
+    burn_subtitles = StrictBoolean(load_default=False)
 
 
 

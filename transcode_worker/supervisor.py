@@ -24,8 +24,16 @@ REAP_WAIT_S = 5
 SETPRIV = shutil.which("setpriv")
 
 
+NICE = shutil.which("nice")
+
+
 def pdeathsig_prefix():
     return [SETPRIV, "--pdeathsig", "KILL", "--"] if SETPRIV else []
+
+
+def nice_prefix():
+    """Background work (probes, subtitle extraction) at the lowest CPU priority."""
+    return [NICE, "-n", "19"] if NICE else []
 
 
 class JobSupervisor(threading.Thread):

@@ -5,6 +5,11 @@ in ``audio_language`` that is not commentary or audio description (the first in 
 at all when it has only such); else the track flagged default; else the first that is not
 commentary; else the first. A value the source cannot satisfy is a FieldErrors-style message
 that lists what the source has.
+
+The subtitle rule: the track ``subtitle_stream`` names; else a forced track in the language of
+the audio played (what a film shows when its characters speak another language); else none.
+A picture track (PGS, DVD, DVB) can only be burned into the video; a text track is offered as
+a WebVTT rendition, and burned too with ``burn_subtitles``.
 """
 from .media import language_code, language_name
 
@@ -58,3 +63,47 @@ def choose_audio(info, audio_stream=None, audio_language=None):
     if default is not None:
         return default, "default"
     return next((a for a in info.audio if not a.commentary), info.audio[0]), "first"
+
+
+def describe_subtitle(track):
+    """'1: eng subrip "English SDH" (forced)': one subtitle track as an error message lists it."""
+    words = [f"{track.stream}:", track.language or "und", track.codec]
+    if track.title:
+        words.append(f'"{track.title}"')
+    flags = [name for name in ("default", "forced") if getattr(track, name)]
+    if flags:
+        words.append(f"({', '.join(flags)})")
+    return " ".join(words)
+
+
+def _subtitles_has(info):
+    if not info.subtitles:
+        return "the source has no subtitles"
+    return "the source has: " + "; ".join(describe_subtitle(s) for s in info.subtitles)
+
+
+def choose_subtitle(info, audio, subtitle_stream=None, burn=False, remux=False):
+    """(track, burn, chosen_by) for the job: the subtitle track shown by default (None: none),
+    whether it is drawn into the picture, and why it was chosen (subtitle_stream, forced)."""
+    track, chosen_by = None, None
+    if subtitle_stream is not None:
+        if subtitle_stream >= len(info.subtitles):
+            raise TrackChoiceError("configuration.subtitle_stream",
+                                   f"no subtitle stream {subtitle_stream}: {_subtitles_has(info)}")
+        track, chosen_by = info.subtitles[subtitle_stream], "subtitle_stream"
+    elif audio is not None and audio.language:
+        track = next((s for s in info.subtitles if s.forced and s.language == audio.language), None)
+        chosen_by = track and "forced"
+    if track is None:
+        if burn:
+            raise TrackChoiceError("configuration.burn_subtitles",
+                                   f"no subtitle track to burn: name one with subtitle_stream ({_subtitles_has(info)})")
+        return None, False, None
+    burn = burn or not track.text
+    if burn and remux:
+        if chosen_by == "forced":  # not asked for: a remux shows it only where it can
+            return (track, False, chosen_by) if track.text else (None, False, None)
+        field = "configuration.burn_subtitles" if track.text else "configuration.subtitle_stream"
+        raise TrackChoiceError(field, f"subtitle stream {track.stream} ({track.codec}) can only be drawn into the "
+                                      "picture, which a remux does not touch: leave force_remux out")
+    return track, burn, chosen_by

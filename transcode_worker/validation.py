@@ -12,7 +12,7 @@ from pathlib import Path
 from . import media, tonemap
 from .ffmpeg_command import PLAYER_SAFE_VIDEO, copies_audio, delivers_hevc
 from .schemas import seek_seconds
-from .tracks import TrackChoiceError, choose_audio
+from .tracks import TrackChoiceError, choose_audio, choose_subtitle
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,11 @@ class JobSpec:
     audio_chosen_by: str | None = None      # audio_stream, audio_language, default, first
     audio_stream: int | None = None         # as the command asked
     audio_language: str | None = None
+    subtitle: media.SubtitleStream | None = None  # shown by default (None: none)
+    burn: bool = False                      # the subtitle is drawn into the picture
+    subtitle_chosen_by: str | None = None   # subtitle_stream, forced
+    subtitle_stream: int | None = None      # as the command asked
+    burn_subtitles: bool = False
 
     @property
     def seek_s(self):
@@ -44,13 +49,16 @@ class JobSpec:
 
     def _identity(self):
         return (self.job_id, self.source, self.folder, self.seek_s, self.bitrate_bps,
-                self.encoder, self.force_remux, self.audio and self.audio.index)
+                self.encoder, self.force_remux, self.audio and self.audio.index,
+                self.subtitle and self.subtitle.index, self.burn)
 
     def configuration(self):
         """The command's configuration with every default applied; the track choices as asked
         (absent when not)."""
-        asked = {key: getattr(self, key) for key in ("audio_stream", "audio_language")
+        asked = {key: getattr(self, key) for key in ("audio_stream", "audio_language", "subtitle_stream")
                  if getattr(self, key) is not None}
+        if self.burn_subtitles:
+            asked["burn_subtitles"] = True
         return {"seek_time": self.seek_time, "bitrate_bps": self.bitrate_bps,
                 "encoder": self.encoder, "force_remux": self.force_remux, **asked}
 
@@ -73,6 +81,12 @@ class JobSpec:
                 "downmixed": not copies_audio(audio, self.force_remux, delivers_hevc(self))
                 and (audio.channels or 3) > 2,
             },
+            "subtitles": [
+                {"stream": s.stream, "language": s.language, "title": s.title, "codec": s.codec,
+                 "default": s == self.subtitle, "burned": s == self.subtitle and self.burn,
+                 "chosen_by": self.subtitle_chosen_by if s == self.subtitle else None}
+                for s in self.media.subtitles if s.text or (s == self.subtitle and self.burn)
+            ],
         }
 
 
@@ -166,10 +180,16 @@ def validate_command(command, settings, capabilities, probe):
         errors["source_path"] = [
             f"Dolby Vision profile {info.video.dovi_profile} has no HDR10, HLG or SDR base layer: its "
             "colours cannot be tone-mapped to SDR here (a remux, force_remux, plays it on Dolby Vision screens)"]
-    audio = chosen_by = None
+    audio = chosen_by = subtitle = subtitle_by = None
+    burn = False
     if info is not None:
         try:
             audio, chosen_by = choose_audio(info, conf.get("audio_stream"), conf.get("audio_language"))
+        except TrackChoiceError as exc:
+            errors[exc.field] = [str(exc)]
+        try:
+            subtitle, burn, subtitle_by = choose_subtitle(
+                info, audio, conf.get("subtitle_stream"), conf.get("burn_subtitles", False), conf["force_remux"])
         except TrackChoiceError as exc:
             errors[exc.field] = [str(exc)]
     seek_s = seek_seconds(conf["seek_time"])
@@ -185,4 +205,6 @@ def validate_command(command, settings, capabilities, probe):
         source_path=command["source_path"], output_path=command["output_path"],
         audio=audio, audio_chosen_by=chosen_by,
         audio_stream=conf.get("audio_stream"), audio_language=conf.get("audio_language"),
+        subtitle=subtitle, burn=burn, subtitle_chosen_by=subtitle_by,
+        subtitle_stream=conf.get("subtitle_stream"), burn_subtitles=conf.get("burn_subtitles", False),
     )

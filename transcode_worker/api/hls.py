@@ -1,5 +1,5 @@
-"""HLS for players: the names hls_names.py lists (multivariant and media playlist, MPEG-TS or
-fMP4 segments, fMP4 init segments), nothing else.
+"""HLS for players: the names hls_names.py lists (multivariant and media playlists, MPEG-TS or
+fMP4 segments, fMP4 init segments, WebVTT playlists and segments), nothing else.
 
 A player that comes before FFmpeg has written what it asks for waits (bounded by
 playlist_wait_s) instead of getting a 404 it would give up on; it is answered at once when the
@@ -17,7 +17,7 @@ from flask import Blueprint, Response, abort, send_file
 from werkzeug.http import http_date
 from werkzeug.wsgi import wrap_file
 
-from .. import hls_names, multivariant
+from .. import hls_names, multivariant, webvtt
 from ..jobs import resume_due
 from ..playlist import for_players, target_duration
 from ..states import JobState, WRITING_STATES
@@ -30,6 +30,7 @@ POLL_S = 0.02  # how often a waiting request looks for the file; a job's end wak
 NO_CACHE = "no-cache"
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_TYPES = {"ts": "video/mp2t", "m4s": "video/mp4", "mp4": "video/mp4"}
+WEBVTT_TYPE = "text/vtt; charset=utf-8"
 CORS = (
     ("Access-Control-Allow-Origin", "*"),
     ("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS"),
@@ -44,13 +45,24 @@ def cors(response):
     return response
 
 
+class Unavailable(Exception):
+    """The job will never have what was asked for: 404 with this message."""
+
+
 def parse_name(name):
-    """(kind, job_id, number, answer) for a name the worker serves, else None: kind is playlist or
-    segment, answer(job) gives (headers, body-or-path) once the file is ready, else None."""
+    """(kind, job_id, number, answer) for a name the worker serves, else None. kind: playlist
+    or subtitle (answer(job) gives (headers, body) once it can be written, else None), segment
+    (answer(job) gives the file's path, None for one the job never has)."""
     if match := hls_names.MULTIVARIANT.fullmatch(name):
         return "playlist", match.group(1), None, multivariant_playlist
     if match := hls_names.MEDIA_PLAYLIST.fullmatch(name):
         return "playlist", match.group(1), None, playlist
+    if match := hls_names.SUBTITLE_PLAYLIST.fullmatch(name):
+        stream = int(match.group(2))
+        return "playlist", match.group(1), None, lambda job: subtitle_playlist(job, stream)
+    if match := hls_names.SUBTITLE_SEGMENT.fullmatch(name):
+        stream, number = int(match.group(2)), int(match.group(3))
+        return "subtitle", match.group(1), number, lambda job: subtitle_segment(job, stream, number)
     if match := hls_names.SEGMENT.fullmatch(name):
         number, extension = int(match.group(2)), match.group(3)
         return "segment", match.group(1), number, lambda job: segment_path(job, number, extension)
@@ -66,9 +78,10 @@ def hls_file(name):
     if parsed is None:
         abort(404)
     kind, job_id, number, answer = parsed
-    if kind == "playlist":
-        return _measured(kind, job_id, lambda job: _playlist_response(answer(job)))
-    return _measured(kind, job_id, lambda job: _segment_response(answer(job)), number)
+    if kind == "segment":
+        return _measured(kind, job_id, lambda job: _segment_response(answer(job)), number)
+    return _measured("playlist" if kind == "playlist" else "segment", job_id,
+                     lambda job: _playlist_response(job, answer), number)
 
 
 ENDPOINT = f"{bp.name}.{hls_file.__name__}"  # the request metrics' label, on either path
@@ -131,19 +144,63 @@ def multivariant_playlist(job):
     codecs are read from it, once per run)."""
     if playlist(job) is None:
         return None
-    if job.codecs is None:
+    if job.codecs is None:  # read once per run (a seek starts another)
         first = job.output.init_segment or job.output.segment(job.output.start_number)
         try:
             with open(job.folder / first, "rb") as fh:  # the stream's first packets say it all
                 job.codecs = multivariant.codecs_of_segment(fh.read(multivariant.READ_BYTES), job.output.fmp4)
         except FileNotFoundError:
             return None
-    body = multivariant.playlist_text(job.spec, job.output, job.codecs).encode()
-    return [("Content-Type", PLAYLIST_TYPE), ("Content-Length", str(len(body))), ("Cache-Control", NO_CACHE)], body
+    body = multivariant.playlist_text(job.spec, job.output, job.codecs, job.subtitles is not None).encode()
+    return _generated(PLAYLIST_TYPE, body)
 
 
-def _playlist_response(answer):
-    return None if answer is None else Response(answer[1], headers=answer[0])
+def _generated(content_type, body):
+    # no-cache: playlists grow; a WebVTT segment's name is reused only if a job id is
+    return [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", NO_CACHE)], body
+
+
+def _text_track(job, stream):
+    if job.subtitles is None or not any(s.stream == stream and s.text for s in job.spec.media.subtitles):
+        raise Unavailable(f"job {job.job_id} has no text subtitle stream {stream}")
+
+
+def subtitle_playlist(job, stream):
+    """(headers, body) of the WebVTT media playlist of subtitle stream `stream`: the video's
+    playlist, segment for segment."""
+    _text_track(job, stream)
+    video = playlist(job)
+    if video is None:
+        return None
+    return _generated(PLAYLIST_TYPE, webvtt.playlist(video[1].decode(), job.job_id, stream).encode())
+
+
+def subtitle_segment(job, stream, number):
+    """(headers, body) of a WebVTT segment, once the track is extracted and the run's first
+    segment tells its timeline; None until then."""
+    _text_track(job, stream)
+    if number < job.output.start_number:
+        raise Unavailable(f"segment {number} is from before a seek")
+    if not job.subtitles.ready.is_set():
+        return None
+    if job.subtitles.error is not None:
+        raise Unavailable(job.subtitles.error)
+    video = playlist(job)
+    windows = webvtt.windows(video[1].decode(), job.job_id) if video is not None else {}
+    timeline = job.timeline() if number in windows else None
+    if timeline is None:
+        return None
+    start, end = (timeline.local_s + t for t in windows[number])
+    body = webvtt.segment(job.subtitles.cues(stream), start, end, timeline.mpegts, timeline.local_s)
+    return _generated(WEBVTT_TYPE, body.encode())
+
+
+def _playlist_response(job, answer):
+    try:
+        generated = answer(job)
+    except Unavailable as exc:
+        return error(404, str(exc))
+    return None if generated is None else Response(generated[1], headers=generated[0])
 
 
 def segment_path(job, number, extension):
@@ -235,20 +292,23 @@ class FastPath:
         if parsed is None:
             return None
         kind, job_id, number, answer = parsed
-        if kind == "playlist":
-            return self._playlist(job_id, answer)
+        if kind != "segment":
+            return self._generated(kind, job_id, number, answer)
         if not any(header in environ for header in self.FLASK_HEADERS):
             return self._segment(environ, job_id, number, answer)
         return None
 
-    def _playlist(self, job_id, answer):
+    def _generated(self, kind, job_id, number, answer):
         job = self.ctx.manager.get(job_id)
-        answer = answer(job) if job is not None else None
+        try:
+            answer = answer(job) if job is not None else None
+        except Unavailable:
+            return None  # Flask says why
         if answer is None:
             return None
-        _watched(job, None, self.ctx.settings)
+        _watched(job, number, self.ctx.settings)
         headers, body = answer
-        return "playlist", headers, [body], len(body)
+        return "playlist" if kind == "playlist" else "segment", headers, [body], len(body)
 
     def _segment(self, environ, job_id, number, answer):
         job = self.ctx.manager.get(job_id)

@@ -1,0 +1,117 @@
+"""Subtitles through the real service: every text track a WebVTT rendition whose cues land on the
+frames the source shows them on, from the start and after seeks; the job's choice of track;
+burn-in of text and picture tracks.
+
+The film (media_files.SUBTITLED) tells its frames apart by their brightness, so the frame a
+cue lands on is read from the picture, the way a player would show it: the cue's time goes
+through the segment's X-TIMESTAMP-MAP to a video timestamp, and the frame on screen then is the
+last one whose timestamp has passed.
+"""
+import json
+import math
+import re
+import subprocess
+
+import m3u8
+import pytest
+import requests
+
+import media_files as mf
+from transcode_worker import webvtt
+
+pytestmark = pytest.mark.integration
+
+
+def authoring_offset(path):
+    """Movie time of the film's frame 0: the muxer moved the authored times (video and cues
+    alike) so that the AAC priming before them is not negative."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "format=start_time:stream=start_time", "-of", "json", path],
+                         capture_output=True, timeout=30, check=True)
+    report = json.loads(out.stdout)
+    return float(report["streams"][0]["start_time"]) - float(report["format"]["start_time"])
+
+
+def post_and_complete(worker, job_id, source, **configuration):
+    response = worker.post_job({"job_id": job_id, "source_path": source, "configuration": configuration})
+    assert response.status_code == 202, response.text
+    answer = worker.wait_state(job_id, {"COMPLETED", "FAILED"}, timeout=120)
+    assert answer["state"] == "COMPLETED", answer
+    return answer
+
+
+def renditions(url):
+    """{stream: EXT-X-MEDIA} of a multivariant playlist's subtitle renditions, and the playlist."""
+    playlist = m3u8.loads(requests.get(url, timeout=30).text, uri=url)
+    found = {int(re.search(r"\.sub(\d+)\.m3u8$", m.uri).group(1)): m for m in playlist.media if m.type == "SUBTITLES"}
+    return found, playlist
+
+
+def fetched_cues(playlist_url):
+    """[(start, end, text, mpegts, local)] of every cue in every segment of a WebVTT playlist."""
+    playlist = m3u8.loads(requests.get(playlist_url, timeout=30).text, uri=playlist_url)
+    assert playlist.segments and playlist.is_endlist
+    cues = {}
+    for segment in playlist.segments:
+        answer = requests.get(segment.absolute_uri, timeout=30)
+        assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/vtt"), answer.text
+        mapping = re.search(r"X-TIMESTAMP-MAP=MPEGTS:(\d+),LOCAL:([\d:.]+)", answer.text)
+        assert answer.text.startswith("WEBVTT") and mapping, answer.text
+        for cue in webvtt.parse(answer.text):
+            cues[cue.start, cue.end, cue.text] = (int(mapping.group(1)), webvtt.seconds(mapping.group(2)))
+    return [(*key, *mapping) for key, mapping in sorted(cues.items())]
+
+
+def frames(media_url, folder, fmp4):
+    """[(timestamp in seconds, frame number)] of the stream's video, as the segments carry them."""
+    playlist = m3u8.loads(requests.get(media_url, timeout=30).text, uri=media_url)
+    data = b""
+    if fmp4:
+        data = requests.get(playlist.segments[0].init_section.absolute_uri, timeout=30).content
+    for segment in playlist.segments:
+        data += requests.get(segment.absolute_uri, timeout=30).content
+    path = folder / ("all.mp4" if fmp4 else "all.ts")
+    path.write_bytes(data)
+    # the timestamps as written (no edit list applied, as players read fMP4)
+    text = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-copyts",
+                           *(["-ignore_editlist", "1"] if fmp4 else []), "-i", str(path),
+                           "-vf", "signalstats,metadata=print:file=-", "-f", "null", "-"],
+                          capture_output=True, timeout=60, check=True).stdout.decode()
+    times = [float(t) for t in re.findall(r"pts_time:([\d.]+)", text)]
+    lumas = [float(v) for v in re.findall(r"lavfi\.signalstats\.YAVG=([\d.]+)", text)]
+    return sorted(zip(times, (mf.frame_number(y) for y in lumas)))
+
+
+def frame_at(frames_, seconds):
+    """The frame on screen at a timestamp: the last one whose time has come."""
+    shown = [number for time, number in frames_ if time <= seconds + 1e-4]
+    return shown[-1] if shown else None
+
+
+@pytest.mark.parametrize("seek_s, remux, encoder", [
+    (0, False, None), (2.55, False, None), (5.3, False, None), (5.3, True, None), (7.0, False, "libx265"),
+], ids=["start", "between-cues", "inside-a-cue", "remux-inside-a-cue", "hevc-fmp4"])
+def test_every_cue_lands_on_its_frame(worker, media_root, seek_s, remux, encoder, tmp_path):
+    source = str(media_root / mf.SUBTITLED)
+    offset = authoring_offset(source)
+    job_id = f"cues-{int(seek_s * 100)}-{int(remux)}{encoder or ''}"
+    post_and_complete(worker, job_id, source, force_remux=remux, encoder=encoder, bitrate_bps=1_000_000,
+                      seek_time=f"00:00:{seek_s:06.3f}", subtitle_stream=0)
+    try:
+        found, multivariant = renditions(f"{worker.url}/{job_id}.m3u8")
+        assert found[0].default == "YES" and found[0].language == "en" and found[0].name == "English"
+        cues = fetched_cues(found[0].absolute_uri)
+        shown = frames(multivariant.playlists[0].absolute_uri, tmp_path, fmp4=encoder == "libx265")
+        first_frame = shown[0][1]
+        expected = [(a, b, text) for a, b, text in mf.CUES if b > first_frame / mf.SUBTITLED_FPS]
+        assert [text for _, _, text, _, _ in cues] == [text for _, _, text in expected], cues
+        for (start, end, text, mpegts, local), (source_start, source_end, _) in zip(cues, expected):
+            assert (start - offset, end - offset) == pytest.approx((source_start, source_end), abs=0.002)
+            to_pts = lambda movie: mpegts / 90000 + movie - local  # noqa: E731  the player's arithmetic
+            wanted = math.ceil(source_start * mf.SUBTITLED_FPS - 1e-6)
+            if wanted >= first_frame:  # a cue begun before the seek point shows from the first frame
+                assert abs(frame_at(shown, to_pts(start)) - wanted) <= 1, (text, frame_at(shown, to_pts(start)), wanted)
+            last = math.ceil(source_end * mf.SUBTITLED_FPS - 1e-6) - 1  # its last frame
+            assert abs(frame_at(shown, to_pts(end) - 0.5 / mf.SUBTITLED_FPS) - last) <= 1, text
+    finally:
+        worker.delete(job_id)

@@ -1,0 +1,187 @@
+"""Text subtitle tracks, extracted once per source file and shared by every job of it.
+
+A subtitle track is spread over the whole file: reading it means reading the file to its end,
+which is what stalls a player for minutes when a server does it before the first frame. Here one
+FFmpeg pass, in the background and at the lowest CPU priority, writes every text track of a file
+as WebVTT (and ASS tracks as ASS too, styling kept for burn-in) plus the fonts the file carries,
+into ``spool_dir/subtitles/<key>/``, keyed by path, size and mtime like the probe cache. Jobs
+of that file, now and later, read the small files; a replaced file gets a new key. The cache is
+bounded (``subtitle_cache_mb``): the entries used least recently go first, and entries whose
+source changed or vanished are removed by the library scan (``prune``).
+"""
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from . import webvtt
+
+log = logging.getLogger(__name__)
+
+EXTRACT_TIMEOUT_S = 3600
+DONE = "done.json"
+
+
+class Extraction:
+    """One source file's text tracks in the cache; `ready` once FFmpeg has written them all."""
+
+    def __init__(self, folder, source):
+        self.folder = Path(folder)
+        self.source = source
+        self.ready = threading.Event()
+        self.error = None
+        self._cues = {}
+        self._lock = threading.Lock()
+
+    def vtt(self, stream):
+        return self.folder / f"{stream}.vtt"
+
+    def ass(self, stream):
+        return self.folder / f"{stream}.ass"
+
+    @property
+    def fonts(self):
+        return self.folder / "fonts"
+
+    def cues(self, stream):
+        """The WebVTT cues of subtitle track `stream` (position among the file's subtitles)."""
+        with self._lock:
+            if stream not in self._cues:
+                self._cues[stream] = webvtt.parse(self.vtt(stream).read_text(encoding="utf-8", errors="replace"))
+            return self._cues[stream]
+
+
+def text_tracks(info):
+    return [s for s in info.subtitles if s.text]
+
+
+class SubtitleCache:
+    def __init__(self, ffmpeg, folder, max_bytes, prefix=()):
+        self.ffmpeg = ffmpeg
+        self.folder = Path(folder)
+        self.max_bytes = max_bytes
+        self.prefix = list(prefix)  # nice: extraction is background work
+        self._lock = threading.Lock()
+        self._entries = {}  # key -> Extraction (this process's, done or running)
+        self.extractions_run = 0
+
+    @staticmethod
+    def key(path):
+        st = os.stat(path)
+        return hashlib.sha1(f"{path}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:20]
+
+    def get(self, source, info):
+        """The Extraction of `source`'s text tracks (started now if nobody has yet); None when
+        the file has no text track."""
+        if not text_tracks(info):
+            return None
+        key = self.key(source)
+        with self._lock:
+            known = self._entries.get(key)
+            if known is not None:
+                if known.ready.is_set() and known.error is None:
+                    _touch(known.folder / DONE)
+                return known
+            extraction = Extraction(self.folder / key, str(source))
+            self._entries[key] = extraction
+        if (extraction.folder / DONE).exists():  # extracted by an earlier run of the worker
+            _touch(extraction.folder / DONE)
+            extraction.ready.set()
+        else:
+            threading.Thread(target=self._extract, args=(extraction, info), name=f"subtitles-{key}",
+                             daemon=True).start()
+        return extraction
+
+    def _extract(self, extraction, info):
+        tmp = extraction.folder.with_name(extraction.folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "fonts").mkdir(parents=True)
+        argv = [*self.prefix, self.ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-y"]
+        for number, index in enumerate(info.fonts):
+            argv += [f"-dump_attachment:{index}", str(tmp / "fonts" / f"font{number}.ttf")]
+        argv += ["-i", f"file:{extraction.source}"]
+        for track in text_tracks(info):
+            argv += ["-map", f"0:{track.index}", "-c:s", "webvtt", "-f", "webvtt", str(tmp / f"{track.stream}.vtt")]
+            if track.codec in ("ass", "ssa"):
+                argv += ["-map", f"0:{track.index}", "-c:s", "copy", "-f", "ass", str(tmp / f"{track.stream}.ass")]
+        started = time.monotonic()
+        self.extractions_run += 1
+        try:
+            proc = subprocess.run(argv, capture_output=True, timeout=EXTRACT_TIMEOUT_S, stdin=subprocess.DEVNULL)
+            lines = proc.stderr.decode(errors="replace").strip().splitlines()
+            if proc.returncode != 0 or not all((tmp / f"{t.stream}.vtt").exists() for t in text_tracks(info)):
+                raise RuntimeError((lines or [f"FFmpeg exited with {proc.returncode}"])[-1])
+            size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
+            (tmp / DONE).write_text(json.dumps({"source": extraction.source, "bytes": size}))
+            shutil.rmtree(extraction.folder, ignore_errors=True)
+            os.rename(tmp, extraction.folder)
+            log.info("subtitles of %s extracted in %.1fs (%d track(s), %d bytes)", extraction.source,
+                     time.monotonic() - started, len(text_tracks(info)), size)
+        except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+            extraction.error = f"cannot extract the subtitles: {exc}"
+            log.warning("%s: %s", extraction.source, extraction.error)
+            shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            extraction.ready.set()
+        if extraction.error is not None:
+            with self._lock:  # a later job tries again
+                self._entries.pop(extraction.folder.name, None)
+        self.evict(keep=extraction.folder.name)
+
+    # -- bounds --------------------------------------------------------------------------------
+    def _done_entries(self):
+        """[(last used, bytes, folder)] of the finished entries on disk."""
+        found = []
+        for done in self.folder.glob(f"*/{DONE}"):
+            try:
+                found.append((done.stat().st_mtime, json.loads(done.read_text())["bytes"], done.parent))
+            except (OSError, ValueError, KeyError):
+                continue
+        return sorted(found)
+
+    def evict(self, keep=None):
+        """Remove the least recently used entries until the cache fits in max_bytes."""
+        entries = self._done_entries()
+        total = sum(size for _, size, _ in entries)
+        for _, size, folder in entries:
+            if total <= self.max_bytes:
+                break
+            if folder.name == keep or self._running(folder.name):
+                continue
+            self._remove(folder)
+            total -= size
+
+    def prune(self):
+        """Remove entries whose source changed or vanished, and what an interrupted run left."""
+        for folder in list(self.folder.glob("*")) if self.folder.exists() else ():
+            if self._running(folder.name.removesuffix(".tmp")):
+                continue
+            try:
+                source = json.loads((folder / DONE).read_text())["source"]
+                current = self.key(source) == folder.name
+            except (OSError, ValueError, KeyError):
+                current = False
+            if not current:
+                self._remove(folder)
+
+    def _running(self, key):
+        with self._lock:
+            known = self._entries.get(key)
+            return known is not None and not known.ready.is_set()
+
+    def _remove(self, folder):
+        with self._lock:
+            self._entries.pop(folder.name, None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _touch(path):
+    try:
+        os.utime(path)
+    except OSError:
+        pass

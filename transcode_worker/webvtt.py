@@ -1,0 +1,91 @@
+"""WebVTT for players (pure): the cues of an extracted track, cut into segments that line up with
+the video's, each carrying the X-TIMESTAMP-MAP that ties its cue times to the video's timestamps.
+
+Cue times stay in movie time (the source's own); the map in every segment says which MPEG-TS
+timestamp (90 kHz) a movie time has in this run of the job (timeline.py reads it from what
+FFmpeg wrote), so a cue shows on the frame where the source shows it, after any seek.
+"""
+import re
+from dataclasses import dataclass
+
+_TIMING = re.compile(r"^\s*((?:\d+:)?\d{1,2}:\d{2}\.\d{3})\s+-->\s+((?:\d+:)?\d{1,2}:\d{2}\.\d{3})(.*)$")
+# a cue overlapping a segment's edge by less than this still goes into the neighbour too: the
+# segments' bounds are their EXTINF sums, a few milliseconds off the frames'
+EDGE_S = 0.5
+
+
+@dataclass(frozen=True)
+class Cue:
+    start: float
+    end: float
+    settings: str  # position, alignment... as WebVTT says them ("" for none)
+    text: str
+
+
+def seconds(stamp):
+    parts = [float(p) for p in stamp.split(":")]
+    return sum(value * 60 ** power for power, value in enumerate(reversed(parts)))
+
+
+def stamp(seconds_):
+    millis = max(0, round(seconds_ * 1000))
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
+
+
+def parse(text):
+    """The cues of a WebVTT file, in order of start."""
+    cues, lines = [], text.replace("\r\n", "\n").split("\n")
+    i = 0
+    while i < len(lines):
+        match = _TIMING.match(lines[i])
+        i += 1
+        if not match:
+            continue
+        body = []
+        while i < len(lines) and lines[i].strip():
+            body.append(lines[i])
+            i += 1
+        start, end = seconds(match.group(1)), seconds(match.group(2))
+        if end > start and body:
+            cues.append(Cue(start, end, match.group(3).rstrip(), "\n".join(body)))
+    return sorted(cues, key=lambda c: c.start)
+
+
+def segment(cues, start_s, end_s, mpegts, local_s):
+    """One WebVTT segment: the cues shown between movie times start_s and end_s, with the map
+    from movie time `local_s` (ms precision) to MPEG-TS timestamp `mpegts`. `local_s` is where
+    the run starts: a cue over before it is left out, one still running is in."""
+    lines = ["WEBVTT", f"X-TIMESTAMP-MAP=MPEGTS:{mpegts},LOCAL:{stamp(local_s)}", ""]
+    for cue in cues:
+        if cue.end > max(start_s - EDGE_S, local_s) and cue.start < end_s + EDGE_S:
+            lines += [f"{stamp(cue.start)} --> {stamp(cue.end)}{cue.settings}", cue.text, ""]
+    return "\n".join(lines) + "\n"
+
+
+def playlist(video_playlist, job_id, stream):
+    """The subtitle media playlist of rendition `stream`: the video's (as players get it), each
+    segment's WebVTT twin in its place, so the two line up segment for segment."""
+    segment_uri = re.compile(rf"^{re.escape(job_id)}_(\d+)\.(?:ts|m4s)$")
+    lines = []
+    for line in video_playlist.splitlines():
+        if line.startswith(("#EXT-X-MAP", "#EXT-X-INDEPENDENT-SEGMENTS")):
+            continue
+        match = segment_uri.match(line)
+        lines.append(f"{job_id}_sub{stream}_{match.group(1)}.vtt" if match else line)
+    return "\n".join(lines) + "\n"
+
+
+def windows(video_playlist, job_id):
+    """{segment number: (start, end)} in seconds of output time from the first listed segment."""
+    segment_uri = re.compile(rf"^{re.escape(job_id)}_(\d+)\.(?:ts|m4s)$")
+    found, position, duration = {}, 0.0, None
+    for line in video_playlist.splitlines():
+        if line.startswith("#EXTINF:"):
+            duration = float(line[8:].split(",")[0])
+        elif (match := segment_uri.match(line)) and duration is not None:
+            found[int(match.group(1))] = (position, position + duration)
+            position += duration
+            duration = None
+    return found
