@@ -224,7 +224,7 @@ Style: Default,DejaVu Sans,28,&H0000FFFF,&H000000FF,&H00000000,&H00000000,0,0,0,
 
 [Events]
 Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
-Dialogue: 0,0:00:03.00,0:00:05.00,Default,,0,0,0,,{\\an8}{\\i1}stylé{\\i0}
+Dialogue: 0,0:00:03.00,0:00:05.00,Default,,0,0,0,,{\\an5}{\\i1}stylé{\\i0}
 """
 
 
@@ -246,6 +246,46 @@ def _make_subtitled(folder):
               for arg in (f"-metadata:s:s:{i}", f"title={title}", f"-metadata:s:s:{i}", f"language={language}")],
             "-disposition:s:0", "0", "-disposition:s:1", "forced", "-disposition:s:2", "0",
             "-default_mode", "passthrough", str(folder / SUBTITLED))
+
+
+# A picture subtitle track (PGS, as on Blu-ray): FFmpeg can write none from text, so the .sup
+# stream is written here, a white box in the lower middle at these times, on the same film
+PGS_FILM = "pgs film.mkv"
+PGS_BOXES = [(2.0, 4.0), (6.0, 7.0)]
+PGS_BOX = (120, 180, 80, 30)  # x, y, width, height on the 320x240 picture
+
+
+def _pgs_segment(kind, pts, payload):
+    return b"PG" + struct.pack(">IIBH", round(pts * 90000), 0, kind, len(payload)) + payload
+
+
+def _pgs_display_set(pts, number, shown):
+    """A presentation of the box (shown) or of nothing (the box cleared)."""
+    x, y, width, height = PGS_BOX
+    window = struct.pack(">BBHHHH", 1, 0, x, y, width, height)
+    if not shown:
+        composition = struct.pack(">HHBHBBBB", 320, 240, 0x10, number, 0x00, 0, 0, 0)
+        return _pgs_segment(0x16, pts, composition) + _pgs_segment(0x17, pts, window) + _pgs_segment(0x80, pts, b"")
+    composition = struct.pack(">HHBHBBBB", 320, 240, 0x10, number, 0x80, 0, 0, 1) + struct.pack(">HBBHH", 0, 0, 0, x, y)
+    palette = struct.pack(">BB", 0, 0) + bytes([0, 16, 128, 128, 0, 1, 235, 128, 128, 255])
+    line = bytes([0x00, 0xC0 | width >> 8, width & 0xFF, 1, 0x00, 0x00])  # a run of colour 1, end of line
+    rle = line * height
+    picture = struct.pack(">HBB", 0, 0, 0xC0) + (len(rle) + 4).to_bytes(3, "big") + struct.pack(">HH", width, height) + rle
+    return b"".join([_pgs_segment(0x16, pts, composition), _pgs_segment(0x17, pts, window),
+                     _pgs_segment(0x14, pts, palette), _pgs_segment(0x15, pts, picture), _pgs_segment(0x80, pts, b"")])
+
+
+def _make_pgs_film(folder):
+    sup = folder.parent / "boxes.sup"
+    # an empty presentation at 0 first: FFmpeg counts an input's time from its first timestamp
+    sets = [_pgs_display_set(0.0, 0, False)] + [
+        _pgs_display_set(t, 1 + 2 * i + shown, shown) for i, box in enumerate(PGS_BOXES)
+        for shown, t in ((1, box[0]), (0, box[1]))]
+    sup.write_bytes(b"".join(sets))
+    _ffmpeg("-f", "lavfi", "-i", f"color=black:size=320x240:rate={SUBTITLED_FPS}:duration={SUBTITLED_SECONDS},"
+                                 "geq=lum='16+N':cb=128:cr=128",
+            "-i", str(sup), "-map", "0:v", "-map", "1:s", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "10",
+            "-g", str(SUBTITLED_FPS), "-c:s", "copy", "-metadata:s:s:0", "language=eng", str(folder / PGS_FILM))
 
 
 H264 = "h264 aac with spaces.mp4"
@@ -300,6 +340,7 @@ def make_library(folder):
         _with_dolby_vision(plain, folder / name, profile, compatibility)
     _make_hdr10_plus(folder)
     _make_subtitled(folder)
+    _make_pgs_film(folder)
     _corrupt_copy(folder / H264, folder / CORRUPT)
     (folder / TEXT).write_text("not a movie\n")
     return folder

@@ -115,3 +115,55 @@ def test_every_cue_lands_on_its_frame(worker, media_root, seek_s, remux, encoder
             assert abs(frame_at(shown, to_pts(end) - 0.5 / mf.SUBTITLED_FPS) - last) <= 1, text
     finally:
         worker.delete(job_id)
+
+
+# -- burn-in -------------------------------------------------------------------------------------
+def pictures(url, seek_s=0.0):
+    """{frame number: (brightest pixel where subtitles are drawn, that area's level in the source
+    frame)} of a stream: the frame is told by the top of the picture, which no subtitle covers."""
+    raw = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", url, "-map", "0:v",
+                          "-f", "rawvideo", "-pix_fmt", "gray", "-"], capture_output=True, timeout=120, check=True).stdout
+    width, height = 320, 240
+    found = {}
+    for offset in range(0, len(raw) - width * height + 1, width * height):
+        frame = raw[offset:offset + width * height]
+        top = sum(frame[:40 * width]) / (40 * width)  # full-range grey of luma 16 + n
+        number = round(top * 219 / 255)
+        lower = frame[60 * width:235 * width]  # where the cues (bottom, middle) and the box are drawn
+        found[number] = max(abs(level - round(top)) for level in (min(lower), max(lower)))
+    return found
+
+
+# Frames far enough from white that white text or a white box shows on them: the film's first 8 s
+CHECKED_S = 8
+
+
+def drawn(found, numbers):
+    return {n for n in numbers if n in found and found[n] > 40}
+
+
+SRT_BURN = (mf.SUBTITLED, {"subtitle_stream": 0, "burn_subtitles": True},
+            [(k + 0.15, k + 0.65) for k in range(CHECKED_S)])  # cue k: k + 0.1 to k + 0.7, edges spared
+ASS_BURN = (mf.SUBTITLED, {"subtitle_stream": 2, "burn_subtitles": True}, [(3.05, 4.95)])  # styled
+PGS_BURN = (mf.PGS_FILM, {"subtitle_stream": 0}, mf.PGS_BOXES)  # a picture track is always burned
+
+
+@pytest.mark.parametrize("name, configuration, shown, seek_s", [
+    (*SRT_BURN, 0), (*SRT_BURN, 5.5), (*ASS_BURN, 0), (*ASS_BURN, 3.5), (*PGS_BURN, 0), (*PGS_BURN, 5.5),
+], ids=["srt", "srt-seek", "ass", "ass-seek-inside", "pgs", "pgs-seek"])
+def test_burned_subtitles_are_drawn_at_their_times_only(worker, media_root, name, configuration, shown, seek_s):
+    job_id = f"burn-{configuration['subtitle_stream']}-{name[:3]}-{int(seek_s)}"
+    answer = post_and_complete(worker, job_id, str(media_root / name), bitrate_bps=1_000_000,
+                               seek_time=f"00:00:{seek_s:06.3f}", **configuration)
+    try:
+        assert [s["burned"] for s in answer["tracks"]["subtitles"] if s["default"]] == [True]
+        found = pictures(f"{worker.url}/{job_id}.m3u8")
+        fps = mf.SUBTITLED_FPS
+        inside = {n for a, b in shown for n in range(math.ceil(a * fps) + 1, math.floor(b * fps))}
+        outside = set(range(math.ceil(seek_s * fps), CHECKED_S * fps)) - {n for a, b in shown
+                                                                    for n in range(math.floor(a * fps) - 1, math.ceil(b * fps) + 2)}
+        inside = {n for n in inside if n >= math.ceil(seek_s * fps) + 1 and n in found}
+        assert inside and drawn(found, inside) == inside, sorted(inside - drawn(found, inside))
+        assert not drawn(found, outside), sorted(drawn(found, outside))
+    finally:
+        worker.delete(job_id)
