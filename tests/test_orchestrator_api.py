@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from transcode_worker.orchestrator.app import create_app
-from transcode_worker.orchestrator.dispatch import seek_time
+from transcode_worker.schemas import seek_time
 
 TOKEN = {"Authorization": "Bearer t0k"}
 REG = {"id": "w1", "static_specs": {"cpu_model": "x", "total_threads": 4, "hardware_acceleration": []},

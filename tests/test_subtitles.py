@@ -167,3 +167,70 @@ def test_burned_subtitles_are_drawn_at_their_times_only(worker, media_root, name
         assert not drawn(found, outside), sorted(drawn(found, outside))
     finally:
         worker.delete(job_id)
+
+
+# -- the job's choice ----------------------------------------------------------------------------
+def test_every_text_track_is_offered_and_a_forced_one_in_the_audio_language_is_the_default(worker, media_root):
+    source = str(media_root / mf.SUBTITLED)
+    post_and_complete(worker, "offer-en", source, force_remux=True)
+    post_and_complete(worker, "offer-fr", source, force_remux=True, audio_language="fr")
+    try:
+        english, _ = renditions(f"{worker.url}/offer-en.m3u8")
+        assert [(m.name, m.language, m.default, m.forced) for _, m in sorted(english.items())] == [
+            ("English", "en", "NO", "NO"), ("Français (forcé)", "fr", "NO", "YES"), ("Styled", "en", "NO", "NO")]
+        french, multivariant = renditions(f"{worker.url}/offer-fr.m3u8")
+        assert (french[1].default, french[1].forced, french[1].autoselect) == ("YES", "YES", "YES")
+        assert multivariant.playlists[0].stream_info.subtitles == "subs"
+        chosen = worker.job("offer-fr")["tracks"]["subtitles"][1]
+        assert (chosen["default"], chosen["chosen_by"], chosen["burned"]) == (True, "forced", False)
+        assert [c[2] for c in fetched_cues(french[1].absolute_uri)] == [text for _, _, text in mf.FORCED_CUES]
+    finally:
+        worker.delete("offer-en")
+        worker.delete("offer-fr")
+
+
+def test_styled_subtitles_keep_italics_and_position_in_webvtt(worker, media_root):
+    post_and_complete(worker, "styled", str(media_root / mf.SUBTITLED), force_remux=True)
+    try:
+        found, _ = renditions(f"{worker.url}/styled.m3u8")
+        [cue] = fetched_cues(found[2].absolute_uri)
+        assert cue[2] == "<i>stylé</i>"
+        playlist = m3u8.loads(requests.get(found[2].absolute_uri, timeout=30).text, uri=found[2].absolute_uri)
+        text = "".join(requests.get(s.absolute_uri, timeout=30).text for s in playlist.segments)
+        assert re.search(r"--> [\d:.]+ line:50%,center\n<i>stylé</i>", text), text  # {\an5}: the middle
+    finally:
+        worker.delete("styled")
+
+
+@pytest.mark.parametrize("name, configuration, field, words", [
+    (mf.SUBTITLED, {"subtitle_stream": 3}, "configuration.subtitle_stream",
+     'no subtitle stream 3: the source has: 0: eng subrip "English"; 1: fra subrip "Français (forcé)" (forced)'),
+    (mf.H264, {"burn_subtitles": True}, "configuration.burn_subtitles", "the source has no subtitles"),
+    (mf.PGS_FILM, {"subtitle_stream": 0, "force_remux": True}, "configuration.subtitle_stream",
+     "can only be drawn into the picture"),
+    (mf.SUBTITLED, {"subtitle_stream": 0, "burn_subtitles": True, "force_remux": True},
+     "configuration.burn_subtitles", "a remux does not touch"),
+])
+def test_a_subtitle_choice_the_source_cannot_satisfy_is_422(worker, media_root, name, configuration, field, words):
+    response = worker.post_job({"job_id": "nosubs", "source_path": str(media_root / name), "configuration": configuration})
+    assert response.status_code == 422 and words in response.json()["fields"][field][0], response.text
+    assert worker.job("nosubs").get("state") is None
+
+
+def test_switching_subtitles_restarts_where_the_viewer_is(worker, media_root):
+    body = {"job_id": "switch", "source_path": str(media_root / mf.SUBTITLED),
+            "configuration": {"subtitle_stream": 0, "bitrate_bps": 1_000_000}}
+    try:
+        assert worker.post_job(body).status_code == 202
+        worker.wait_state("switch", {"COMPLETED"})
+        assert worker.post_job(body).status_code == 200  # the same choice: the same command
+        assert requests.get(f"{worker.url}/switch_3.ts", timeout=30).status_code == 200  # the viewer is here
+        body["configuration"].update(subtitle_stream=2, burn_subtitles=True)
+        switched = worker.post_job(body)
+        assert switched.status_code == 202 and switched.json()["restarts"] == 1
+        seek = switched.json()["configuration"]["seek_time"]
+        assert seek != "00:00:00" and 3.0 <= float(seek.rsplit(":", 1)[1]) <= 5.0, seek  # segment 3 of 1, 1, 2, 2...
+        answer = worker.wait_state("switch", {"COMPLETED"})
+        assert [s["stream"] for s in answer["tracks"]["subtitles"] if s["burned"]] == [2]
+    finally:
+        worker.delete("switch")

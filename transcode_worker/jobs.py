@@ -9,13 +9,15 @@ import os
 import shutil
 import threading
 import time
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from . import hls_names
-from . import timeline
+from . import timeline, webvtt
 from .ffmpeg_command import HlsOutput, build_command, delivers_hevc
 from .multivariant import READ_BYTES
+from .schemas import seek_time
 from .subtitles import EXTRACT_TIMEOUT_S
 from .progress import percent, segment_numbers
 from .states import ACTIVE_STATES, ENDED_STATES, WRITING_STATES, JobState, check_transition
@@ -119,6 +121,18 @@ class Job:
         self.last_request_at = time.monotonic()
         if segment is not None and (self.furthest_requested is None or segment > self.furthest_requested):
             self.furthest_requested = segment
+
+    def watched_position(self):
+        """Movie time of the start of the furthest segment a player asked for (where a viewer
+        is), else of the run's start."""
+        with self.changed:
+            furthest = self.furthest_requested
+        try:
+            text = (self.folder / self.output.media_playlist).read_text(errors="replace")
+        except OSError:
+            text = ""
+        window = webvtt.windows(text, self.job_id).get(furthest)
+        return self.spec.seek_s + (window[0] if window else 0.0)
 
     def lead_s(self):
         """How much movie FFmpeg has written beyond the furthest segment a player asked for."""
@@ -344,6 +358,8 @@ class JobManager:
             if self.active_count(excluding=spec.job_id) >= self.settings.max_concurrent_jobs:
                 raise Refused(503, f"at capacity: {self.settings.max_concurrent_jobs} jobs running", retry_after=5)
             start_number, restarts = 0, 0
+            if current is not None and current.spec.other_subtitles_only(spec):
+                spec = dataclasses.replace(spec, seek_time=seek_time(current.watched_position()))
             if current is not None:
                 # A changed command: the old output is thrown away, so no SIGTERM grace.
                 current.supervisor.stop(self.settings.stop_grace_s, kill_now=True)

@@ -66,6 +66,15 @@ def seek_seconds(seek_time):
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
+def seek_time(seconds):
+    """12.5 -> "00:00:12.500": the inverse of seek_seconds."""
+    ms = int(round(max(0.0, seconds) * 1000))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+
+
 def flatten_errors(messages, prefix=""):
     """marshmallow's nested error dict -> {"configuration.seek_time": [...], ...}."""
     flat = {}

@@ -52,7 +52,11 @@ class Extraction:
         """The WebVTT cues of subtitle track `stream` (position among the file's subtitles)."""
         with self._lock:
             if stream not in self._cues:
-                self._cues[stream] = webvtt.parse(self.vtt(stream).read_text(encoding="utf-8", errors="replace"))
+                cues = webvtt.parse(self.vtt(stream).read_text(encoding="utf-8", errors="replace"))
+                if self.ass(stream).exists():  # FFmpeg's WebVTT keeps italics; the places come from here
+                    positions = webvtt.ass_positions(self.ass(stream).read_text(encoding="utf-8", errors="replace"))
+                    cues = webvtt.with_positions(cues, positions)
+                self._cues[stream] = cues
             return self._cues[stream]
 
 

@@ -47,6 +47,11 @@ class JobSpec:
         """True when `other` asks for exactly what this one does (a retry, not a change)."""
         return self._identity() == other._identity()
 
+    def other_subtitles_only(self, other):
+        """True when `other` changes only which subtitles are shown or burned (the same seek_time
+        too): the viewer switched subtitles while watching."""
+        return self._identity()[:-2] == other._identity()[:-2] and not self.same_command(other)
+
     def _identity(self):
         return (self.job_id, self.source, self.folder, self.seek_s, self.bitrate_bps,
                 self.encoder, self.force_remux, self.audio and self.audio.index,

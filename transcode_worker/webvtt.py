@@ -89,3 +89,47 @@ def windows(video_playlist, job_id):
             position += duration
             duration = None
     return found
+
+
+# ASS places a subtitle on a numpad grid (\an1-9; 2, bottom centre, is the default); WebVTT says
+# it with cue settings: the row by `line`, the column by `position` and `align`.
+_ROWS = {0: "", 1: " line:50%,center", 2: " line:0"}
+_COLUMNS = {0: " position:5% align:start", 1: "", 2: " position:95% align:end"}
+_ANCHOR = re.compile(r"\\an([1-9])")
+
+
+def ass_positions(ass_text):
+    """[(start seconds, cue settings)] of an ASS script's events, from their style's alignment
+    or their own \\an override; events at the default place are left out."""
+    styles, fields, placed = {}, [], []
+    section = ""
+    for line in ass_text.replace("\r\n", "\n").split("\n"):
+        line = line.strip()
+        if line.startswith("["):
+            section = line.lower()
+        elif line.startswith("Format:"):
+            fields = [f.strip().lower() for f in line[7:].split(",")]
+        elif line.startswith("Style:") and "styles" in section and "alignment" in fields:
+            values = [v.strip() for v in line[6:].split(",")]
+            if len(values) == len(fields):
+                styles[values[fields.index("name")]] = values[fields.index("alignment")]
+        elif line.startswith("Dialogue:") and {"start", "style", "text"} <= set(fields):
+            values = line[9:].split(",", len(fields) - 1)
+            if len(values) != len(fields):
+                continue
+            text = values[fields.index("text")]
+            anchor = _ANCHOR.search(text)
+            alignment = anchor.group(1) if anchor else styles.get(values[fields.index("style")].strip(), "2")
+            if alignment.isdigit() and alignment != "2" and 1 <= int(alignment) <= 9:
+                row, column = divmod(int(alignment) - 1, 3)
+                placed.append((seconds(values[fields.index("start")].strip()), _ROWS[row] + _COLUMNS[column]))
+    return placed
+
+
+def with_positions(cues, positions):
+    """The cues with the settings of the ASS event that starts with each (ASS counts centiseconds)."""
+    placed = []
+    for cue in cues:
+        settings = next((s for start, s in positions if abs(start - cue.start) <= 0.011), "")
+        placed.append(Cue(cue.start, cue.end, cue.settings or settings, cue.text) if settings else cue)
+    return placed

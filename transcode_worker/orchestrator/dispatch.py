@@ -14,6 +14,7 @@ from functools import lru_cache
 import requests
 
 from .. import media
+from ..schemas import seek_time
 from .selection import select_worker
 from .store import OFFLINE, QUEUED
 
@@ -32,13 +33,6 @@ class NoWorker(Exception):
         self.body = body or {"error": reason}
 
 
-def seek_time(seconds):
-    """12.5 -> "00:00:12.500" (the job command's seek_time)."""
-    ms = int(round(max(0.0, seconds) * 1000))
-    h, rest = divmod(ms, 3_600_000)
-    m, rest = divmod(rest, 60_000)
-    s, ms = divmod(rest, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
 
 
 @lru_cache(maxsize=1024)
