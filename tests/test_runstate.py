@@ -67,8 +67,9 @@ def test_a_reused_pid_is_never_touched(dirs):
 def test_only_hls_folders_are_removed(dirs):
     hls = dirs.segments / "abc"
     hls.mkdir()
-    for name in ("abc.m3u8", "abc.media.m3u8.tmp", "abc_0.ts", "abc_1.ts.tmp"):
+    for name in ("abc.m3u8", "abc.media.m3u8.tmp", "abc_0.ts", "abc_1.ts.tmp", "abc.burn.ass"):
         (hls / name).write_text("x")
+    (hls / "abc.fonts").symlink_to(dirs.spool)  # burned subtitles' fonts: a link, never followed
     fmp4 = dirs.segments / "hevc_1"  # HEVC: fMP4 segments after their init segment
     fmp4.mkdir()
     for name in ("hevc_1.media.m3u8", "hevc_1_init_7.mp4", "hevc_1_7.m4s", "hevc_1_8.m4s.tmp"):
@@ -83,6 +84,7 @@ def test_only_hls_folders_are_removed(dirs):
     run = RunState(str(dirs.spool), str(dirs.segments))
     assert run.recover() == ["abc", "hevc_1"]
     assert sorted(os.listdir(dirs.segments)) == ["films", "notes.txt", "photos"]
+    assert dirs.spool.is_dir()  # what the link pointed at is untouched
 
 
 def test_a_clean_end_loses_nothing(dirs):

@@ -130,12 +130,13 @@ class SubtitleCache:
             extraction.error = f"cannot extract the subtitles: {exc}"
             log.warning("%s: %s", extraction.source, extraction.error)
             shutil.rmtree(tmp, ignore_errors=True)
-        finally:
-            extraction.ready.set()
-        if extraction.error is not None:
             with self._lock:  # a later job tries again
                 self._entries.pop(extraction.folder.name, None)
-        self.evict(keep=extraction.folder.name)
+        finally:
+            try:
+                self.evict(keep=extraction.folder.name)
+            finally:
+                extraction.ready.set()
 
     # -- bounds --------------------------------------------------------------------------------
     def _done_entries(self):

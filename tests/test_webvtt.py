@@ -1,0 +1,126 @@
+"""WebVTT for players and the run's timeline (pure), and the subtitle rule."""
+import pytest
+
+from specs import media_info
+from transcode_worker import timeline, webvtt
+from transcode_worker.media import AudioStream, MediaInfo, SubtitleStream
+from transcode_worker.tracks import TrackChoiceError, choose_subtitle
+
+VTT = """WEBVTT
+
+1
+00:00:01.000 --> 00:00:02.500 line:0
+first
+two lines
+
+01:00:03.250 --> 01:00:04.000
+later
+
+00:09.000 --> 00:08.000
+backwards: dropped
+"""
+
+
+def test_parse():
+    cues = webvtt.parse(VTT)
+    assert cues == [webvtt.Cue(1.0, 2.5, " line:0", "first\ntwo lines"), webvtt.Cue(3603.25, 3604.0, "", "later")]
+
+
+def test_a_segment_holds_the_cues_it_overlaps_and_none_over_before_the_run():
+    cues = webvtt.parse(VTT)
+    text = webvtt.segment(cues, 0.0, 1.2, mpegts=126000, local_s=0.5)
+    assert text.startswith("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:126000,LOCAL:00:00:00.500\n\n")
+    assert "00:00:01.000 --> 00:00:02.500 line:0\nfirst\ntwo lines" in text and "later" not in text
+    assert "first" not in webvtt.segment(cues, 3.0, 7.0, mpegts=0, local_s=3.0)  # over before the run began
+
+
+PLAYLIST = """#EXTM3U
+#EXT-X-VERSION:7
+#EXT-X-TARGETDURATION:4
+#EXT-X-MEDIA-SEQUENCE:5
+#EXT-X-PLAYLIST-TYPE:EVENT
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-MAP:URI="j_1_init_5.mp4"
+#EXTINF:1.000000,
+j_1_5.m4s
+#EXTINF:2.500000,
+j_1_6.m4s
+#EXT-X-ENDLIST
+"""
+
+
+def test_the_subtitle_playlist_is_the_video_one_segment_for_segment():
+    text = webvtt.playlist(PLAYLIST, "j_1", 0)
+    assert "j_1_sub0_5.vtt\n#EXTINF:2.500000,\nj_1_sub0_6.vtt\n#EXT-X-ENDLIST" in text
+    assert "EXT-X-MAP" not in text and "#EXT-X-MEDIA-SEQUENCE:5" in text
+    assert webvtt.windows(PLAYLIST, "j_1") == {5: (0.0, 1.0), 6: (1.0, 3.5)}
+
+
+ASS = """[V4+ Styles]
+Format: Name, Fontname, Alignment
+Style: Default,Arial,2
+Style: Top,Arial,8
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+Dialogue: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,bottom, as usual
+Dialogue: 0,0:00:03.00,0:00:04.00,Top,,0,0,0,,the style says top
+Dialogue: 0,0:00:05.50,0:00:06.00,Default,,0,0,0,,{\\an4}left, middle, with a comma
+"""
+
+
+def test_ass_placement_becomes_cue_settings():
+    assert webvtt.ass_positions(ASS) == [(3.0, " line:0"), (5.5, " line:50%,center position:5% align:start")]
+    cues = webvtt.with_positions([webvtt.Cue(1.0, 2.0, "", "a"), webvtt.Cue(3.004, 4.0, "", "b")],
+                                 webvtt.ass_positions(ASS))
+    assert [c.settings for c in cues] == ["", " line:0"]
+
+
+def test_the_first_frame_of_a_run():
+    # keyframes every second, 25 fps, the file starting at 0.02
+    packets = [(0.02 + n * 0.04, n % 25 == 0) for n in range(250)]
+    assert timeline.first_frame_time(packets, 0.02, 5.3, remux=False) == pytest.approx(5.32)  # first at or after
+    assert timeline.first_frame_time(packets, 0.02, 5.3, remux=True) == pytest.approx(5.0)  # keyframe before
+    assert timeline.first_frame_time(packets, 0.02, 0.0, remux=False) == 0.0
+
+
+def test_the_map_is_in_whole_milliseconds():
+    mapped = timeline.timeline(first_pts=128090, movie_s=5.3234)
+    assert mapped.local_s == 5.323 and mapped.mpegts == 128090 - 36  # 0.4 ms = 36 ticks earlier
+
+
+def subtitles(*tracks):
+    info = media_info(audio=[])
+    return MediaInfo(**{**info.__dict__, "subtitles": tuple(
+        SubtitleStream(stream=n, index=n + 2, codec=codec, language=language, forced=forced, text=codec == "subrip")
+        for n, (codec, language, forced) in enumerate(tracks))})
+
+
+def audio_in(language):
+    return AudioStream(stream=0, index=1, codec="aac", language=language)
+
+
+FILM = subtitles(("subrip", "eng", False), ("subrip", "fra", True), ("hdmv_pgs_subtitle", "deu", True))
+
+
+@pytest.mark.parametrize("audio, stream, burn, remux, expected", [
+    ("eng", None, False, False, (None, False, None)),
+    ("fra", None, False, False, (1, False, "forced")),          # a forced text track: shown
+    ("deu", None, False, False, (2, True, "forced")),           # a forced picture track: burned
+    ("deu", None, False, True, (None, False, None)),            # ... which a remux cannot
+    ("eng", 0, False, False, (0, False, "subtitle_stream")),
+    ("eng", 0, True, False, (0, True, "subtitle_stream")),
+    ("eng", 2, False, False, (2, True, "subtitle_stream")),     # a picture track is always burned
+])
+def test_the_subtitle_rule(audio, stream, burn, remux, expected):
+    track, burned, chosen_by = choose_subtitle(FILM, audio_in(audio), stream, burn, remux)
+    assert (track and track.stream, burned, chosen_by) == expected
+
+
+def test_a_subtitle_the_source_lacks_or_a_remux_cannot_show():
+    for args, field in [((5,), "configuration.subtitle_stream"), ((None, True), "configuration.burn_subtitles"),
+                        ((2, False, True), "configuration.subtitle_stream"),
+                        ((0, True, True), "configuration.burn_subtitles")]:
+        with pytest.raises(TrackChoiceError) as err:
+            choose_subtitle(FILM, audio_in("eng"), *args)
+        assert err.value.field == field
