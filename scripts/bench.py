@@ -14,7 +14,9 @@ in timed tests).
 - N = 1, 2, 4 concurrent transcodes: aggregate speed beside N FFmpeg processes by hand;
 - throttling: FFmpeg's CPU with several viewers playing at 1x, with and without it;
 - tone-mapping: a 4K HDR10 source transcoded to 720p SDR, beside the same chain with the picture
-  tone-mapped before it is scaled, and beside the same transcode without tone-mapping.
+  tone-mapped before it is scaled, and beside the same transcode without tone-mapping;
+- subtitles: the first playlist of a source with two text subtitle tracks (a file never played,
+  so their extraction runs beside the job's FFmpeg) beside the same source without them.
 """
 import argparse
 import getpass
@@ -151,6 +153,33 @@ def playable_after(worker, job_id, body):
 def job_body(job_id, source, **configuration):
     return {"job_id": job_id, "source_path": str(source),
             "configuration": {"bitrate_bps": BITRATE, **configuration}}
+
+
+def with_subtitles(source, path, duration_s):
+    """The source with two SubRip tracks (a cue every two seconds), its video and audio copied."""
+    srt = path.with_suffix(".srt")
+    srt.write_text("".join(f"{i + 1}\n00:{i * 2 // 60:02d}:{i * 2 % 60:02d},000 --> 00:{i * 2 // 60:02d}:"
+                           f"{i * 2 % 60:02d},900\nline {i}\n\n" for i in range(duration_s // 2)))
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i", str(source),
+                    "-i", str(srt), "-map", "0", "-map", "1", "-map", "1", "-c", "copy", "-c:s", "srt", str(path)],
+                   check=True)
+    return path
+
+
+def first_playlist_subtitles(worker, source, tmp, runs, duration_s):
+    """First playlist with subtitles (each run a file never played: its extraction runs at once)
+    beside the same source without; a transcode, as most plays are."""
+    subtitled, plain = [], []
+    for run in range(runs):
+        fresh = with_subtitles(source, worker_media(worker) / f"bench subtitled {run}.mkv", duration_s)
+        for who in ([0, 1] if run % 2 else [1, 0]):
+            job_id = f"subs{who}{run}"
+            times = subtitled if who == 0 else plain
+            times.append(playable_after(worker, job_id, job_body(job_id, fresh if who == 0 else source,
+                                                                 **({"subtitle_stream": 0} if who == 0 else {}))))
+            worker.delete(job_id)
+    return [Row("first playlist, 2 subtitle tracks", seconds(subtitled), "no subtitles", seconds(plain),
+                f"{(median(subtitled) - median(plain)) * 1000:+.0f} ms", "<= +200 ms")]
 
 
 def first_playlist(worker, source, tmp, runs):
@@ -593,6 +622,8 @@ def main():
             worker.delete("warm")
             print("first playlist...", file=sys.stderr)
             rows += first_playlist(worker, source, tmp, args.runs)
+            print("first playlist with subtitles...", file=sys.stderr)
+            rows += first_playlist_subtitles(worker, source, tmp, args.runs, 120)
             print("seek...", file=sys.stderr)
             rows += seek(worker, source, args.runs)
             print("serving...", file=sys.stderr)

@@ -150,3 +150,30 @@ def test_hls_js_plays_a_completed_stream_to_its_end(worker, media_root, player, 
 
 def variant_codecs(url):
     return m3u8.loads(requests.get(url, timeout=30).text).playlists[0].stream_info.codecs
+
+
+def test_hls_js_shows_each_cue_on_its_frames_after_a_seek_too(worker, media_root, player):
+    """The film's frames tell their number by their brightness and its English track has a cue
+    each second: every cue hls.js shows must be on the frames the source shows it on."""
+    body = {"job_id": "browser-subs", "source_path": str(media_root / mf.SUBTITLED),
+            "configuration": {"subtitle_stream": 0, "bitrate_bps": 1_000_000}}
+    for seek_s in (0, 5):
+        body["configuration"]["seek_time"] = f"00:00:{seek_s:02d}"
+        response = worker.post_job(body)
+        assert response.status_code in (200, 202), response.text
+        player.load(response.json()["playlist_url"])
+        seen = {}
+        def watch():
+            state = player.driver.execute_script("return window.player.subtitles()")
+            for text in state["cues"]:
+                frame = round(state["brightness"] * 219 / 255)
+                seen.setdefault(text, []).append(frame)
+            return len(seen) >= 3 and seen
+        wait_for(watch, 40, interval=0.05, what=f"three cues shown after a seek to {seek_s}s ({seen})")
+        for text, frames in seen.items():
+            k = int(text.split()[1])  # "cue k": frames 20k + 2 to 20k + 13
+            assert k >= seek_s
+            first, last = k * mf.SUBTITLED_FPS + 2, k * mf.SUBTITLED_FPS + 13
+            assert all(first - 3 <= f <= last + 3 for f in frames), (text, frames)
+    assert player.state()["fatal"] == 0
+    worker.delete("browser-subs")
