@@ -245,7 +245,17 @@ def _make_subtitled(folder):
             *[arg for i, (title, language) in enumerate(zip(SUBTITLE_TRACKS, ("eng", "fre", "eng")))
               for arg in (f"-metadata:s:s:{i}", f"title={title}", f"-metadata:s:s:{i}", f"language={language}")],
             "-disposition:s:0", "0", "-disposition:s:1", "forced", "-disposition:s:2", "0",
-            "-default_mode", "passthrough", str(folder / SUBTITLED))
+            *_font_attachment(), "-default_mode", "passthrough", str(folder / SUBTITLED))
+
+
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # fonts-dejavu-core, which libass brings
+
+
+def _font_attachment():
+    """The font the styled track names, attached to the file as films carry theirs."""
+    if not FONT.exists():
+        return []
+    return ["-attach", str(FONT), "-metadata:s:t:0", "mimetype=application/x-truetype-font"]
 
 
 # A picture subtitle track (PGS, as on Blu-ray): FFmpeg can write none from text, so the .sup

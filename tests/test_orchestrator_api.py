@@ -101,7 +101,7 @@ def test_play_without_workers_says_why(client):
     assert answer.headers["Retry-After"]
     assert c.get("/play").status_code == 400
     assert c.get("/play?path=/m/x.mkv&seek_time=soon").status_code == 422
-    for bad in ("audio_stream=first", "audio_stream=-1", "audio_language=klingon"):
+    for bad in ("audio_stream=first", "audio_stream=-1", "audio_language=klingon", "subtitle_stream=x"):
         answer = c.get(f"/play?path=/m/x.mkv&{bad}")
         assert answer.status_code == 422 and bad.split("=")[0] in str(answer.get_json()["fields"]), bad
 

@@ -27,6 +27,8 @@ def test_one_pass_gives_every_text_track_and_is_shared(film, tmp_path):
     assert first.ready.wait(30) and first.error is None
     assert [c.text for c in first.cues(0)] == [text for _, _, text in mf.CUES]
     assert [c.text for c in first.cues(2)] == ["<i>stylé</i>"] and first.ass(2).exists()
+    if mf.FONT.exists():  # the file's fonts, for burning the styled track
+        assert [f.read_bytes() for f in first.fonts.iterdir()] == [mf.FONT.read_bytes()]
     assert cache.get(source, info) is first and cache.extractions_run == 1  # shared by the next job
     again = SubtitleCache("ffmpeg", tmp_path / "cache", 1 << 20)  # a restarted worker
     assert again.get(source, info).ready.is_set() and again.extractions_run == 0

@@ -179,13 +179,14 @@ def play():
     for key in ("seek_time", "encoder", "audio_language"):
         if key in request.args:
             configuration[key] = request.args[key]
-    for key in ("bitrate_bps", "audio_stream"):
+    for key in ("bitrate_bps", "audio_stream", "subtitle_stream"):
         if key in request.args:
             if not request.args[key].isdigit():
                 return error(422, "invalid configuration", fields={"configuration": {key: ["Not a valid integer."]}})
             configuration[key] = int(request.args[key])
-    if request.args.get("force_remux") in ("1", "true"):
-        configuration["force_remux"] = True
+    for key in ("force_remux", "burn_subtitles"):
+        if request.args.get(key) in ("1", "true"):
+            configuration[key] = True
     job, failure = _start(path, configuration)
     if failure is not None:
         return failure
