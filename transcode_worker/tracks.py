@@ -22,23 +22,34 @@ class TrackChoiceError(ValueError):
         self.field = field
 
 
-def describe_audio(track):
+AUDIO_FLAGS, SUBTITLE_FLAGS = ("default", "commentary", "description"), ("default", "forced")
+
+
+def describe(track, flags):
     """'1: deu ac3 5.1(side) "Deutsch" (default)': one track as an error message lists it."""
     words = [f"{track.stream}:", track.language or "und", track.codec]
-    if track.layout or track.channels:
+    if getattr(track, "layout", None) or getattr(track, "channels", None):
         words.append(track.layout or f"{track.channels}ch")
     if track.title:
         words.append(f'"{track.title}"')
-    flags = [name for name in ("default", "commentary", "description") if getattr(track, name)]
-    if flags:
-        words.append(f"({', '.join(flags)})")
+    shown = [name for name in flags if getattr(track, name)]
+    if shown:
+        words.append(f"({', '.join(shown)})")
     return " ".join(words)
 
 
-def _has(info):
-    if not info.audio:
-        return "the source has no audio at all"
-    return "the source has: " + "; ".join(describe_audio(a) for a in info.audio)
+def _has(tracks, flags, none):
+    if not tracks:
+        return f"the source has no {none}"
+    return "the source has: " + "; ".join(describe(t, flags) for t in tracks)
+
+
+def _audio_has(info):
+    return _has(info.audio, AUDIO_FLAGS, "audio at all")
+
+
+def _subtitles_has(info):
+    return _has(info.subtitles, SUBTITLE_FLAGS, "subtitles")
 
 
 def choose_audio(info, audio_stream=None, audio_language=None):
@@ -46,7 +57,7 @@ def choose_audio(info, audio_stream=None, audio_language=None):
     asked audio of. chosen_by: audio_stream, audio_language, default, first."""
     if audio_stream is not None:
         if audio_stream >= len(info.audio):
-            raise TrackChoiceError("configuration.audio_stream", f"no audio stream {audio_stream}: {_has(info)}")
+            raise TrackChoiceError("configuration.audio_stream", f"no audio stream {audio_stream}: {_audio_has(info)}")
         return info.audio[audio_stream], "audio_stream"
     if audio_language is not None:
         wanted = language_code(audio_language)
@@ -54,7 +65,7 @@ def choose_audio(info, audio_stream=None, audio_language=None):
         if not in_language:
             name = language_name(wanted) or wanted
             raise TrackChoiceError("configuration.audio_language",
-                                   f"no audio track in {name} ({audio_language!r}): {_has(info)}")
+                                   f"no audio track in {name} ({audio_language!r}): {_audio_has(info)}")
         main = [a for a in in_language if not (a.commentary or a.description)]
         return (main or in_language)[0], "audio_language"
     if not info.audio:
@@ -63,23 +74,6 @@ def choose_audio(info, audio_stream=None, audio_language=None):
     if default is not None:
         return default, "default"
     return next((a for a in info.audio if not a.commentary), info.audio[0]), "first"
-
-
-def describe_subtitle(track):
-    """'1: eng subrip "English SDH" (forced)': one subtitle track as an error message lists it."""
-    words = [f"{track.stream}:", track.language or "und", track.codec]
-    if track.title:
-        words.append(f'"{track.title}"')
-    flags = [name for name in ("default", "forced") if getattr(track, name)]
-    if flags:
-        words.append(f"({', '.join(flags)})")
-    return " ".join(words)
-
-
-def _subtitles_has(info):
-    if not info.subtitles:
-        return "the source has no subtitles"
-    return "the source has: " + "; ".join(describe_subtitle(s) for s in info.subtitles)
 
 
 def choose_subtitle(info, audio, subtitle_stream=None, burn=False, remux=False):
