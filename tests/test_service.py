@@ -1,6 +1,7 @@
 """The real service under gunicorn on loopback, real FFmpeg, real HTTP clients."""
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -151,7 +152,25 @@ def test_corrupt_source_fails_with_the_error_tail_and_players_hear_at_once(worke
     assert job["error"]["message"].startswith("FFmpeg")
     assert job["error"]["ffmpeg_stderr_tail"]
     assert "failed" in playlist.json()["error"]
+    # once failed, never FFmpeg's leftovers: every playlist is 404 with the reason
+    for name in ("bad1.m3u8", "bad1.media.m3u8"):
+        again = requests.get(f"{worker.url}/{name}", timeout=30)
+        assert again.status_code == 404 and again.json()["error"].startswith("job bad1 failed: FFmpeg"), name
     worker.delete("bad1")
+
+
+def test_a_job_whose_ffmpeg_died_serves_no_leftovers(worker, media_root):
+    response = worker.post_job({"job_id": "died", "source_path": source(media_root, mf.LONG),
+                                "configuration": {"bitrate_bps": 1_000_000}})
+    assert response.status_code == 202
+    running = worker.wait_state("died", {"RUNNING"})
+    assert requests.get(f"{worker.url}/died.media.m3u8", timeout=30).status_code == 200
+    os.kill(running["pid"], signal.SIGKILL)  # FFmpeg crashed: its playlist and segments are on disk
+    failed = worker.wait_state("died", {"FAILED"})
+    for name in ("died.m3u8", "died.media.m3u8"):
+        answer = requests.get(f"{worker.url}/{name}", timeout=30)
+        assert answer.status_code == 404 and answer.json()["error"] == f"job died failed: {failed['error']['message']}"
+    worker.delete("died")
 
 
 def test_hls_headers_and_byte_ranges(worker, media_root):

@@ -126,7 +126,12 @@ def _wait_and_serve(job_id, serve, segment=None):
 
 
 def playlist(job):
-    """(headers, body) of the media playlist players get, or None while FFmpeg's lists no segment."""
+    """(headers, body) of the media playlist players get, or None while FFmpeg's lists no segment.
+    A failed or stopped job has none: what FFmpeg left is not a stream."""
+    if job.state is JobState.FAILED:
+        raise Unavailable(f"job {job.job_id} failed: {job.error}")
+    if job.state is JobState.STOPPED:
+        raise Unavailable(f"job {job.job_id} was stopped")
     try:
         text = (job.folder / job.output.media_playlist).read_bytes().decode(errors="replace")
     except FileNotFoundError:
