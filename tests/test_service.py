@@ -1,4 +1,5 @@
 """The real service under gunicorn on loopback, real FFmpeg, real HTTP clients."""
+import concurrent.futures
 import os
 import re
 import signal
@@ -305,3 +306,26 @@ def test_sigkill_leaves_no_ffmpeg(make_worker, media_root, victim):
         w.start()
     assert w.jobs() == []
     w.stop()
+
+
+def test_waiting_players_beyond_their_share_get_503_at_once_and_commands_still_work(make_worker, media_root):
+    # 4 request threads, half of them for waiting: two players wait, the third is told at once
+    worker = make_worker(http_threads=4, playlist_wait_share=0.5, playlist_wait_s=15.0)
+    assert worker.post_job({"job_id": "far", "source_path": source(media_root, mf.LONG),
+                            "configuration": {"bitrate_bps": 300_000}}).status_code == 202
+    worker.wait_state("far", {"RUNNING"})
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        # segments far ahead of FFmpeg: each waits the whole playlist_wait_s
+        waiting = [pool.submit(requests.get, f"{worker.url}/far_{n}.ts", timeout=60) for n in (500, 501)]
+        time.sleep(1.0)
+        started = time.monotonic()
+        third = requests.get(f"{worker.url}/far_502.ts", timeout=60)
+        assert third.status_code == 503 and third.headers["Retry-After"] == "1"
+        assert time.monotonic() - started < 1.0
+        assert requests.get(f"{worker.url}/healthz", timeout=5).status_code == 200
+        assert requests.get(f"{worker.url}/far_0.ts", timeout=5).status_code == 200  # a ready file
+        other = worker.post_job({"job_id": "other", "source_path": source(media_root, mf.H264)})
+        assert other.status_code == 202 and worker.delete("other").status_code == 200
+        assert all(not f.done() for f in waiting)  # still waiting, as they should
+        worker.delete("far")  # the job ends: they are answered at once
+        assert [f.result().status_code for f in waiting] == [404, 404]

@@ -7,6 +7,7 @@ hardware can do, load the media library, check health once, then start the backg
 """
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -46,6 +47,11 @@ class WorkerContext:
     heartbeat: Heartbeat | None  # None when standalone
     metrics: WorkerMetrics
     locks: tuple = ()
+    waiting: threading.BoundedSemaphore = None  # request threads that may wait for FFmpeg
+
+    def __post_init__(self):
+        share = max(1, int(self.settings.http_threads * self.settings.playlist_wait_share))
+        self.waiting = threading.BoundedSemaphore(share)
 
     def start(self):
         self.manager.start_janitor()

@@ -183,6 +183,12 @@ class SettingsSchema(Schema):
         fields.String, "text", "text, or json: one JSON object per line (job lines carry job_id)",
         validate=validate.OneOf(("text", "json")),
     )
+    playlist_wait_share = _setting(
+        fields.Float, 0.5,
+        "share of http_threads that requests waiting for FFmpeg may hold at once; past it they get "
+        "503 with Retry-After at once, so job commands and /healthz always find a thread",
+        validate=validate.Range(0.05, 0.9),
+    )
     http_threads = _setting(
         fields.Integer, 32, "request threads of the single gunicorn worker process",
         validate=validate.Range(2, 1024),

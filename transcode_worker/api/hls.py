@@ -102,27 +102,39 @@ def _watched(job, segment, settings):
 
 
 def _wait_and_serve(job_id, serve, segment=None):
-    """Call serve(job) until it answers, the job cannot write any more, or the wait runs out."""
+    """Call serve(job) until it answers, the job cannot write any more, or the wait runs out.
+
+    Requests that wait hold request threads: no more than playlist_wait_share of them may, so
+    job commands, /healthz and ready files always find one; past it, 503 at once."""
     manager, settings = context().manager, context().settings
     deadline = time.monotonic() + settings.playlist_wait_s
-    while True:
-        job = manager.get(job_id)  # again each time: a seek replaces the job
-        if job is None:
-            abort(404)
-        _watched(job, segment, settings)
-        response = serve(job)
-        if response is not None:
-            return response
-        if job.state not in WRITING_STATES:
-            if job.state is JobState.FAILED:
-                return error(404, f"job {job_id} failed: {job.error}")
-            abort(404)
-        remaining = deadline - time.monotonic()
-        if manager.closing:  # the worker is stopping: do not hold the shutdown up
-            return error(503, "the worker is shutting down", retry_after=1)
-        if remaining <= 0:
-            return error(503, f"job {job_id} has not written it yet", retry_after=1)
-        job.wait_changed(min(POLL_S, remaining))
+    holding = False
+    try:
+        while True:
+            job = manager.get(job_id)  # again each time: a seek replaces the job
+            if job is None:
+                abort(404)
+            _watched(job, segment, settings)
+            response = serve(job)
+            if response is not None:
+                return response
+            if job.state not in WRITING_STATES:
+                if job.state is JobState.FAILED:
+                    return error(404, f"job {job_id} failed: {job.error}")
+                abort(404)
+            remaining = deadline - time.monotonic()
+            if manager.closing:  # the worker is stopping: do not hold the shutdown up
+                return error(503, "the worker is shutting down", retry_after=1)
+            if remaining <= 0:
+                return error(503, f"job {job_id} has not written it yet", retry_after=1)
+            if not holding:
+                holding = context().waiting.acquire(blocking=False)
+                if not holding:
+                    return error(503, "too many requests are waiting for FFmpeg; retry", retry_after=1)
+            job.wait_changed(min(POLL_S, remaining))
+    finally:
+        if holding:
+            context().waiting.release()
 
 
 def playlist(job):
