@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # test helpers: specs, media_fil
 
 from media_files import make_library  # noqa: E402
 from transcode_worker.runstate import LOCK_FILE  # noqa: E402
-from worker_process import WorkerProcess, process_gone  # noqa: E402
+from worker_process import WorkerProcess, process_gone, wait_for  # noqa: E402
 
 
 def pytest_collection_modifyitems(items):
@@ -51,7 +51,11 @@ def _fail_on_leftovers(worker):
     for job in worker.jobs():
         problems.append(f"job {job['job_id']} ({job['state']}) left running")
         worker.delete(job["job_id"])
-    if worker.ffmpeg_pids():
+    # a job's FFmpeg is gone when DELETE answers; a file's subtitle extraction (shared by its
+    # jobs, not theirs) ends by itself, soon
+    try:
+        wait_for(lambda: not worker.ffmpeg_pids(), 20, what="no FFmpeg")
+    except AssertionError:
         problems.append(f"FFmpeg processes left: {worker.ffmpeg_pids()}")
     left = sorted(p.name for p in worker.segment_root.iterdir() if p.name != LOCK_FILE) \
         if worker.segment_root.exists() else []

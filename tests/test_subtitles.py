@@ -234,3 +234,15 @@ def test_switching_subtitles_restarts_where_the_viewer_is(worker, media_root):
         assert [s["stream"] for s in answer["tracks"]["subtitles"] if s["burned"]] == [2]
     finally:
         worker.delete("switch")
+
+
+def test_webvtt_waits_for_a_slow_extraction_after_ffmpeg_has_finished(make_worker, media_root, tmp_path):
+    """A big film on a NAS: the job's FFmpeg is done long before the subtitles are read out."""
+    slow = tmp_path / "ffmpeg"
+    slow.write_text('#!/bin/sh\ncase "$*" in *"-c:s webvtt"*) sleep 3;; esac\nexec ffmpeg "$@"\n')
+    slow.chmod(0o755)
+    worker = make_worker(ffmpeg_path=str(slow), playlist_wait_s=20.0)
+    post_and_complete(worker, "slowsubs", str(media_root / mf.SUBTITLED), force_remux=True, subtitle_stream=0)
+    answer = requests.get(f"{worker.url}/slowsubs_sub0_0.vtt", timeout=30)
+    assert answer.status_code == 200 and "cue 0" in answer.text, answer.text
+    worker.delete("slowsubs")

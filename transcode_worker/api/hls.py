@@ -80,16 +80,18 @@ def hls_file(name):
     kind, job_id, number, answer = parsed
     if kind == "segment":
         return _measured(kind, job_id, lambda job: _segment_response(answer(job)), number)
+    # a WebVTT segment can still come after FFmpeg has finished: while its track is extracted
+    pending = extracting if kind == "subtitle" else None
     return _measured("playlist" if kind == "playlist" else "segment", job_id,
-                     lambda job: _playlist_response(job, answer), number)
+                     lambda job: _playlist_response(job, answer), number, pending)
 
 
 ENDPOINT = f"{bp.name}.{hls_file.__name__}"  # the request metrics' label, on either path
 
 
-def _measured(kind, job_id, serve, segment=None):
+def _measured(kind, job_id, serve, segment=None, pending=None):
     started = time.perf_counter()
-    response = _wait_and_serve(job_id, serve, segment)
+    response = _wait_and_serve(job_id, serve, segment, pending)
     if response.status_code in (200, 206):
         context().metrics.observe_served(kind, started, response.content_length)
     return response
@@ -101,8 +103,9 @@ def _watched(job, segment, settings):
         job.supervisor.resume()  # a player came near: continue now, not at the next sweep
 
 
-def _wait_and_serve(job_id, serve, segment=None):
-    """Call serve(job) until it answers, the job cannot write any more, or the wait runs out.
+def _wait_and_serve(job_id, serve, segment=None, pending=None):
+    """Call serve(job) until it answers, the job cannot write any more (nor `pending(job)` say
+    it is still coming), or the wait runs out.
 
     Requests that wait hold request threads: no more than playlist_wait_share of them may, so
     job commands, /healthz and ready files always find one; past it, 503 at once."""
@@ -118,7 +121,7 @@ def _wait_and_serve(job_id, serve, segment=None):
             response = serve(job)
             if response is not None:
                 return response
-            if job.state not in WRITING_STATES:
+            if job.state not in WRITING_STATES and not (pending and pending(job)):
                 if job.state is JobState.FAILED:
                     return error(404, f"job {job_id} failed: {job.error}")
                 abort(404)
@@ -175,6 +178,11 @@ def multivariant_playlist(job):
 def _generated(content_type, body):
     # no-cache: playlists grow; a WebVTT segment's name is reused only if a job id is
     return [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", NO_CACHE)], body
+
+
+def extracting(job):
+    """True while the job's subtitle tracks are being extracted."""
+    return job.subtitles is not None and not job.subtitles.ready.is_set()
 
 
 def _text_track(job, stream):
