@@ -18,6 +18,7 @@ import requests
 
 import media_files as mf
 from transcode_worker import webvtt
+from worker_process import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -236,13 +237,31 @@ def test_switching_subtitles_restarts_where_the_viewer_is(worker, media_root):
         worker.delete("switch")
 
 
-def test_webvtt_waits_for_a_slow_extraction_after_ffmpeg_has_finished(make_worker, media_root, tmp_path):
-    """A big film on a NAS: the job's FFmpeg is done long before the subtitles are read out."""
+def slow_extraction(tmp_path):
+    """An FFmpeg that takes 3 s more to read a file's subtitles out: a big film on a NAS."""
     slow = tmp_path / "ffmpeg"
     slow.write_text('#!/bin/sh\ncase "$*" in *"-c:s webvtt"*) sleep 3;; esac\nexec ffmpeg "$@"\n')
     slow.chmod(0o755)
-    worker = make_worker(ffmpeg_path=str(slow), playlist_wait_s=20.0)
+    return str(slow)
+
+
+def test_webvtt_waits_for_a_slow_extraction_after_ffmpeg_has_finished(make_worker, media_root, tmp_path):
+    """The job's FFmpeg is done long before the subtitles are read out."""
+    worker = make_worker(ffmpeg_path=slow_extraction(tmp_path), playlist_wait_s=20.0)
     post_and_complete(worker, "slowsubs", str(media_root / mf.SUBTITLED), force_remux=True, subtitle_stream=0)
     answer = requests.get(f"{worker.url}/slowsubs_sub0_0.vtt", timeout=30)
     assert answer.status_code == 200 and "cue 0" in answer.text, answer.text
     worker.delete("slowsubs")
+
+
+def test_a_first_burn_in_waits_for_the_extraction_only_so_long(make_worker, media_root, tmp_path):
+    worker = make_worker(ffmpeg_path=slow_extraction(tmp_path), playlist_wait_s=1.0)
+    body = {"job_id": "burnwait", "source_path": str(media_root / mf.SUBTITLED),
+            "configuration": {"subtitle_stream": 0, "burn_subtitles": True}}
+    early = worker.post_job(body)
+    assert early.status_code == 503 and early.headers["Retry-After"] == "5", early.text
+    assert worker.job("burnwait").get("state") is None
+    later = wait_for(lambda: (r := worker.post_job(body)).status_code == 202 and r, 20, interval=0.5,
+                     what="the command once the subtitles are read out")
+    assert later.json()["tracks"]["subtitles"][0]["burned"]
+    worker.delete("burnwait")

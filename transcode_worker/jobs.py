@@ -18,7 +18,6 @@ from . import timeline, webvtt
 from .ffmpeg_command import HlsOutput, build_command, delivers_hevc
 from .multivariant import READ_BYTES
 from .schemas import seek_time
-from .subtitles import EXTRACT_TIMEOUT_S
 from .progress import percent, segment_numbers
 from .states import ACTIVE_STATES, ENDED_STATES, WRITING_STATES, JobState, check_transition
 from .supervisor import JobSupervisor
@@ -339,7 +338,9 @@ class JobManager:
         """Start, keep or replace the job for spec.job_id. Returns (job, started)."""
         extraction = self.subtitles.get(spec.source, spec.media) if self.subtitles is not None else None
         if spec.burn and spec.subtitle.text:  # libass draws from the extracted track: wait for it once
-            extraction.ready.wait(EXTRACT_TIMEOUT_S)
+            if not extraction.ready.wait(self.settings.playlist_wait_s):
+                raise Refused(503, "the subtitles of this file are being read out (its first play): retry",
+                              retry_after=5)
             if extraction.error is not None:
                 raise Refused(422, f"subtitle stream {spec.subtitle.stream}: {extraction.error}")
         with self._lock:

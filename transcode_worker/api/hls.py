@@ -216,7 +216,11 @@ def subtitle_segment(job, stream, number):
     if timeline is None:
         return None
     start, end = (timeline.local_s + t for t in windows[number])
-    body = webvtt.segment(job.subtitles.cues(stream), start, end, timeline.mpegts, timeline.local_s)
+    try:
+        cues = job.subtitles.cues(stream)
+    except OSError:  # the cache let it go: the file changed since the job began
+        raise Unavailable(f"the subtitles of job {job.job_id} are gone: its source changed") from None
+    body = webvtt.segment(cues, start, end, timeline.mpegts, timeline.local_s)
     return _generated(WEBVTT_TYPE, body.encode())
 
 
