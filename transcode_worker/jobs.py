@@ -4,21 +4,21 @@ A Job is one run of FFmpeg for a job id. A new command for a known id (a seek, a
 replaces the Job with a new one under the same id; its segments keep counting up, so a segment
 name is never reused for other content while the job id lives.
 """
+import dataclasses
 import logging
 import os
 import shutil
+import subprocess
 import threading
 import time
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from . import hls_names
-from . import timeline, webvtt
+from . import hls_names, timeline, webvtt
 from .ffmpeg_command import HlsOutput, build_command, delivers_hevc
 from .multivariant import READ_BYTES
-from .schemas import seek_time
 from .progress import percent, segment_numbers
+from .schemas import seek_time
 from .states import ACTIVE_STATES, ENDED_STATES, WRITING_STATES, JobState, check_transition
 from .supervisor import JobSupervisor
 from .validation import is_inside
@@ -177,8 +177,14 @@ class Job:
                 pts = timeline.first_video_pts(segment, init)
                 if pts is None:
                     return None
-                packets, start = timeline.source_packets(self.ffprobe, self.spec.source, self.spec.media.video.index,
-                                                         self.spec.seek_s)
+                try:
+                    packets, start = timeline.source_packets(self.ffprobe, self.spec.source,
+                                                             self.spec.media.video.index, self.spec.seek_s)
+                except (OSError, ValueError, subprocess.SubprocessError) as exc:
+                    # the source is gone or unreadable now: the seek point is within a GOP of it
+                    log.warning("job %s: cannot read the source's timestamps (%s); subtitles are "
+                                "placed from the seek point", self.job_id, exc)
+                    packets, start = [], 0.0
                 movie_s = timeline.first_frame_time(packets, start, self.spec.seek_s, self.spec.force_remux)
                 self._timeline = timeline.timeline(pts, movie_s)
             return self._timeline
