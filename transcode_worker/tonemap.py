@@ -6,8 +6,8 @@ has been scaled down to its output size (tone-mapping a 4K frame costs four time
   1. zscale: from the source's transfer (PQ or HLG), matrix and primaries to linear light in
      BT.709 primaries, 100 nits to 1.0 (SDR reference white);
   2. tonemap=mobius: linear up to SDR white and a smooth roll-off above it, so highlights keep
-     their gradation up to the source's peak (read from its MaxCLL / mastering metadata, 1000
-     nits without any) instead of clipping; desat=0 keeps the colours: the grey, flat look of
+     their gradation up to the source's peak (read from its MaxCLL / mastering metadata, or
+     FFmpeg's default for the transfer without any) instead of clipping; desat=0 keeps the colours: the grey, flat look of
      HDR shown as SDR is what this is for;
   3. zscale: to the BT.709 transfer and matrix, limited range; then 8-bit 4:2:0.
 Measured on the test pictures (tests/test_real_films.py): mean luma and saturation within a
