@@ -7,8 +7,8 @@ has been scaled down to its output size (tone-mapping a 4K frame costs four time
      BT.709 primaries, 100 nits to 1.0 (SDR reference white);
   2. tonemap=mobius: linear up to SDR white and a smooth roll-off above it, so highlights keep
      their gradation up to the source's peak (read from its MaxCLL / mastering metadata, or
-     FFmpeg's default for the transfer without any) instead of clipping; desat=0 keeps the colours: the grey, flat look of
-     HDR shown as SDR is what this is for;
+     FFmpeg's default for the transfer without any) instead of clipping; desat=0 keeps the
+     colours: the grey, flat look of HDR shown as SDR is what this is for;
   3. zscale: to the BT.709 transfer and matrix, limited range; then 8-bit 4:2:0.
 Measured on the test pictures (tests/test_real_films.py): mean luma and saturation within a
 few percent of the SDR picture the HDR one was made from; hable keeps less of both.
