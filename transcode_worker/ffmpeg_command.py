@@ -186,7 +186,8 @@ def picture_args(spec, hardware_tonemap=(), burn_file=None, fonts_dir=None):
     if subtitle is not None and subtitle.text:
         shift = f"{spec.seek_s:.3f}"
         fonts = f":fontsdir={fonts_dir}" if fonts_dir else ""
-        filters += ["format=yuv420p", f"setpts=PTS+{shift}/TB", f"subtitles={burn_file}{fonts}", f"setpts=PTS-{shift}/TB"]
+        filters += ["format=yuv420p", f"setpts=PTS+{shift}/TB", f"subtitles={burn_file}{fonts}",
+                    f"setpts=PTS-{shift}/TB"]
     elif subtitle is not None:
         graph = (f"[0:{video.index}]{','.join(filters) or 'null'}[v];[0:{subtitle.index}][v]scale2ref[s][main];"
                  f"[main][s]overlay=eof_action=pass,{last}[picture]")

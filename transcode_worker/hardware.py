@@ -106,7 +106,8 @@ def plan_trials(listed_encoders, hwaccels, nodes, workdir):
             "-hwaccel_output_format", "cuda", "-i", os.path.join(workdir, HEVC_SAMPLE), *_NULL_OUT,
         )))
     if "opencl" in hwaccels:
-        trials.append(Trial("opencl", "tone-mapping", (*OPENCL_DEVICE_ARGS, *_PQ_FRAME, "-vf", OPENCL_TONEMAP, *_NULL_OUT)))
+        trials.append(Trial("opencl", "tone-mapping",
+                            (*OPENCL_DEVICE_ARGS, *_PQ_FRAME, "-vf", OPENCL_TONEMAP, *_NULL_OUT)))
     return trials, skipped
 
 

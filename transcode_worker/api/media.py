@@ -19,16 +19,20 @@ def describe_source():
     try:
         source = resolve_source(raw, context().settings.media_roots)
     except SourceMissing as exc:
-        return error(404, f"{raw!r}: {exc}", fields={"source_path": [str(exc)]})
+        return _refused(404, f"{raw!r}: {exc}")
     except ValueError as exc:
-        return error(422, f"{raw!r} {exc}", fields={"source_path": [f"{raw!r} {exc}"]})
+        return _refused(422, f"{raw!r} {exc}")
     try:
         info = context().library.info(str(source))
     except ProbeError as exc:
-        return error(422, f"not playable media: {exc}", fields={"source_path": [f"not playable media: {exc}"]})
+        return _refused(422, f"not playable media: {exc}")
     except OSError as exc:
-        return error(422, f"cannot be read: {exc.strerror}", fields={"source_path": [f"cannot be read: {exc.strerror}"]})
+        return _refused(422, f"cannot be read: {exc.strerror}")
     return describe(raw, info)
+
+
+def _refused(status, why):
+    return error(status, why, fields={"source_path": [why]})
 
 
 def describe(source_path, info):
