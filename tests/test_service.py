@@ -228,6 +228,10 @@ def test_a_segment_not_yet_written_waits_then_arrives(worker, media_root):
 @pytest.mark.parametrize("path", [
     "/../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/..%2fetc%2fpasswd", "/nojob.m3u8", "/nojob_0.ts",
     "/x.txt", "/worker.toml", "/job_abc.ts", "/job_-1.ts", "/.m3u8", "/a/b.m3u8", "/%00.m3u8",
+    # the names added for real films, of no job, and near misses of them
+    "/nojob.media.m3u8", "/nojob_0.m4s", "/nojob_init_0.mp4", "/nojob.sub0.m3u8", "/nojob_sub0_0.vtt",
+    "/x.media.m3u8.tmp", "/x_0.m4s.tmp", "/x.burn.ass", "/x.fonts", "/x_init_.mp4", "/x.sub.m3u8",
+    "/x_sub0_.vtt", "/x_0.vtt", "/x.probe-cache.json",
 ])
 def test_other_names_are_404_at_once(worker, path):
     started = time.monotonic()
