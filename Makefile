@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # `make test-browser`: hls.js in headless Chromium (installs Chromium, ChromeDriver and hls.js)
-.PHONY: run test test-browser unit bench demo install install-service ffmpeg gstreamer clean
+.PHONY: run test test-browser unit bench demo install install-service ffmpeg gstreamer nginx clean
 
 run: install
 	$(BIN)/transcode-worker serve
 
-test: install gstreamer
+test: install gstreamer nginx
 	$(BIN)/python -m pytest
 
 test-browser: install
@@ -37,6 +37,10 @@ install-service:
 
 ffmpeg:
 	@scripts/ensure-packages.sh ffmpeg=ffmpeg ffprobe=ffmpeg
+
+# the network front (front = "nginx"), tested by make test
+nginx:
+	@scripts/ensure-packages.sh nginx=nginx-light
 
 # a second real player for the tests (HLS with HEVC in fMP4)
 gstreamer:

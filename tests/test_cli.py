@@ -31,6 +31,15 @@ def test_bad_configuration_is_one_line_naming_the_key_not_a_traceback():
     assert "Traceback" not in result.stderr
 
 
+def test_a_missing_nginx_front_is_one_line(tmp_path):
+    result = run("serve", TRANSCODE_WORKER_FRONT="nginx", TRANSCODE_WORKER_NGINX_PATH="/nonexistent/nginx",
+                 TRANSCODE_WORKER_SPOOL_DIR=str(tmp_path / "spool"),
+                 TRANSCODE_WORKER_SEGMENT_ROOT=str(tmp_path / "segments"),
+                 TRANSCODE_WORKER_MEDIA_ROOTS=str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "nginx (/nonexistent/nginx) not found" in result.stderr
+
+
 def test_probe_reports_ffmpeg_and_only_proven_encoders():
     result = run("probe")
     assert result.returncode == 0, result.stderr

@@ -2,6 +2,7 @@
 import argparse
 import json
 import os
+import shutil
 import sys
 
 from . import __version__, capabilities, logs
@@ -72,6 +73,10 @@ def cmd_serve(args):
         from .app import send_fatal_death_note
         send_fatal_death_note(settings, f"the worker cannot start: {exc}")
         raise
+    if settings.front == "nginx" and shutil.which(settings.nginx_path) is None:
+        print(f"{PROG}: nginx ({settings.nginx_path}) not found: install nginx-light (make test does) "
+              'or set front = "none"', file=sys.stderr)
+        return 2
     if settings.config_file is None:
         _first_run_hint(settings)
     from .server import WorkerApplication

@@ -183,6 +183,13 @@ class SettingsSchema(Schema):
         fields.String, "text", "text, or json: one JSON object per line (job lines carry job_id)",
         validate=validate.OneOf(("text", "json")),
     )
+    front = _setting(
+        fields.String, "none",
+        "what faces the network: \"nginx\" (nginx on listen, gunicorn behind it on loopback; nginx "
+        "sends ready segments and holds slow clients) or \"none\" (gunicorn on listen)",
+        validate=validate.OneOf(("nginx", "none")),
+    )
+    nginx_path = _setting(fields.String, "nginx", "the nginx executable of front = \"nginx\"")
     playlist_wait_share = _setting(
         fields.Float, 0.5,
         "share of http_threads that requests waiting for FFmpeg may hold at once; past it they get "

@@ -6,6 +6,7 @@ another. Threads serve the players; segment files go out through sendfile.
 """
 import logging
 import math
+import os
 import signal
 import threading
 
@@ -15,6 +16,7 @@ from gunicorn.workers.gthread import ThreadWorker
 from . import logs
 from .app import create_app
 from .config import ConfigError
+from .front import Front
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,30 @@ def post_worker_init(worker):
             previous(signum, frame)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+
+
+_front = None  # the nginx child, in gunicorn's master
+
+
+def when_ready(server):
+    """gunicorn's master has bound its socket: with front = "nginx", start nginx before it."""
+    global _front
+    settings = server.app.settings
+    if settings.front != "nginx":
+        return
+    host, port = server.LISTENERS[0].sock.getsockname()[:2]
+    _front = Front(settings, f"{host}:{port}", on_give_up=lambda: os.kill(os.getpid(), signal.SIGTERM))
+    try:
+        _front.start()
+    except (RuntimeError, OSError) as exc:
+        log.error("front: %s", exc)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def on_exit(server):
+    """The master's last call: the front goes with it."""
+    if _front is not None:
+        _front.stop()
 
 
 def worker_exit(server, worker):
@@ -81,7 +107,8 @@ class PlayerThreadWorker(ThreadWorker):
 def gunicorn_options(settings):
     """gunicorn settings for this worker's configuration (also used by conf/gunicorn.conf.py)."""
     options = {
-        "bind": [settings.listen],
+        # behind nginx: a loopback port only the front knows (when_ready reads which)
+        "bind": ["127.0.0.1:0" if settings.front == "nginx" else settings.listen],
         "workers": 1,  # never more: see the module docstring
         "worker_class": f"{__name__}.PlayerThreadWorker",
         "threads": settings.http_threads,
@@ -95,6 +122,8 @@ def gunicorn_options(settings):
         "proc_name": f"transcode-worker[{settings.worker_id}]",
         "post_worker_init": post_worker_init,
         "worker_exit": worker_exit,
+        "when_ready": when_ready,
+        "on_exit": on_exit,
         # gunicorn 27's control socket would be a file in $HOME; the worker needs none
         "control_socket_disable": True,
     }

@@ -13,11 +13,13 @@ revalidation, a 404) and in the same words: both build their answers from the fu
 import os
 import time
 
-from flask import Blueprint, Response, abort, send_file
+from urllib.parse import quote
+
+from flask import Blueprint, Response, abort, request, send_file
 from werkzeug.http import http_date
 from werkzeug.wsgi import wrap_file
 
-from .. import hls_names, multivariant, webvtt
+from .. import front, hls_names, multivariant, webvtt
 from ..jobs import resume_due
 from ..playlist import for_players, target_duration
 from ..states import JobState, WRITING_STATES
@@ -268,10 +270,27 @@ def etag(stat):
     return f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
 
 
+def accel_headers(path, segment_root):
+    """The answer that has nginx (front = "nginx") send a ready file itself: its internal
+    location under segment_root; nginx adds the type, ETag, Last-Modified, ranges, CORS."""
+    relative = os.path.relpath(path, os.path.realpath(segment_root))
+    return [("X-Accel-Redirect", front.INTERNAL + quote(relative)), ("Content-Length", "0")]
+
+
+def behind_front(environ, settings):
+    """True for a request nginx passed on (only trusted when nginx is the front)."""
+    return settings.front == "nginx" and environ.get("HTTP_X_TW_FRONT") == "nginx"
+
+
 def _segment_response(path):
     """Any GET or HEAD of a segment: whole, a byte range, or a revalidation (304)."""
     if path is None:
         abort(404)
+    if behind_front(request.environ, context().settings):
+        if not os.path.exists(path):
+            return None
+        context().metrics.observe_served("segment", time.perf_counter(), os.stat(path).st_size)
+        return Response(b"", headers=accel_headers(path, context().settings.segment_root))
     try:
         response = send_file(path, mimetype=_content_type(path), conditional=True, etag=etag(os.stat(path)))
     except FileNotFoundError:
@@ -323,9 +342,23 @@ class FastPath:
         kind, job_id, number, answer = parsed
         if kind != "segment":
             return self._generated(kind, job_id, number, answer)
+        if behind_front(environ, self.ctx.settings):  # nginx does ranges and revalidations
+            return self._accel(job_id, number, answer)
         if not any(header in environ for header in self.FLASK_HEADERS):
             return self._segment(environ, job_id, number, answer)
         return None
+
+    def _accel(self, job_id, number, answer):
+        job = self.ctx.manager.get(job_id)
+        path = answer(job) if job is not None else None
+        try:
+            size = os.stat(path).st_size if path is not None else None
+        except OSError:  # not written yet: Flask waits for it
+            return None
+        if size is None:
+            return None
+        _watched(job, number, self.ctx.settings)
+        return "segment", accel_headers(path, self.ctx.settings.segment_root), [], size
 
     def _generated(self, kind, job_id, number, answer):
         job = self.ctx.manager.get(job_id)

@@ -1,0 +1,99 @@
+"""nginx in front (front = "nginx"): every file kind served through it with the headers players
+get, the worker's bookkeeping kept; slow clients held by nginx; a killed nginx started again."""
+import signal
+import socket
+import time
+
+import psutil
+import pytest
+import requests
+
+import media_files as mf
+from worker_process import play, process_gone, wait_for
+
+pytestmark = pytest.mark.integration
+HEVC = "hevc 10bit ac3 5.1 ñandú.mkv"
+
+
+def nginx_processes(worker):
+    return [p for p in worker.descendants() if p.name() == "nginx"]
+
+
+def served(worker):
+    text = requests.get(f"{worker.url}/metrics", timeout=10).text
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("transcode_segments_served_total"))
+
+
+def test_every_file_kind_goes_through_the_front_with_its_headers(make_worker, media_root):
+    worker = make_worker(front="nginx")
+    assert nginx_processes(worker), "nginx faces the network"
+    for job_id, name, remux in (("fts", mf.H264, False), ("fm4", HEVC, True)):
+        assert worker.post_job({"job_id": job_id, "source_path": str(media_root / name),
+                                "configuration": {"force_remux": remux}}).status_code == 202
+        worker.wait_state(job_id, {"COMPLETED"})
+        code, seconds, err = play(f"{worker.url}/{job_id}.m3u8")
+        assert code == 0 and seconds > 4, err
+    before = served(worker)
+    for name, kind in (("fts_0.ts", "video/mp2t"), ("fm4_0.m4s", "video/mp4"), ("fm4_init_0.mp4", "video/mp4")):
+        whole = requests.get(f"{worker.url}/{name}", timeout=10)
+        assert whole.status_code == 200 and whole.headers["Content-Type"] == kind, name
+        assert whole.headers["Cache-Control"] == "no-cache" and whole.headers["Access-Control-Allow-Origin"] == "*"
+        assert whole.headers["Last-Modified"] and whole.headers["Accept-Ranges"] == "bytes"
+        # nginx's own entity tag (mtime in seconds), not the app's (in nanoseconds): nginx sent it
+        assert len(whole.headers["ETag"].strip('"').split("-")[0]) <= 9, whole.headers["ETag"]
+        assert int(whole.headers["Content-Length"]) == len(whole.content) > 0
+        part = requests.get(f"{worker.url}/{name}", headers={"Range": "bytes=0-99"}, timeout=10)
+        assert part.status_code == 206 and part.content == whole.content[:100]
+        again = requests.get(f"{worker.url}/{name}", headers={"If-None-Match": whole.headers["ETag"]}, timeout=10)
+        assert again.status_code == 304
+    assert served(worker) >= before + 9  # every request booked by the worker, whoever sent the bytes
+    playlist = requests.get(f"{worker.url}/fts.m3u8", timeout=10)
+    assert playlist.status_code == 200 and playlist.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    assert requests.get(f"{worker.url}/nojob_0.ts", timeout=10).status_code == 404
+    for job_id in ("fts", "fm4"):
+        worker.delete(job_id)
+
+
+def slow_clients(worker, count):
+    """Connections that send a request line and then a header line now and then."""
+    host, port = worker.settings["listen"].rsplit(":", 1)
+    sockets = []
+    for _ in range(count):
+        s = socket.create_connection((host, int(port)), timeout=5)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        sockets.append(s)
+    return sockets
+
+
+def test_slow_clients_starve_nothing(make_worker, media_root):
+    worker = make_worker(front="nginx", http_threads=8)
+    sockets = slow_clients(worker, 300)
+    try:
+        for s in sockets:
+            s.sendall(b"X-Trickle: 1\r\n")
+        started = time.monotonic()
+        assert requests.get(f"{worker.url}/healthz", timeout=5).status_code == 200
+        assert worker.post_job({"job_id": "loris", "source_path": str(media_root / mf.H264)}).status_code == 202
+        code, seconds, err = play(f"{worker.url}/loris.m3u8")
+        assert code == 0 and seconds > 4, err
+        assert worker.delete("loris").status_code == 200
+        assert time.monotonic() - started < 30
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def test_a_killed_nginx_is_started_again(make_worker, media_root):
+    worker = make_worker(front="nginx")
+    [master] = [p for p in nginx_processes(worker) if p.ppid() != 1 and p.parent().name() != "nginx"]
+    group = [p.pid for p in nginx_processes(worker)]
+    master.send_signal(signal.SIGKILL)
+    wait_for(lambda: all(process_gone(pid) for pid in group), 10, what="the old nginx and its worker gone")
+    wait_for(lambda: nginx_processes(worker) and requests.get(f"{worker.url}/healthz", timeout=2).ok, 20,
+             what="a new nginx")
+    assert not set(group) & {p.pid for p in nginx_processes(worker)}
+    assert worker.post_job({"job_id": "after", "source_path": str(media_root / mf.H264)}).status_code == 202
+    worker.delete("after")
+    assert not worker.ffmpeg_pids()
+    assert psutil.Process(worker.proc.pid).is_running()
