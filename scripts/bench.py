@@ -9,7 +9,8 @@ in timed tests).
 - seek: a re-POST with a new seek_time until the new playlist is playable, beside a cold start at
   that position;
 - 50 HLS clients on loopback (2 MB segments): the worker under gunicorn beside nginx (Debian's
-  nginx-light, sendfile on) serving the same folder, measured by wrk;
+  nginx-light, sendfile on) serving the same folder, measured by wrk; and a worker behind its own
+  nginx front (front = "nginx") beside the same nginx;
 - the idle worker: CPU share and resident memory; the heartbeat's telemetry collection time;
 - N = 1, 2, 4 concurrent transcodes: aggregate speed beside N FFmpeg processes by hand;
 - throttling: FFmpeg's CPU with several viewers playing at 1x, with and without it;
@@ -290,15 +291,16 @@ def _wrk_latency(out, percentile):
     return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
 
 
-def serving(worker, tmp, seconds_each, runs):
+def serving(worker, tmp, seconds_each, runs, front=None):
     """A remux of a 4 Mb/s source (2 MB segments), served to CLIENTS players: flat out
     (throughput) by the worker, nginx and the gunicorn floor; paced like players (latency) by the
-    worker and nginx."""
+    worker and nginx. `front`: a worker with nginx in front, serving the same job, measured too."""
     source = make_source(worker_media(worker) / "bench 4mbps.mp4", 60, size="1280x720", video_bitrate=BITRATE)
     job_id = "serve"
-    playable_after(worker, job_id, {"job_id": job_id, "source_path": str(source),
-                                    "configuration": {"force_remux": True}})
-    worker.wait_state(job_id, {"COMPLETED"})
+    for server in (worker, front) if front else (worker,):
+        playable_after(server, job_id, {"job_id": job_id, "source_path": str(source),
+                                        "configuration": {"force_remux": True}})
+        server.wait_state(job_id, {"COMPLETED"})
     folder = Path(worker.job(job_id)["output_path"])
     names = sorted((p.name for p in folder.glob("*.ts")), key=lambda n: int(n.rsplit("_", 1)[1][:-3]))
     size = statistics.mean((folder / n).stat().st_size for n in names)
@@ -313,7 +315,7 @@ def serving(worker, tmp, seconds_each, runs):
     conf.write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port, root=folder, user=getpass.getuser()))
     servers = [subprocess.Popen(["nginx", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     urls = {"worker": f"{worker.url}/", "nginx": f"http://127.0.0.1:{nginx_port}/",
-            "floor": f"http://127.0.0.1:{floor_port}/"}
+            "floor": f"http://127.0.0.1:{floor_port}/", **({"front": f"{front.url}/"} if front else {})}
     results = {(who, pause): [] for who in urls for pause in scripts}
     try:
         servers.append(subprocess.Popen(
@@ -337,6 +339,8 @@ def serving(worker, tmp, seconds_each, runs):
         for server in servers:
             server.wait(30)
     worker.delete(job_id)
+    if front:
+        front.delete(job_id)
     label = f"{CLIENTS} clients, {size / 2**20:.1f} MB segments"
     (worker_mbs, worker_vs), (floor_mbs, floor_vs), (nginx_mbs, _) = (
         flat_out(results, who) for who in ("worker", "floor", "nginx"))
@@ -346,6 +350,18 @@ def serving(worker, tmp, seconds_each, runs):
         Row(f"{label}, flat out: p50 / p99", latency(results["worker", 0]), "nginx",
             latency(results["nginx", 0]), "", ""),
         Row(f"{label}, paced: p50 / p99", latency(results["worker", PACED_MS]), "nginx",
+            latency(results["nginx", PACED_MS]), "", "p99 < 50 ms"),
+    ] + (front_rows(results) if front else [])
+
+
+def front_rows(results):
+    """The same players served by a worker behind its nginx front (front = "nginx")."""
+    front_mbs, front_vs = flat_out(results, "front")
+    nginx_mbs = flat_out(results, "nginx")[0]
+    return [
+        Row("behind the nginx front, flat out: throughput", front_mbs, "nginx sendfile", nginx_mbs, front_vs,
+            ">= 0.9x"),
+        Row("behind the nginx front, paced: p50 / p99", latency(results["front", PACED_MS]), "nginx",
             latency(results["nginx", PACED_MS]), "", "p99 < 50 ms"),
     ]
 
@@ -629,7 +645,11 @@ def main():
             print("serving...", file=sys.stderr)
             # short runs, many of them: this machine's speed drifts more over a minute than
             # over the few seconds that one worker-and-nginx pair takes
-            rows += serving(worker, tmp, 2 if args.quick else 4, 1 if args.quick else max(args.runs, 6))
+            front = WorkerProcess(tmp / "front-worker", media_root, front="nginx", **BENCH_WORKER).start()
+            try:
+                rows += serving(worker, tmp, 2 if args.quick else 4, 1 if args.quick else max(args.runs, 6), front)
+            finally:
+                front.stop()
             print("concurrent transcodes...", file=sys.stderr)
             rows += concurrent(worker, short, tmp, media.run_ffprobe("ffprobe", str(short)).duration_s,
                                (1, 2) if args.quick else (1, 2, 4), min(args.runs, 3))
