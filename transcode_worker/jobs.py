@@ -162,6 +162,11 @@ class Job:
         with self.changed:
             self.changed.wait(timeout)
 
+    def read_head(self, name):
+        """The first bytes of a file of this run (its tables and first packets say what it holds)."""
+        with open(self.folder / name, "rb") as fh:
+            return fh.read(READ_BYTES)
+
     def timeline(self):
         """Which video timestamp shows which movie time in this run (timeline.py); None until
         FFmpeg has written the first segment. Read once per run."""
@@ -169,9 +174,8 @@ class Job:
             if self._timeline is None:
                 init = self.output.init_segment
                 try:
-                    with open(self.folder / self.output.segment(self.output.start_number), "rb") as fh:
-                        segment = fh.read(READ_BYTES)
-                    init = (self.folder / init).read_bytes() if init else None
+                    segment = self.read_head(self.output.segment(self.output.start_number))
+                    init = self.read_head(init) if init else None
                 except FileNotFoundError:
                     return None
                 pts = timeline.first_video_pts(segment, init)

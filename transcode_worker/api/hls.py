@@ -169,8 +169,7 @@ def multivariant_playlist(job):
     if job.codecs is None:  # read once per run (a seek starts another)
         first = job.output.init_segment or job.output.segment(job.output.start_number)
         try:
-            with open(job.folder / first, "rb") as fh:  # the stream's first packets say it all
-                job.codecs = multivariant.codecs_of_segment(fh.read(multivariant.READ_BYTES), job.output.fmp4)
+            job.codecs = multivariant.codecs_of_segment(job.read_head(first), job.output.fmp4)
         except FileNotFoundError:
             return None
     body = multivariant.playlist_text(job.spec, job.output, job.codecs, job.subtitles is not None).encode()
@@ -288,8 +287,7 @@ def _segment_response(path):
         abort(404)
     if behind_front(request.environ, context().settings):
         if not os.path.exists(path):
-            return None
-        context().metrics.observe_served("segment", time.perf_counter(), os.stat(path).st_size)
+            return None  # _measured books it once it is there
         return Response(b"", headers=accel_headers(path, context().settings.segment_root))
     try:
         response = send_file(path, mimetype=_content_type(path), conditional=True, etag=etag(os.stat(path)))
