@@ -41,7 +41,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test suite's real-service helper
-from worker_process import WorkerProcess, free_port, wait_for  # noqa: E402
+from worker_process import SlowClients, WorkerProcess, free_port, wait_for  # noqa: E402
 
 from transcode_worker import hls_names, media  # noqa: E402
 from transcode_worker.config import SettingsSchema  # noqa: E402
@@ -291,13 +291,21 @@ def _wrk_latency(out, percentile):
     return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
 
 
-def serving(worker, tmp, seconds_each, runs, front=None):
+def serving(worker, media_root, tmp, seconds_each, runs):
     """A remux of a 4 Mb/s source (2 MB segments), served to CLIENTS players: flat out
     (throughput) by the worker, nginx and the gunicorn floor; paced like players (latency) by the
-    worker and nginx. `front`: a worker with nginx in front, serving the same job, measured too."""
+    worker and nginx; and by a worker without its nginx front (front = "none")."""
+    alone = WorkerProcess(tmp / "worker-alone", media_root, front="none", **BENCH_WORKER).start()
+    try:
+        return _serving(worker, alone, tmp, seconds_each, runs)
+    finally:
+        alone.stop()
+
+
+def _serving(worker, alone, tmp, seconds_each, runs):
     source = make_source(worker_media(worker) / "bench 4mbps.mp4", 60, size="1280x720", video_bitrate=BITRATE)
     job_id = "serve"
-    for server in (worker, front) if front else (worker,):
+    for server in (worker, alone):
         playable_after(server, job_id, {"job_id": job_id, "source_path": str(source),
                                         "configuration": {"force_remux": True}})
         server.wait_state(job_id, {"COMPLETED"})
@@ -314,8 +322,8 @@ def serving(worker, tmp, seconds_each, runs, front=None):
     conf = tmp / "nginx.conf"
     conf.write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port, root=folder, user=getpass.getuser()))
     servers = [subprocess.Popen(["nginx", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    urls = {"worker": f"{worker.url}/", "nginx": f"http://127.0.0.1:{nginx_port}/",
-            "floor": f"http://127.0.0.1:{floor_port}/", **({"front": f"{front.url}/"} if front else {})}
+    urls = {"worker": f"{worker.url}/", "alone": f"{alone.url}/", "nginx": f"http://127.0.0.1:{nginx_port}/",
+            "floor": f"http://127.0.0.1:{floor_port}/"}
     results = {(who, pause): [] for who in urls for pause in scripts}
     try:
         servers.append(subprocess.Popen(
@@ -338,31 +346,20 @@ def serving(worker, tmp, seconds_each, runs, front=None):
             server.terminate()
         for server in servers:
             server.wait(30)
-    worker.delete(job_id)
-    if front:
-        front.delete(job_id)
+    for server in (worker, alone):
+        server.delete(job_id)
     label = f"{CLIENTS} clients, {size / 2**20:.1f} MB segments"
-    (worker_mbs, worker_vs), (floor_mbs, floor_vs), (nginx_mbs, _) = (
-        flat_out(results, who) for who in ("worker", "floor", "nginx"))
+    (worker_mbs, worker_vs), (alone_mbs, alone_vs), (floor_mbs, floor_vs), (nginx_mbs, _) = (
+        flat_out(results, who) for who in ("worker", "alone", "floor", "nginx"))
     return [
-        Row(f"{label}, flat out: throughput", worker_mbs, "nginx sendfile", nginx_mbs, worker_vs, ">= 0.8x"),
+        Row(f"{label}, flat out: throughput", worker_mbs, "nginx sendfile", nginx_mbs, worker_vs, ">= 0.9x"),
+        Row("", "", "without the front", alone_mbs, f"{alone_vs} nginx", ""),
         Row("", "", "gunicorn floor", floor_mbs, f"{floor_vs} nginx", ""),
         Row(f"{label}, flat out: p50 / p99", latency(results["worker", 0]), "nginx",
             latency(results["nginx", 0]), "", ""),
         Row(f"{label}, paced: p50 / p99", latency(results["worker", PACED_MS]), "nginx",
             latency(results["nginx", PACED_MS]), "", "p99 < 50 ms"),
-    ] + (front_rows(results) if front else [])
-
-
-def front_rows(results):
-    """The same players served by a worker behind its nginx front (front = "nginx")."""
-    front_mbs, front_vs = flat_out(results, "front")
-    nginx_mbs = flat_out(results, "nginx")[0]
-    return [
-        Row("behind the nginx front, flat out: throughput", front_mbs, "nginx sendfile", nginx_mbs, front_vs,
-            ">= 0.9x"),
-        Row("behind the nginx front, paced: p50 / p99", latency(results["front", PACED_MS]), "nginx",
-            latency(results["nginx", PACED_MS]), "", "p99 < 50 ms"),
+        Row("", "", "without the front", latency(results["alone", PACED_MS]), "", ""),
     ]
 
 
@@ -388,6 +385,107 @@ def port_open(port):
 
 def latency(results):
     return f"{median([r[2] for r in results]) * 1000:.1f} / {median([r[3] for r in results]) * 1000:.1f} ms"
+
+
+# -- pressure: slow clients and waiting players -------------------------------------------------
+SLOW_CLIENTS = 1000
+WAITING_PLAYERS = 200
+PRESSURE_TIMEOUT_S = 2.0  # a request that takes longer is counted as timed out
+
+
+def pressure(worker, media_root, tmp, source, seconds):
+    """The API and a ready playlist while SLOW_CLIENTS connections trickle their headers, and
+    while WAITING_PLAYERS players wait on segments FFmpeg has not written: the worker (behind
+    its nginx front) beside the same worker without it (front = "none")."""
+    alone = WorkerProcess(tmp / "worker-alone", media_root, front="none", **BENCH_WORKER).start()
+    short = make_source(media_root / "bench pressure.mp4", 4)
+    try:
+        figures = {}
+        for who, server in (("worker", worker), ("alone", alone)):
+            playable_after(server, "ready", job_body("ready", short, force_remux=True))
+            server.wait_state("ready", {"COMPLETED"})
+            server.post_job(job_body("far", source)).raise_for_status()
+            with SlowClients(server.settings["listen"], SLOW_CLIENTS):
+                time.sleep(2)
+                figures[who, "slow"] = api_latencies(server, short, seconds)
+            with WaitingPlayers(server.url, "far", WAITING_PLAYERS):
+                time.sleep(2)
+                figures[who, "waiting"] = api_latencies(server, short, seconds)
+            for job_id in ("ready", "far"):
+                server.delete(job_id)
+    finally:
+        alone.stop()
+    rows = []
+    for scenario, label in (("slow", f"{SLOW_CLIENTS:,} slow-header clients"),
+                            ("waiting", f"{WAITING_PLAYERS} players waiting on FFmpeg")):
+        for n, kind in enumerate(("POST + DELETE /v1/jobs", "/healthz", "ready playlist")):
+            rows.append(Row(f"{label}: {kind} p99" if n == 0 else f"  {kind} p99", p99(figures["worker", scenario][kind]),
+                            "without the front", p99(figures["alone", scenario][kind]), "", "< 100 ms"))
+    return rows
+
+
+class WaitingPlayers:
+    """`count` players asking for segments of `job_id` far beyond what FFmpeg has written: each
+    waits for its answer, and after a 503 (Retry-After: 1) asks again a second later."""
+
+    def __init__(self, url, job_id, count):
+        self.urls = [f"{url}/{hls_names.segment(job_id, 5000 + n, 'ts')}" for n in range(count)]
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._play, args=(u,), daemon=True) for u in self.urls]
+
+    def _play(self, url):
+        while not self._stop.is_set():
+            try:
+                answer = requests.get(url, timeout=90)
+                if answer.status_code == 503:
+                    self._stop.wait(float(answer.headers.get("Retry-After", 1)))
+            except requests.RequestException:
+                self._stop.wait(1)
+
+    def __enter__(self):
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()  # those still waiting end with their request (playlist_wait_s at most)
+
+
+def api_latencies(server, source, seconds):
+    """Seconds each request took (None: timed out), by kind, asked in turn for `seconds`: a new
+    job posted and deleted (an orchestrator's commands), /healthz, and a ready playlist."""
+    took = {"POST + DELETE /v1/jobs": [], "/healthz": [], "ready playlist": []}
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+        job_id = f"cmd{n}"
+        body = job_body(job_id, source, force_remux=True)
+        took["POST + DELETE /v1/jobs"].append(_timed("POST", f"{server.url}/v1/jobs", json=body))
+        took["POST + DELETE /v1/jobs"].append(_timed("DELETE", f"{server.url}/v1/jobs/{job_id}"))
+        took["/healthz"].append(_timed("GET", f"{server.url}/healthz"))
+        took["ready playlist"].append(_timed("GET", f"{server.url}/{hls_names.media_playlist('ready')}"))
+    return took
+
+
+def _timed(method, url, **kwargs):
+    started = time.perf_counter()
+    try:
+        answer = requests.request(method, url, timeout=PRESSURE_TIMEOUT_S, **kwargs)
+    except requests.RequestException:
+        return None
+    if answer.status_code >= 400:
+        return None
+    return time.perf_counter() - started
+
+
+def p99(values):
+    """The 99th percentile in ms, and how many of the requests failed or timed out."""
+    answered = sorted(v for v in values if v is not None)
+    failed = len(values) - len(answered)
+    if failed > len(values) // 100:
+        return f"{failed} of {len(values)} failed or > {PRESSURE_TIMEOUT_S:.0f} s"
+    return f"{answered[min(len(answered) - 1, int(len(answered) * 0.99))] * 1000:.0f} ms (of {len(values)})"
 
 
 # -- idle ----------------------------------------------------------------------------------------
@@ -610,13 +708,20 @@ def print_table(rows, args, elapsed):
 
 
 
+PARTS = ("idle", "first-playlist", "subtitles", "seek", "serving", "pressure", "concurrent", "throttling", "tone-mapping")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="repetitions of each measure (default 5)")
     parser.add_argument("--quick", action="store_true", help="fewer and shorter runs: a smoke test")
+    parser.add_argument("--only", type=lambda text: set(text.split(",")), default=set(PARTS),
+                        help=f"a comma-separated choice of {','.join(PARTS)} (default: all)")
     args = parser.parse_args()
     if args.quick:
         args.runs = 1
+    if args.only - set(PARTS):
+        sys.exit(f"--only: unknown {', '.join(sorted(args.only - set(PARTS)))}; choose from {', '.join(PARTS)}")
     for tool in ("ffmpeg", "nginx", "wrk"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is missing: `make bench` installs it")
@@ -630,36 +735,33 @@ def main():
         source = make_source(media_root / "bench 1080p.mp4", 120)
         short = make_source(media_root / "bench 1080p short.mp4", 6 if args.quick else 12)
         rows = []
+
+        def part(name, measure, *arguments):
+            if name in args.only:
+                print(f"{name}...", file=sys.stderr)
+                rows.extend(measure(*arguments))
+
         worker = WorkerProcess(tmp / "worker", media_root, max_concurrent_jobs=8, throttle_lead_s=0, **BENCH_WORKER).start()
         try:
-            print("idle...", file=sys.stderr)
-            rows += idle(worker, 5 if args.quick else 20)
+            part("idle", idle, worker, 5 if args.quick else 20)
             playable_after(worker, "warm", job_body("warm", source))  # page cache, probe cache
             worker.delete("warm")
-            print("first playlist...", file=sys.stderr)
-            rows += first_playlist(worker, source, tmp, args.runs)
-            print("first playlist with subtitles...", file=sys.stderr)
-            rows += first_playlist_subtitles(worker, source, tmp, args.runs, 120)
-            print("seek...", file=sys.stderr)
-            rows += seek(worker, source, args.runs)
-            print("serving...", file=sys.stderr)
+            part("first-playlist", first_playlist, worker, source, tmp, args.runs)
+            part("subtitles", first_playlist_subtitles, worker, source, tmp, args.runs, 120)
+            part("seek", seek, worker, source, args.runs)
             # short runs, many of them: this machine's speed drifts more over a minute than
             # over the few seconds that one worker-and-nginx pair takes
-            front = WorkerProcess(tmp / "front-worker", media_root, front="nginx", **BENCH_WORKER).start()
-            try:
-                rows += serving(worker, tmp, 2 if args.quick else 4, 1 if args.quick else max(args.runs, 6), front)
-            finally:
-                front.stop()
-            print("concurrent transcodes...", file=sys.stderr)
-            rows += concurrent(worker, short, tmp, media.run_ffprobe("ffprobe", str(short)).duration_s,
-                               (1, 2) if args.quick else (1, 2, 4), min(args.runs, 3))
+            part("serving", serving, worker, media_root, tmp, 2 if args.quick else 4,
+                 1 if args.quick else max(args.runs, 6))
+            part("pressure", pressure, worker, media_root, tmp, source, 5 if args.quick else 15)
+            part("concurrent", concurrent, worker, short, tmp, media.run_ffprobe("ffprobe", str(short)).duration_s,
+                 (1, 2) if args.quick else (1, 2, 4), min(args.runs, 3))
         finally:
             worker.stop()
-        print("throttling...", file=sys.stderr)
-        light = make_source(media_root / "bench 360p.mp4", 600, size="640x360")
-        rows += throttling(media_root, tmp, light, 3, 10 if args.quick else 30, lead_s=8)
-        print("tone-mapping...", file=sys.stderr)
-        rows += tone_mapping(media_root, tmp, 3 if args.quick else 6, min(args.runs, 3))
+        if "throttling" in args.only:
+            light = make_source(media_root / "bench 360p.mp4", 600, size="640x360")
+            part("throttling", throttling, media_root, tmp, light, 3, 10 if args.quick else 30, 8)
+        part("tone-mapping", tone_mapping, media_root, tmp, 3 if args.quick else 6, min(args.runs, 3))
     print_table(rows, args, time.monotonic() - started)
 
 

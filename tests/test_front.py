@@ -1,7 +1,6 @@
 """nginx in front (front = "nginx"): every file kind served through it with the headers players
 get, the worker's bookkeeping kept; slow clients held by nginx; a killed nginx started again."""
 import signal
-import socket
 import time
 
 import psutil
@@ -9,7 +8,7 @@ import pytest
 import requests
 
 import media_files as mf
-from worker_process import play, process_gone, wait_for
+from worker_process import SlowClients, play, process_gone, wait_for
 
 pytestmark = pytest.mark.integration
 HEVC = "hevc 10bit ac3 5.1 ñandú.mkv"
@@ -47,7 +46,8 @@ def test_every_file_kind_goes_through_the_front_with_its_headers(make_worker, me
         assert part.status_code == 206 and part.content == whole.content[:100]
         again = requests.get(f"{worker.url}/{name}", headers={"If-None-Match": whole.headers["ETag"]}, timeout=10)
         assert again.status_code == 304
-    assert served(worker) >= before + 9  # every request booked by the worker, whoever sent the bytes
+    # nginx sent every file itself (above), and the worker booked each whole or partial one
+    wait_for(lambda: served(worker) == before + 6, 5, what="nginx's bookings")
     playlist = requests.get(f"{worker.url}/fts.m3u8", timeout=10)
     assert playlist.status_code == 200 and playlist.headers["Content-Type"] == "application/vnd.apple.mpegurl"
     assert requests.get(f"{worker.url}/nojob_0.ts", timeout=10).status_code == 404
@@ -55,33 +55,39 @@ def test_every_file_kind_goes_through_the_front_with_its_headers(make_worker, me
         worker.delete(job_id)
 
 
-def slow_clients(worker, count):
-    """Connections that send a request line and then a header line now and then."""
-    host, port = worker.settings["listen"].rsplit(":", 1)
-    sockets = []
-    for _ in range(count):
-        s = socket.create_connection((host, int(port)), timeout=5)
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        sockets.append(s)
-    return sockets
+def test_files_nginx_sends_itself_are_booked(make_worker, media_root):
+    """The idle clock and throttling's resume move on segments nginx sends without the app."""
+    worker = make_worker(front="nginx", throttle_lead_s=8.0, idle_job_timeout_s=3.0, stop_grace_s=3.0)
+    body = {"job_id": "booked", "source_path": str(media_root / mf.LONG), "configuration": {"bitrate_bps": 300_000}}
+    assert worker.post_job(body).status_code == 202
+    assert requests.get(f"{worker.url}/booked_0.ts", timeout=30).status_code == 200  # the app waited for it
+    wait_for(lambda: worker.job("booked")["throttled"], 30, what="the job to be paused")
+    held = worker.job("booked")["last_segment_id"]
+    deadline = time.monotonic() + 6  # twice the idle limit, on segment 0 alone: nginx's, from disk
+    while time.monotonic() < deadline:
+        assert requests.get(f"{worker.url}/booked_0.ts", timeout=10).status_code == 200
+        time.sleep(0.5)
+    assert worker.job("booked")["throttled"]  # still ahead of the player: still paused
+    assert requests.get(f"{worker.url}/booked_{held}.ts", timeout=10).status_code == 200  # the player caught up
+    wait_for(lambda: not worker.job("booked")["throttled"], 5, what="the job to resume")
+    wait_for(lambda: worker.job("booked")["last_segment_id"] > held, 30, what="FFmpeg to write again")
+    # no more requests: the idle clock runs out
+    wait_for(lambda: worker.jobs() == [] and not worker.ffmpeg_pids(), 10, what="the unwatched job to be stopped")
 
 
 def test_slow_clients_starve_nothing(make_worker, media_root):
     worker = make_worker(front="nginx", http_threads=8)
-    sockets = slow_clients(worker, 300)
-    try:
-        for s in sockets:
-            s.sendall(b"X-Trickle: 1\r\n")
+    with SlowClients(worker.settings["listen"], 300):
+        time.sleep(2)  # they have all begun trickling
         started = time.monotonic()
         assert requests.get(f"{worker.url}/healthz", timeout=5).status_code == 200
         assert worker.post_job({"job_id": "loris", "source_path": str(media_root / mf.H264)}).status_code == 202
         code, seconds, err = play(f"{worker.url}/loris.m3u8")
         assert code == 0 and seconds > 4, err
+        assert requests.get(f"{worker.url}/healthz", timeout=5).status_code == 200
         assert worker.delete("loris").status_code == 200
         assert time.monotonic() - started < 30
-    finally:
-        for s in sockets:
-            s.close()
+    assert not worker.ffmpeg_pids()
 
 
 def test_a_killed_nginx_is_started_again(make_worker, media_root):

@@ -1,10 +1,12 @@
 """The real service under gunicorn on loopback, for integration tests, and a player (FFmpeg)."""
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urljoin
@@ -141,6 +143,62 @@ class WorkerProcess(ServiceProcess):
 
     def delete(self, job_id):
         return requests.delete(f"{self.url}/v1/jobs/{job_id}", headers=self.auth(), timeout=30)
+
+
+class SlowClients:
+    """`count` connections that each send a request line and then a header line every
+    `interval_s`, never ending their headers (slowloris): a broken client or a scanner. One
+    that the server closes is opened again, so `count` stay open. Stopped by stop()."""
+
+    def __init__(self, address, count, interval_s=1.0):
+        self.host, port = address.rsplit(":", 1)
+        self.port, self.count, self.interval_s = int(port), count, interval_s
+        self.reopened = 0
+        self._sockets = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._trickle, name="slow-clients", daemon=True)
+
+    def start(self):
+        _raise_open_files_limit(self.count + 256)
+        self._sockets = [self._open() for _ in range(self.count)]
+        self._thread.start()
+        return self
+
+    def _open(self):
+        sock = socket.create_connection((self.host, self.port), timeout=5)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: slow\r\n")
+        return sock
+
+    def _trickle(self):
+        while not self._stop.wait(self.interval_s):
+            for n, sock in enumerate(self._sockets):
+                try:
+                    sock.sendall(b"X-Trickle: 1\r\n")
+                except OSError:  # the server gave up on it: another takes its place
+                    sock.close()
+                    try:
+                        self._sockets[n] = self._open()
+                        self.reopened += 1
+                    except OSError:
+                        pass
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(10)
+        for sock in self._sockets:
+            sock.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _raise_open_files_limit(wanted):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted, hard))
 
 
 def process_gone(pid):

@@ -15,6 +15,7 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import capabilities as caps
+from . import front
 from .config import FOLDER_KEYS, load_settings
 from .health import HealthMonitor
 from .heartbeat import Heartbeat
@@ -92,8 +93,9 @@ def build_context(settings, capabilities=None):
                               settings.subtitle_cache_mb << 20, prefix=pdeathsig_prefix() + nice_prefix())
     library = MediaLibrary(settings.ffprobe_path, settings.media_roots, settings.spool_dir,
                            settings.library_scan_interval_s, after_scan=subtitles.prune)
+    published = front.Published(front.links_dir(settings)) if settings.front == "nginx" else None
     manager = JobManager(settings, vaapi_device=capabilities.vaapi_device,
-                         hardware_tonemap=capabilities.hardware_tonemap, subtitles=subtitles)
+                         hardware_tonemap=capabilities.hardware_tonemap, subtitles=subtitles, published=published)
     manager.add_listener(lambda job, old, new: runstate.job_changed(job, new in ACTIVE_STATES))
     health = HealthMonitor(settings, interval_s=min(HEALTH_INTERVAL_S, settings.heartbeat_interval_s))
     health.check_now()

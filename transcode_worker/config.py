@@ -184,9 +184,10 @@ class SettingsSchema(Schema):
         validate=validate.OneOf(("text", "json")),
     )
     front = _setting(
-        fields.String, "none",
+        fields.String, "nginx",
         "what faces the network: \"nginx\" (nginx on listen, gunicorn behind it on loopback; nginx "
-        "sends ready segments and holds slow clients) or \"none\" (gunicorn on listen)",
+        "sends ready segments and holds slow clients) or \"none\" (gunicorn on listen, for a machine "
+        "without nginx or behind a proxy of its own)",
         validate=validate.OneOf(("nginx", "none")),
     )
     nginx_path = _setting(fields.String, "nginx", "the nginx executable of front = \"nginx\"")

@@ -3,10 +3,15 @@
 gunicorn's own deployment guide asks for a buffering proxy in front: a client that trickles its
 headers, or hundreds of them, would otherwise hold the app's request threads. Here nginx
 listens on ``listen``; gunicorn serves the app on a loopback port only nginx knows. nginx takes
-every client's request whole before the app sees it (header and body timeouts, size limits),
-and sends ready segments itself by sendfile: the app still answers each request (the janitor's
-idle clock, throttling's resume, the metrics) but with an ``X-Accel-Redirect`` to an internal
-location under ``segment_root``, and nginx does the bytes, the ranges and the revalidations.
+every client's request whole before the app sees it (header and body timeouts, size limits).
+
+A ready segment or init segment never reaches the app: the app publishes each job's folder as a
+link named after the job (``<spool_dir>/front/jobs/<job_id>``), and nginx sends the file it finds
+there by sendfile, with its ranges and revalidations. Each such request is booked all the same
+(the janitor's idle clock, throttling's resume, the metrics): nginx logs it as a syslog datagram
+to a loopback socket the app reads (Booking). A file not there yet goes on to the app, which
+waits for it and then hands it back to nginx with an ``X-Accel-Redirect``. Playlists are the
+app's: it writes them.
 
 nginx is a child of ``transcode-worker serve`` (gunicorn's master), in a process group of its
 own and started through ``setpriv --pdeathsig TERM``: it stops with the service, and dies with
@@ -19,6 +24,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -28,10 +34,66 @@ log = logging.getLogger(__name__)
 
 HEADER = "X-TW-Front"  # set by nginx on every request it passes on; the app trusts it only in front mode
 INTERNAL = "/_files/"  # nginx's internal location of segment_root
+BOOK_TAG = "tw"  # the syslog tag of a booking datagram
+MAX_BODY = "64k"  # a job command is a few hundred bytes (app.MAX_BODY_BYTES)
 RESTARTS = 3  # within RESTART_WINDOW_S, then the service stops
 RESTART_WINDOW_S = 60
 STOP_GRACE_S = 5
 SETPRIV = shutil.which("setpriv")
+
+ID = "[A-Za-z0-9_-]{1,64}"  # hls_names' job id
+CORS = """\
+      add_header Cache-Control no-cache always;
+      add_header Access-Control-Allow-Origin * always;
+      add_header Access-Control-Allow-Methods "GET, HEAD, OPTIONS" always;
+      add_header Access-Control-Allow-Headers Range always;
+      add_header Access-Control-Expose-Headers "Content-Length, Content-Range, Accept-Ranges" always;"""
+# A ready file, sent by nginx from the job's published folder and booked by the app; anything
+# else (not written yet, an unknown job, another method) goes on to the app.
+READY = """\
+    location ~ "^/(?<tw_job>{id})_{name}$" {{
+      root {links};
+      try_files /$tw_job$uri @app;
+      error_page 405 = @app;
+{errors}
+      access_log syslog:server={book},tag={tag},nohostname {log_format};
+{cors}
+    }}"""
+
+# nginx's own refusals, in the API's words (JSON, like the app's errors); the app's answers pass
+# as they are. An app not up (starting, or a new worker process after a reload) is a 503 to retry.
+ERRORS = """\
+      error_page 400 /_error/400;
+      error_page 413 /_error/413;
+      error_page 502 504 =503 /_error/503;"""
+ERROR_LOCATIONS = """\
+    location = /_error/400 {{
+      internal;
+      default_type application/json;
+      return 400 '{{"error": "Bad Request", "detail": "the request is malformed"}}\\n';
+    }}
+    location = /_error/413 {{
+      internal;
+      default_type application/json;
+      return 413 '{{"error": "Request Entity Too Large", "detail": "a request body is at most {max_body}"}}\\n';
+    }}
+    location = /_error/503 {{
+      internal;
+      default_type application/json;
+      add_header Retry-After 1 always;
+      return 503 '{{"error": "Service Unavailable", "detail": "the worker is starting or restarting; retry"}}\\n';
+    }}"""
+
+PROXY = """\
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header {header} nginx;
+      # a player waits for a segment FFmpeg has not written yet: the app answers within playlist_wait_s
+      proxy_read_timeout {read_timeout}s;
+      proxy_buffering off;"""
 
 CONF = """\
 daemon off;
@@ -39,6 +101,7 @@ worker_processes 1;
 pid {run}/nginx.pid;
 error_log stderr warn;
 {user}
+worker_rlimit_nofile 8192;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
@@ -59,48 +122,116 @@ http {{
   scgi_temp_path {run}/scgi;
   types {{ video/mp2t ts; video/mp4 m4s mp4; }}
   default_type application/octet-stream;
+  # a booking: job, segment number (- for an init segment), status, bytes, seconds, method
+  log_format tw_segment "$tw_job $tw_n $status $body_bytes_sent $request_time $request_method";
+  log_format tw_init "$tw_job - $status $body_bytes_sent $request_time $request_method";
   upstream app {{ server {app}; keepalive 16; }}
   server {{
     listen {listen};
+{errors}
+{error_locations}
+{segment}
+{init}
     location / {{
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $http_host;
-      proxy_set_header X-Forwarded-For $remote_addr;
-      proxy_set_header {header} nginx;
-      # a player waits for a segment FFmpeg has not written yet: the app answers within playlist_wait_s
-      proxy_read_timeout {read_timeout}s;
-      proxy_buffering off;
+{proxy}
+    }}
+    location @app {{
+{proxy}
     }}
     location {internal} {{
       internal;
       alias {segment_root}/;
-      add_header Cache-Control no-cache always;
-      add_header Access-Control-Allow-Origin * always;
-      add_header Access-Control-Expose-Headers "Content-Length, Content-Range, Accept-Ranges" always;
+{cors}
     }}
   }}
 }}
 """
 
 
-def nginx_conf(settings, app_address, run_dir):
-    """nginx's configuration for these settings, the app at `app_address` (host:port)."""
+def links_dir(settings):
+    """Where the app publishes each job's folder for nginx (a link per job id)."""
+    return Path(settings.spool_dir) / "front" / "jobs"
+
+
+def nginx_conf(settings, app_address, run_dir, book_address):
+    """nginx's configuration for these settings: the app at `app_address` (host:port), bookings
+    sent to `book_address` (host:port)."""
     user = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""  # root: workers as root too
+    ready = dict(id=ID, links=os.path.realpath(links_dir(settings)), book=book_address, tag=BOOK_TAG, cors=CORS,
+                 errors=ERRORS)
+    proxy = PROXY.format(header=HEADER, read_timeout=round(settings.playlist_wait_s + 30))
     return CONF.format(
-        run=run_dir, user=user, max_body="64k", app=app_address, listen=settings.listen, header=HEADER,
-        read_timeout=round(settings.playlist_wait_s + 30), internal=INTERNAL,
+        run=run_dir, user=user, max_body=MAX_BODY, app=app_address, listen=settings.listen, proxy=proxy,
+        internal=INTERNAL, cors=CORS, errors=ERRORS, error_locations=ERROR_LOCATIONS.format(max_body=MAX_BODY),
         segment_root=os.path.realpath(settings.segment_root),
+        segment=READY.format(name=r"(?<tw_n>\d{1,9})\.(ts|m4s)", log_format="tw_segment", **ready),
+        init=READY.format(name=r"init_\d{1,9}\.mp4", log_format="tw_init", **ready),
     )
+
+
+class Published:
+    """The job folders nginx may send ready files from: a link per job id in links_dir, made
+    when a run starts and removed before its folder is."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for stale in self.folder.iterdir():  # a crashed run's
+            stale.unlink()
+
+    def publish(self, job_id, job_folder):
+        staged = self.folder / f".{job_id}.new"
+        staged.unlink(missing_ok=True)
+        os.symlink(job_folder, staged)
+        os.replace(staged, self.folder / job_id)  # a seek's new folder replaces the old at once
+
+    def withdraw(self, job_id):
+        (self.folder / job_id).unlink(missing_ok=True)
+
+
+def booking_socket():
+    """The loopback socket nginx sends its bookings to (opened by gunicorn's master, read by its
+    worker process, which inherits it)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+class Booking:
+    """Reads nginx's bookings, one syslog datagram per file it sent, and hands each to
+    book(job_id, segment, status, size, seconds, method); segment is None for an init segment."""
+
+    def __init__(self, sock, book):
+        self.sock = sock
+        self.book = book
+        self._thread = threading.Thread(target=self._run, name="booking", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def _run(self):
+        marker = f" {BOOK_TAG}: ".encode()
+        while True:
+            try:
+                datagram = self.sock.recv(2048)
+            except OSError:
+                return  # closed
+            try:
+                job_id, segment, status, size, seconds, method = datagram.partition(marker)[2].decode().split()
+                self.book(job_id, None if segment == "-" else int(segment), int(status), int(size),
+                          float(seconds), method)
+            except Exception:  # a malformed datagram, or a booking that failed: never stop reading
+                log.exception("front: could not book %r", datagram[:200])
 
 
 class Front:
     """The nginx child of the service: started, watched, restarted, stopped."""
 
-    def __init__(self, settings, app_address, on_give_up):
+    def __init__(self, settings, app_address, book_address, on_give_up):
         self.settings = settings
         self.app_address = app_address
+        self.book_address = book_address
         self.on_give_up = on_give_up  # called when nginx keeps dying: stop the service
         self.run_dir = Path(settings.spool_dir) / "front"
         self.proc = None
@@ -116,7 +247,7 @@ class Front:
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         conf = self.run_dir / "nginx.conf"
-        conf.write_text(nginx_conf(self.settings, self.app_address, self.run_dir))
+        conf.write_text(nginx_conf(self.settings, self.app_address, self.run_dir, self.book_address))
         self._argv = [*([SETPRIV, "--pdeathsig", "TERM", "--"] if SETPRIV else []), exe, "-c", str(conf),
                       "-p", str(self.run_dir), "-e", "stderr"]
         self._spawn()

@@ -301,8 +301,9 @@ class JobManager:
     """
 
     def __init__(self, settings, *, ffmpeg_argv=build_command, vaapi_device=None, hardware_tonemap=(),
-                 subtitles=None):
+                 subtitles=None, published=None):
         self.settings = settings
+        self.published = published  # front.Published: the folders nginx sends ready files from
         self.subtitles = subtitles  # SubtitleCache: each file's text tracks, extracted once
         self.vaapi_device = vaapi_device
         self.hardware_tonemap = hardware_tonemap
@@ -400,6 +401,8 @@ class JobManager:
         job.supervisor = JobSupervisor(job, argv)
         job.supervisor.start()
         job.supervisor.wait_spawned()
+        if self.published is not None:
+            self.published.publish(spec.job_id, spec.folder)
         return job
 
     def delete(self, job_id, reason=None):
@@ -410,6 +413,7 @@ class JobManager:
             if job is None:
                 return False
             self._retiring[job_id] = job
+            self._withdraw(job)
         if reason:
             with job.changed:
                 job.error = reason
@@ -489,7 +493,12 @@ class JobManager:
         for thread in stoppers:
             thread.join()
 
+    def _withdraw(self, job):
+        if self.published is not None:
+            self.published.withdraw(job.job_id)  # nginx sends none of its files from now on
+
     def _stop_and_remove(self, job):
+        self._withdraw(job)
         job.supervisor.stop(self.settings.stop_grace_s)
         self._remove_folder(job.folder)
 

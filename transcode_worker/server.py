@@ -4,6 +4,7 @@ Job state (the supervisors and their FFmpeg children) lives in that one process,
 never be a second one: a job posted to one process could not be seen, seeked or stopped by
 another. Threads serve the players; segment files go out through sendfile.
 """
+import functools
 import logging
 import math
 import os
@@ -14,9 +15,10 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
 from . import logs
+from .api import hls
 from .app import create_app
 from .config import ConfigError
-from .front import Front
+from .front import Booking, Front, booking_socket
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ def post_worker_init(worker):
     """Chain gunicorn's SIGTERM handler: the moment the stop begins, refuse new jobs and answer
     players waiting on a segment, so in-flight requests do not eat the shutdown's time bound."""
     ctx = _context(worker)
+    if ctx is not None and _booking is not None:  # nginx's bookings of the files it sent itself
+        Booking(_booking, functools.partial(hls.book, ctx)).start()
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum, frame):
@@ -42,16 +46,20 @@ def post_worker_init(worker):
 
 
 _front = None  # the nginx child, in gunicorn's master
+_booking = None  # the socket nginx books the files it sends on; the worker process inherits it
 
 
 def when_ready(server):
     """gunicorn's master has bound its socket: with front = "nginx", start nginx before it."""
-    global _front
+    global _front, _booking
     settings = server.app.settings
     if settings.front != "nginx":
         return
     host, port = server.LISTENERS[0].sock.getsockname()[:2]
-    _front = Front(settings, f"{host}:{port}", on_give_up=lambda: os.kill(os.getpid(), signal.SIGTERM))
+    _booking = booking_socket()
+    book_host, book_port = _booking.getsockname()
+    _front = Front(settings, f"{host}:{port}", f"{book_host}:{book_port}",
+                   on_give_up=lambda: os.kill(os.getpid(), signal.SIGTERM))
     try:
         _front.start()
     except (RuntimeError, OSError) as exc:

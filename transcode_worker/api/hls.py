@@ -11,6 +11,8 @@ segment. The blueprint answers the rest (a segment or playlist to wait for, a by
 revalidation, a 404) and in the same words: both build their answers from the functions below.
 """
 import os
+import select
+import socket
 import time
 
 from urllib.parse import quote
@@ -136,10 +138,28 @@ def _wait_and_serve(job_id, serve, segment=None, pending=None):
                 holding = context().waiting.acquire(blocking=False)
                 if not holding:
                     return error(503, "too many requests are waiting for FFmpeg; retry", retry_after=1)
+            elif _client_gone(request.environ):  # a player that gave up frees its share at once
+                return error(503, "the client went away", retry_after=1)
             job.wait_changed(min(POLL_S, remaining))
     finally:
         if holding:
             context().waiting.release()
+
+
+def _client_gone(environ):
+    """True when the client of this request has closed its connection (gunicorn's socket reads
+    its end); a pipelined next request is not a close."""
+    sock = environ.get("gunicorn.socket")
+    if sock is None:
+        return False
+    try:
+        if not select.select([sock], [], [], 0)[0]:
+            return False
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except (OSError, ValueError):  # reset, or closed already
+        return True
 
 
 def playlist(job):
@@ -386,6 +406,17 @@ class FastPath:
             file.close()
             raise
         return "segment", segment_headers(path, stat), wrap_file(environ, file), stat.st_size
+
+
+def book(ctx, job_id, segment, status, size, seconds, method):
+    """A file nginx sent itself (front.Booking): the same bookkeeping as the app's answers."""
+    job = ctx.manager.get(job_id)
+    if job is not None:
+        _watched(job, segment, ctx.settings)
+    started = time.perf_counter() - seconds
+    if status in (200, 206):
+        ctx.metrics.observe_served("segment", started, size)
+    ctx.metrics.observe_request(ENDPOINT, method, status, started)
 
 
 def _close(body):
