@@ -21,6 +21,7 @@ in timed tests).
 """
 import argparse
 import getpass
+import multiprocessing
 import os
 import platform
 import re
@@ -426,29 +427,39 @@ def pressure(worker, media_root, tmp, source, seconds):
 
 class WaitingPlayers:
     """`count` players asking for segments of `job_id` far beyond what FFmpeg has written: each
-    waits for its answer, and after a 503 (Retry-After: 1) asks again a second later."""
+    waits for its answer, and after a 503 (Retry-After: 1) asks again a second later. They run
+    in a process of their own, so their threads do not slow the measuring client down."""
 
     def __init__(self, url, job_id, count):
         self.urls = [f"{url}/{hls_names.segment(job_id, 5000 + n, 'ts')}" for n in range(count)]
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._play, args=(u,), daemon=True) for u in self.urls]
+        self._stop = multiprocessing.Event()
+        self._process = multiprocessing.Process(target=self._run, args=(self.urls, self._stop), daemon=True)
 
-    def _play(self, url):
-        while not self._stop.is_set():
-            try:
-                answer = requests.get(url, timeout=90)
-                if answer.status_code == 503:
-                    self._stop.wait(float(answer.headers.get("Retry-After", 1)))
-            except requests.RequestException:
-                self._stop.wait(1)
+    @staticmethod
+    def _run(urls, stop):
+        def play(url):
+            while not stop.is_set():
+                try:
+                    answer = requests.get(url, timeout=90)
+                    if answer.status_code == 503:
+                        stop.wait(float(answer.headers.get("Retry-After", 1)))
+                except requests.RequestException:
+                    stop.wait(1)
+
+        threads = [threading.Thread(target=play, args=(u,), daemon=True) for u in urls]
+        for thread in threads:
+            thread.start()
+        stop.wait()
 
     def __enter__(self):
-        for thread in self._threads:
-            thread.start()
+        self._process.start()
         return self
 
     def __exit__(self, *exc):
-        self._stop.set()  # those still waiting end with their request (playlist_wait_s at most)
+        self._stop.set()  # requests still waiting are dropped with the process
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
 
 
 def api_latencies(server, source, seconds):

@@ -335,9 +335,10 @@ def test_a_waiting_player_that_gives_up_frees_its_share(make_worker, media_root,
         assert waiting.result().status_code == 404
 
 
-def test_waiting_players_beyond_their_share_get_503_at_once_and_commands_still_work(make_worker, media_root):
+@pytest.mark.parametrize("front", ["nginx", "none"])  # nginx says no itself; without it, the app does
+def test_waiting_players_beyond_their_share_get_503_at_once_and_commands_still_work(make_worker, media_root, front):
     # 4 request threads, half of them for waiting: two players wait, the third is told at once
-    worker = make_worker(http_threads=4, playlist_wait_share=0.5, playlist_wait_s=15.0)
+    worker = make_worker(http_threads=4, playlist_wait_share=0.5, playlist_wait_s=15.0, front=front)
     assert worker.post_job({"job_id": "far", "source_path": source(media_root, mf.LONG),
                             "configuration": {"bitrate_bps": 300_000}}).status_code == 202
     worker.wait_state("far", {"RUNNING"})
@@ -348,6 +349,7 @@ def test_waiting_players_beyond_their_share_get_503_at_once_and_commands_still_w
         started = time.monotonic()
         third = requests.get(f"{worker.url}/far_502.ts", timeout=60)
         assert third.status_code == 503 and third.headers["Retry-After"] == "1"
+        assert "waiting for FFmpeg" in third.json()["error"]
         assert time.monotonic() - started < 1.0
         assert requests.get(f"{worker.url}/healthz", timeout=5).status_code == 200
         assert requests.get(f"{worker.url}/far_0.ts", timeout=5).status_code == 200  # a ready file

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import capabilities as caps
 from . import front
-from .config import FOLDER_KEYS, load_settings
+from .config import FOLDER_KEYS, load_settings, wait_slots
 from .health import HealthMonitor
 from .heartbeat import Heartbeat
 from .jobs import JobManager
@@ -51,8 +51,7 @@ class WorkerContext:
     waiting: threading.BoundedSemaphore = None  # request threads that may wait for FFmpeg
 
     def __post_init__(self):
-        share = max(1, int(self.settings.http_threads * self.settings.playlist_wait_share))
-        self.waiting = threading.BoundedSemaphore(share)
+        self.waiting = threading.BoundedSemaphore(wait_slots(self.settings))
 
     def start(self):
         self.manager.start_janitor()

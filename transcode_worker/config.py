@@ -233,6 +233,11 @@ class SettingsSchema(Schema):
 FOLDER_KEYS = ("segment_root", "spool_dir")
 
 
+def wait_slots(settings):
+    """How many requests may wait for FFmpeg at once (playlist_wait_share of http_threads)."""
+    return max(1, int(settings.http_threads * settings.playlist_wait_share))
+
+
 class Settings(SimpleNamespace):
     """The validated configuration: one attribute per key of SettingsSchema, plus
     ``listen_host``, ``listen_port`` and ``config_file`` (None on the embedded default)."""

@@ -30,6 +30,8 @@ import threading
 import time
 from pathlib import Path
 
+from .config import wait_slots
+
 log = logging.getLogger(__name__)
 
 HEADER = "X-TW-Front"  # set by nginx on every request it passes on; the app trusts it only in front mode
@@ -49,19 +51,20 @@ CORS = """\
       add_header Access-Control-Allow-Headers Range always;
       add_header Access-Control-Expose-Headers "Content-Length, Content-Range, Accept-Ranges" always;"""
 # A ready file, sent by nginx from the job's published folder and booked by the app; anything
-# else (not written yet, an unknown job, another method) goes on to the app.
+# else goes on to the app: a file not written yet (@wait: the app waits for it), another method.
 READY = """\
     location ~ "^/(?<tw_job>{id})_{name}$" {{
       root {links};
-      try_files /$tw_job$uri @app;
+      try_files /$tw_job$uri @wait;
       error_page 405 = @app;
 {errors}
       access_log syslog:server={book},tag={tag},nohostname {log_format};
 {cors}
     }}"""
 
-# nginx's own refusals, in the API's words (JSON, like the app's errors); the app's answers pass
-# as they are. An app not up (starting, or a new worker process after a reload) is a 503 to retry.
+# nginx's own refusals, in the API's words (the JSON the app's own 400, 413 and 503 have); the
+# app's answers pass as they are. An app not up (starting, or a new worker process after a
+# reload) is a 503 to retry.
 ERRORS = """\
       error_page 400 /_error/400;
       error_page 413 /_error/413;
@@ -77,11 +80,18 @@ ERROR_LOCATIONS = """\
       default_type application/json;
       return 413 '{{"error": "Request Entity Too Large", "detail": "a request body is at most {max_body}"}}\\n';
     }}
+    location = /_error/busy {{
+      internal;
+      default_type application/json;
+      add_header Retry-After 1 always;
+      add_header Access-Control-Allow-Origin * always;
+      return 503 '{{"error": "too many requests are waiting for FFmpeg; retry"}}\\n';
+    }}
     location = /_error/503 {{
       internal;
       default_type application/json;
       add_header Retry-After 1 always;
-      return 503 '{{"error": "Service Unavailable", "detail": "the worker is starting or restarting; retry"}}\\n';
+      return 503 '{{"error": "the worker is starting or restarting; retry"}}\\n';
     }}"""
 
 PROXY = """\
@@ -126,6 +136,7 @@ http {{
   log_format tw_segment "$tw_job $tw_n $status $body_bytes_sent $request_time $request_method";
   log_format tw_init "$tw_job - $status $body_bytes_sent $request_time $request_method";
   upstream app {{ server {app}; keepalive 16; }}
+  limit_conn_zone $server_port zone=waiting:1m;
   server {{
     listen {listen};
 {errors}
@@ -137,6 +148,16 @@ http {{
     }}
     location @app {{
 {proxy}
+    }}
+    # No more than the app's wait share of requests wait for FFmpeg; past it nginx answers 503 at
+    # once, so a crowd of waiting players never queues in front of the app's other requests.
+    location @wait {{
+{proxy}
+      limit_conn waiting {wait_slots};
+      limit_conn_status 503;
+      limit_conn_log_level info;
+{errors}
+      error_page 503 /_error/busy;
     }}
     location {internal} {{
       internal;
@@ -162,7 +183,7 @@ def nginx_conf(settings, app_address, run_dir, book_address):
     proxy = PROXY.format(header=HEADER, read_timeout=round(settings.playlist_wait_s + 30))
     return CONF.format(
         run=run_dir, user=user, max_body=MAX_BODY, app=app_address, listen=settings.listen, proxy=proxy,
-        internal=INTERNAL, cors=CORS, errors=ERRORS, error_locations=ERROR_LOCATIONS.format(max_body=MAX_BODY),
+        internal=INTERNAL, cors=CORS, errors=ERRORS, wait_slots=wait_slots(settings), error_locations=ERROR_LOCATIONS.format(max_body=MAX_BODY),
         segment_root=os.path.realpath(settings.segment_root),
         segment=READY.format(name=r"(?<tw_n>\d{1,9})\.(ts|m4s)", log_format="tw_segment", **ready),
         init=READY.format(name=r"init_\d{1,9}\.mp4", log_format="tw_init", **ready),
