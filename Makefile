@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 run: install
 	$(BIN)/transcode-worker serve
 
-test: install gstreamer nginx
+test: install gstreamer
 	$(BIN)/python -m pytest
 
 test-browser: install
@@ -20,16 +20,17 @@ test-browser: install
 unit: install
 	$(BIN)/python -m pytest -m "not integration and not browser"
 
-# speed beside FFmpeg by hand, Jellyfin's settings and nginx (installs nginx-light and wrk)
+# speed beside FFmpeg by hand, Jellyfin's settings and nginx alone (installs wrk)
 bench: install
-	@scripts/ensure-packages.sh nginx=nginx-light wrk=wrk
+	@scripts/ensure-packages.sh wrk=wrk
 	$(BIN)/python scripts/bench.py
 
 # the reference orchestrator and two workers on loopback; Ctrl-C stops it all
 demo: install
 	$(BIN)/python scripts/demo.py
 
-install: ffmpeg $(STAMP)
+# FFmpeg and nginx (the front) from Debian when missing, the package in a venv
+install: ffmpeg nginx $(STAMP)
 
 # as root: the systemd service for operators (user, folders, /opt venv, /etc config, unit)
 install-service:
@@ -38,9 +39,9 @@ install-service:
 ffmpeg:
 	@scripts/ensure-packages.sh ffmpeg=ffmpeg ffprobe=ffmpeg
 
-# the network front (front = "nginx"), tested by make test
+# the network front (front = "nginx", the default): Debian's nginx-light
 nginx:
-	@scripts/ensure-packages.sh nginx=nginx-light
+	@scripts/ensure-nginx.sh
 
 # a second real player for the tests (HLS with HEVC in fMP4)
 gstreamer:

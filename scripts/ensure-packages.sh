@@ -3,6 +3,7 @@
 #   scripts/ensure-packages.sh COMMAND=PACKAGE[,PACKAGE...] ...
 # e.g. ffmpeg=ffmpeg nginx=nginx-light npm=nodejs,npm
 set -eu
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"  # Debian puts some commands (nginx) there
 missing=""
 for pair in "$@"; do
     command -v "${pair%%=*}" >/dev/null 2>&1 || missing="$missing $(echo "${pair#*=}" | tr ',' ' ')"

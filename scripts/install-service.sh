@@ -1,5 +1,5 @@
 #!/bin/sh
-# Install transcode-worker as a systemd service (as root): FFmpeg if missing, a system user,
+# Install transcode-worker as a systemd service (as root): FFmpeg and nginx if missing, a system user,
 # /var/lib/transcode-worker/{segments,spool}, a venv under /opt/transcode-worker, the
 # configuration /etc/transcode-worker/worker.toml (kept if it exists), and the unit. Run again to
 # upgrade: the package is reinstalled and the service restarted; the configuration is kept.
@@ -17,6 +17,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 "$SRC/scripts/ensure-packages.sh" ffmpeg=ffmpeg ffprobe=ffmpeg
+"$SRC/scripts/ensure-nginx.sh"  # the front: nginx, run by the service itself
 
 if ! id -u "$SERVICE_USER" >/dev/null 2>&1; then
     useradd --system --home-dir "$STATE" --no-create-home --shell /usr/sbin/nologin "$SERVICE_USER"

@@ -2,10 +2,9 @@
 import argparse
 import json
 import os
-import shutil
 import sys
 
-from . import __version__, capabilities, logs
+from . import __version__, capabilities, front, logs
 from .config import FOLDER_KEYS, ConfigError, check_report, load_settings
 from .runstate import FolderInUse, lock_folder
 from .telemetry import Nvml, Telemetry, static_specs
@@ -73,7 +72,7 @@ def cmd_serve(args):
         from .app import send_fatal_death_note
         send_fatal_death_note(settings, f"the worker cannot start: {exc}")
         raise
-    if settings.front == "nginx" and shutil.which(settings.nginx_path) is None:
+    if settings.front == "nginx" and front.find_nginx(settings.nginx_path) is None:
         print(f"{PROG}: nginx ({settings.nginx_path}) not found: install nginx-light (make test does) "
               'or set front = "none"', file=sys.stderr)
         return 2

@@ -169,6 +169,14 @@ http {{
 """
 
 
+SBIN = "/usr/local/sbin:/usr/sbin:/sbin"  # Debian's nginx; not on a plain user's PATH
+
+
+def find_nginx(name):
+    """The nginx executable `name` (nginx_path), else None."""
+    return shutil.which(name) or (shutil.which(name, path=SBIN) if os.sep not in name else None)
+
+
 def links_dir(settings):
     """Where the app publishes each job's folder for nginx (a link per job id)."""
     return Path(settings.spool_dir) / "front" / "jobs"
@@ -261,7 +269,7 @@ class Front:
         self._thread = None
 
     def start(self):
-        exe = shutil.which(self.settings.nginx_path)
+        exe = find_nginx(self.settings.nginx_path)
         if exe is None:
             raise RuntimeError(f"nginx ({self.settings.nginx_path}) not found: install nginx-light "
                                "(make test does), or set front = \"none\"")
