@@ -14,7 +14,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 import media_files as mf
-from worker_process import first_frame_luma, free_port, probe_duration, wait_for
+from worker_process import ffmpeg_slow_at, first_frame_luma, free_port, probe_duration, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -146,6 +146,42 @@ def test_hls_js_plays_a_completed_stream_to_its_end(worker, media_root, player, 
     assert abs(duration - probe_duration(source)) < SEGMENT_S / 2 and current >= duration - 0.1, ended
     assert player.state()["fatal"] == 0
     worker.delete(job_id)
+
+
+def test_hls_js_plays_on_across_a_speed_guard_step(make_worker, media_root, player, tmp_path):
+    """A job held below real time steps down (speed guard); hls.js, playing it from the start,
+    goes on across the discontinuity, shows the right frames after it and plays to the end."""
+    worker = make_worker(ffmpeg_path=ffmpeg_slow_at("veryfast", tmp_path), speed_guard_s=3.0,
+                         encoder_preset="veryfast")
+    # the last 80 s of the ramp (its brightness still below white), played at 4x
+    source, seek_s = str(media_root / mf.LONG), 520
+    response = worker.post_job({"job_id": "stepped", "source_path": source,
+                                "configuration": {"seek_time": "00:08:40", "bitrate_bps": 300_000}})
+    assert response.status_code == 202, response.text
+    url = response.json()["playlist_url"]
+    player.load(url)
+    player.driver.execute_script("document.getElementById('video').playbackRate = 4")
+
+    def discontinuity_at():
+        """Seconds of the stream before its discontinuity, once the playlist has one."""
+        segments = m3u8.load(url.replace(".m3u8", ".media.m3u8")).segments
+        first = next((n for n, s in enumerate(segments) if s.discontinuity), None)
+        return first and sum(s.duration for s in segments[:first])
+
+    step_at = wait_for(discontinuity_at, 40, what="the step down in the playlist")
+    player.wait_playing_past(step_at + SEGMENT_S, timeout=60)
+    # after the discontinuity, the right frames: the ramp's level there (the browser paints the
+    # limited-range picture full range; FFmpeg's gray, which assert_shows_source_at reads, clips
+    # this close to white)
+    current, level = player.picture()
+    expected = (mf.luma_at(seek_s + current) - 16) * 255 / 219
+    assert abs(level - expected) <= 6, f"at {seek_s + current:.1f}s of the movie: shows {level:.0f}, not {expected:.0f}"
+    ended = wait_for(lambda: player.driver.execute_script(
+        "const v = document.getElementById('video'); return v.ended && [v.currentTime, v.duration]"),
+        60, interval=0.2, what="the end of the stream")
+    assert abs(ended[1] - (mf.LONG_SECONDS - seek_s)) < SEGMENT_S / 2, ended
+    assert player.state()["fatal"] == 0
+    worker.delete("stepped")
 
 
 def variant_codecs(url):

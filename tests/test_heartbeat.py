@@ -1,5 +1,6 @@
 """The orchestrator link with `responses` on the orchestrator's side: payload shapes, the spool,
 re-registration, the death note. The loop's steps are driven one by one (no sleeping)."""
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -8,6 +9,7 @@ import requests
 import responses
 
 from specs import job_spec
+from transcode_worker import speed_guard
 from transcode_worker.capabilities import Capabilities
 from transcode_worker.ffmpeg_command import HlsOutput
 from transcode_worker.heartbeat import Heartbeat
@@ -130,6 +132,36 @@ def test_a_job_that_ended_is_reported_once(link):
     assert first["active_jobs"] == 0 and first["job_context"] is None
     assert [(j["active_job_id"], j["state"], j["progress"]) for j in first["jobs"]] == [("done", "COMPLETED", 100.0)]
     assert second["jobs"] == []
+
+
+def test_the_speed_guard_shows_in_the_job_context_and_a_job_that_cannot_keep_up_stresses(link):
+    connect(link)
+    job = link.manager_fake.add("heavy", 1.0)
+    job.steps = speed_guard.steps("libx264", "veryfast", 720, 3_000_000)
+    job.guard = speed_guard.Decision(12.0, 0.7, 0, None, False)
+    link._beat()  # behind, not yet stepped: BUSY
+    job.spec = dataclasses.replace(job.spec, step=job.steps[-1])
+    job.guard = speed_guard.Decision(15.0, 0.6, job.steps[-1].number, "0.60x real time for 15s at its lightest step", True)
+    link._beat()
+    busy, stressed = bodies(link.rsps, BEATS)
+    assert HeartbeatSchema().load(busy) and HeartbeatSchema().load(stressed)
+    assert busy["status"] == "BUSY" and busy["job_context"]["speed_guard"]["step"] == 0
+    assert busy["job_context"]["speed_guard"]["speed"] == 0.7
+    assert stressed["status"] == "STRESSED" and "job heavy cannot keep up: 0.60x" in stressed["reason"]
+    context = stressed["job_context"]["speed_guard"]
+    assert context["step"] == 3 and context["height"] == 360 and context["cannot_keep_up"].startswith("0.60x")
+
+
+def test_a_run_the_speed_guard_replaced_is_not_reported_as_ended(link):
+    connect(link)
+    job = link.manager_fake.add("stepped", 1.0)
+    job.record_segment(0)
+    job.superseded = True  # stopped for its next run, at a lighter step
+    job.change_state(JobState.STOPPING)
+    job.change_state(JobState.STOPPED)
+    link._beat()
+    (beat,) = bodies(link.rsps, BEATS)
+    assert beat["jobs"] == []  # (the job goes on in its next run, which the next beats report)
 
 
 def test_orchestrator_down_spools_then_replays_in_order_before_live(link):

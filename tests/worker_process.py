@@ -201,6 +201,26 @@ def _raise_open_files_limit(wanted):
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted, hard))
 
 
+SLOW_FFMPEG = """#!{python}
+# FFmpeg held to half real time at one preset ({preset}), as a machine too slow for the source
+# would be: -readrate 0.5 before the input. Any other preset runs at full speed.
+import os, sys
+args = sys.argv[1:]
+if "{preset}" in args:
+    at = args.index("-i")
+    args[at:at] = ["-readrate", "0.5"]
+os.execvp("ffmpeg", ["ffmpeg", *args])
+"""
+
+
+def ffmpeg_slow_at(preset, folder):
+    """An ffmpeg_path whose jobs at `preset` run at half real time (the speed guard's tests)."""
+    path = Path(folder) / f"ffmpeg-slow-at-{preset}"
+    path.write_text(SLOW_FFMPEG.format(python=sys.executable, preset=preset))
+    path.chmod(0o755)
+    return str(path)
+
+
 def process_gone(pid):
     """True when `pid` has exited (a zombie waiting for its parent to reap it counts as gone)."""
     try:

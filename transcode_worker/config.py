@@ -168,6 +168,12 @@ class SettingsSchema(Schema):
         "a completed, failed or stopped job's folder is removed after this long unwatched (0: never)",
         validate=validate.Range(0, 86400),
     )
+    speed_guard_s = _setting(
+        fields.Float, 10.0,
+        "a transcode whose speed stays below real time this long steps down (a faster preset, then "
+        "a lower rung of the bitrate ladder) and continues where it was (0: never)",
+        validate=validate.Range(0, 600),
+    )
     throttle_lead_s = _setting(
         fields.Float, 180.0,
         "pause (SIGSTOP) a job's FFmpeg while it is more than this many seconds of movie ahead of the "

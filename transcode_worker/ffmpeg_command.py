@@ -120,6 +120,11 @@ def delivers_hevc(spec):
     return spec.encoder in HEVC_ENCODERS
 
 
+def video_bitrate(spec):
+    """The video bitrate of the job's run: its speed guard step's, else the command's."""
+    return spec.step.bitrate_bps if spec.step is not None else spec.bitrate_bps
+
+
 def target_height(bitrate_bps, source_height):
     """The ladder's height for this bitrate, never above the source's (no upscaling)."""
     height = next(h for floor, h in BITRATE_LADDER if bitrate_bps >= floor)
@@ -140,7 +145,7 @@ def output_size(spec):
     video = spec.media.video
     if spec.force_remux or not (video.width and video.height):
         return (video.width, video.height) if video.width and video.height else None
-    height = target_height(spec.bitrate_bps, video.height)
+    height = target_height(video_bitrate(spec), video.height)
     if height >= video.height:
         return video.width, video.height
     return math.floor(height * video.width / (video.height * 2) + 0.5) * 2, height
@@ -171,7 +176,7 @@ def picture_args(spec, hardware_tonemap=(), burn_file=None, fonts_dir=None):
     video = spec.media.video
     if spec.force_remux:
         return ["-map", f"0:{video.index}"], []
-    height = target_height(spec.bitrate_bps, video.height)
+    height = target_height(video_bitrate(spec), video.height)
     filters = [DEINTERLACE] if video.interlaced else []
     if video.height and height < video.height:
         filters.append(f"scale=-2:{height}")  # before tone-mapping: fewer pixels to map
@@ -200,10 +205,12 @@ def video_args(spec, output, preset, hardware_tonemap=()):
         # Stream copy: segments can only be cut on the source's own keyframes. Apple's players
         # take HEVC in fMP4 only under the hvc1 sample entry.
         return ["-c:v", "copy", *(["-tag:v", "hvc1"] if output.fmp4 else [])]
-    rate = str(spec.bitrate_bps)
+    rate = str(video_bitrate(spec))
+    if spec.step is not None and spec.step.preset:
+        preset = spec.step.preset
     return [
         "-c:v", spec.encoder, *ENCODER_OPTIONS.get(spec.encoder, lambda p: [])(preset),
-        "-b:v", rate, "-maxrate", rate, "-bufsize", str(2 * spec.bitrate_bps),
+        "-b:v", rate, "-maxrate", rate, "-bufsize", str(2 * video_bitrate(spec)),
         # A keyframe on every segment boundary, so each segment starts decodable, and no others.
         "-force_key_frames", keyframe_expr(output.segment_s, output.ramp(remux=False)),
         "-g", str(math.ceil(output.segment_s * MAX_FPS)),

@@ -47,6 +47,7 @@ def job_context(job):
             "state": job.state.value,
             "position_s": round(job.position_s, 3),
             "error": job.error,
+            "speed_guard": job.guard_report(),
         }
 
 
@@ -67,7 +68,9 @@ def heartbeat_payload(telemetry, jobs, ended, problems, thresholds):
     """The heartbeat (pure): `jobs` are the worker's current jobs, `ended` the contexts of jobs
     that ended since the last heartbeat (each reported once, so a spooled history is complete)."""
     active = [job_context(j) for j in sorted(jobs, key=lambda j: j.created_at) if j.state in ACTIVE_STATES]
-    status, reason = decide_status(telemetry, len(active), problems, thresholds)
+    behind = [f"job {j.job_id} cannot keep up: {j.guard.reason}" for j in jobs
+              if j.guard is not None and j.guard.stressed and j.state in ACTIVE_STATES]
+    status, reason = decide_status(telemetry, len(active), problems, thresholds, behind)
     return {
         "status": status.value,
         "reason": reason,
@@ -106,7 +109,8 @@ class Heartbeat(threading.Thread):
 
     # -- job transitions (called with the job's lock held: only note it) ----------------------
     def _job_changed(self, job, old, new):
-        if new in ENDED_STATES and old not in ENDED_STATES:
+        # a run the speed guard replaced did not end the job: its next run goes on with it
+        if new in ENDED_STATES and old not in ENDED_STATES and not job.superseded:
             self._ended.append(job_context(job))
 
     # -- the thread ---------------------------------------------------------------------------

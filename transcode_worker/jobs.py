@@ -2,7 +2,9 @@
 
 A Job is one run of FFmpeg for a job id. A new command for a known id (a seek, another bitrate)
 replaces the Job with a new one under the same id; its segments keep counting up, so a segment
-name is never reused for other content while the job id lives.
+name is never reused for other content while the job id lives. The speed guard (speed_guard.py)
+replaces a Job too, but keeps what it wrote: the new run continues where the old one stopped,
+in the same folder and playlist, after an EXT-X-DISCONTINUITY (Job.earlier).
 """
 import dataclasses
 import logging
@@ -11,11 +13,12 @@ import shutil
 import subprocess
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from . import hls_names, timeline, webvtt
-from .ffmpeg_command import HlsOutput, build_command, delivers_hevc
+from . import hls_names, playlist, speed_guard, step_memory, timeline, webvtt
+from .ffmpeg_command import HlsOutput, build_command, delivers_hevc, output_size
 from .multivariant import READ_BYTES
 from .progress import percent, segment_numbers
 from .schemas import seek_time
@@ -39,13 +42,26 @@ def _iso(ts):
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
 
 
+SAMPLES = 600  # progress samples kept per run: 5 minutes of FFmpeg's twice-a-second reports
+
+
 class Job:
     """State, progress and outcome of one FFmpeg run. Every state change goes through
     change_state(), under `changed` (a Condition that wakes anyone waiting on the job)."""
 
     def __init__(self, spec, output, *, restarts=0, on_transition=None):
-        self.spec = spec
+        self.spec = spec  # what this run of FFmpeg does
+        self.command = spec  # what the orchestrator asked (a step down's run differs: its seek, its step)
         self.output = output
+        self.earlier = ()  # the job's earlier runs, oldest first (speed guard), each an ended Job
+        self.header_lines = []  # this run's playlist header, once it has ended (speed guard)
+        self.segment_lines = []  # this run's segment lines of the job's playlist, likewise
+        self.steps = []  # speed_guard.Step list, from what was asked to the lightest; [] for a remux
+        self.kind = None  # step_memory.kind_of: what the guard learns under
+        self.guard = None  # the speed guard's last speed_guard.Decision on this run
+        self.stepped = None  # why the job runs at a lighter step than asked (None: it does not)
+        self.superseded = False  # a run the speed guard stopped to start the next: the job goes on
+        self.samples = deque(maxlen=SAMPLES)  # (monotonic, output seconds) of this run, for the guard
         self.restarts = restarts
         self.state = JobState.STARTING
         self.pid = None
@@ -106,6 +122,7 @@ class Job:
     def record_progress(self, snapshot):
         with self.changed:
             if snapshot.out_time_s is not None:
+                self.samples.append((time.monotonic(), snapshot.out_time_s))
                 # FFmpeg reports a small negative time before the first frame
                 position = self.spec.seek_s + max(0.0, snapshot.out_time_s)
                 if position > self.position_s or snapshot.ended:  # a stall repeats the same time
@@ -121,24 +138,55 @@ class Job:
         if segment is not None and (self.furthest_requested is None or segment > self.furthest_requested):
             self.furthest_requested = segment
 
+    @property
+    def first_number(self):
+        """The number of the job's first segment (of its first run)."""
+        return self.earlier[0].output.start_number if self.earlier else self.output.start_number
+
+    def own_text(self):
+        """This run's media playlist as FFmpeg writes it; None before its first."""
+        try:
+            return (self.folder / self.output.media_playlist).read_bytes().decode(errors="replace")
+        except FileNotFoundError:
+            return None
+
+    def media_text(self):
+        """The job's media playlist: its earlier runs' segments, a discontinuity, this run's
+        (FFmpeg's file); None while none of them lists anything."""
+        text = self.own_text()
+        if not self.earlier:
+            return text
+        header = self.earlier[0].header_lines
+        own = playlist.split(text)[1] if text is not None else []
+        return playlist.joined(header, [*(run.segment_lines for run in self.earlier), own])
+
+    def run_of(self, number):
+        """(the run's own media playlist text, the run) that wrote segment `number`; the text
+        is None while this run has listed nothing."""
+        if number >= self.output.start_number or not self.earlier:
+            return self.own_text(), self
+        run = next(r for r in reversed(self.earlier) if number >= r.output.start_number)
+        return "\n".join(run.segment_lines), run
+
+    def init_segment_of(self, number):
+        """The fMP4 init segment named for a run that starts at `number`, else None."""
+        runs = (*self.earlier, self)
+        return next((r.output.init_segment for r in runs if r.output.start_number == number), None)
+
     def watched_position(self):
         """Movie time of the start of the furthest segment a player asked for (where a viewer
-        is), else of the run's start."""
+        is), else of the job's start."""
         with self.changed:
             furthest = self.furthest_requested
-        try:
-            text = (self.folder / self.output.media_playlist).read_text(errors="replace")
-        except OSError:
-            text = ""
-        window = webvtt.windows(text, self.job_id).get(furthest)
-        return self.spec.seek_s + (window[0] if window else 0.0)
+        window = webvtt.windows(self.media_text() or "", self.job_id).get(furthest)
+        return self.command.seek_s + (window[0] if window else 0.0)
 
     def lead_s(self):
         """How much movie FFmpeg has written beyond the furthest segment a player asked for."""
         if self.last_segment_id is None:
             return 0.0
         furthest = max(self.furthest_requested if self.furthest_requested is not None else -1,
-                       self.output.start_number - 1)  # a request from before a seek counts as none
+                       self.first_number - 1)  # a request from before a seek counts as none
         return max(0, self.last_segment_id - furthest) * self.output.segment_s
 
     def record_playlist(self, text):
@@ -193,6 +241,20 @@ class Job:
                 self._timeline = timeline.timeline(pts, movie_s)
             return self._timeline
 
+    def guard_report(self):
+        """The speed guard's view of the job: its step, why, and what it measures (None for a
+        remux: it has no steps)."""
+        if not self.steps:
+            return None
+        step = self.spec.step or self.steps[0]
+        guard = self.guard
+        return {
+            "step": step.number, "steps": len(self.steps), "height": step.height,
+            "bitrate_bps": step.bitrate_bps, "preset": step.preset, "reason": self.stepped,
+            "speed": None if guard is None or guard.speed is None else round(guard.speed, 2),
+            "cannot_keep_up": guard.reason if guard is not None and guard.stressed else None,
+        }
+
     def to_dict(self, base_url):
         with self.changed:
             return {
@@ -208,10 +270,11 @@ class Job:
                 "speed": self.speed,
                 "position_s": round(self.position_s, 3),
                 "duration_s": self.spec.media.duration_s,
-                "first_segment_id": self.output.start_number,
+                "first_segment_id": self.first_number,
                 "last_segment_id": self.last_segment_id,
                 "restarts": self.restarts,
                 "throttled": self.paused,
+                "speed_guard": self.guard_report(),
                 "created_at": _iso(self.created_at),
                 "updated_at": _iso(self.updated_at),
                 "ended_at": _iso(self.ended_at),
@@ -280,8 +343,20 @@ def _burn_files(spec, extraction):
     fonts_dir = None
     if spec.media.fonts and extraction.fonts.is_dir():
         fonts_dir = hls_names.fonts_dir(spec.job_id)
+        (spec.folder / fonts_dir).unlink(missing_ok=True)  # a speed guard's next run, in the same folder
         os.symlink(extraction.fonts, spec.folder / fonts_dir)
     return {"burn_file": burn_file, "fonts_dir": fonts_dir}
+
+
+def _clear_unlisted(folder, job_id, next_number):
+    """After a run the speed guard stopped: its media playlist (the job's is Job.media_text), its
+    half-written files and any segment it wrote but did not list (from `next_number` on)."""
+    pattern = hls_names.segment_pattern(job_id)
+    for name in os.listdir(folder):
+        match = pattern.fullmatch(name)
+        if name.endswith(".tmp") or name == hls_names.media_playlist(job_id) or (
+                match and int(match.group(1)) >= next_number):
+            os.unlink(os.path.join(folder, name))
 
 
 def next_segment_number(folder, job_id):
@@ -304,6 +379,7 @@ class JobManager:
                  subtitles=None, published=None):
         self.settings = settings
         self.published = published  # front.Published: the folders nginx sends ready files from
+        self.learnt = step_memory.StepMemory(settings.spool_dir)  # the speed guard's first steps
         self.subtitles = subtitles  # SubtitleCache: each file's text tracks, extracted once
         self.vaapi_device = vaapi_device
         self.hardware_tonemap = hardware_tonemap
@@ -360,7 +436,7 @@ class JobManager:
             if spec.job_id in self._retiring:
                 raise Refused(409, f"job {spec.job_id} is being deleted; retry", retry_after=1)
             current = self._jobs.get(spec.job_id)
-            if current is not None and current.spec.same_command(spec) and current.state not in (
+            if current is not None and current.command.same_command(spec) and current.state not in (
                     JobState.FAILED, JobState.STOPPED):
                 return current, False  # an orchestrator's retry: keep the progress
             reason = self._gate()
@@ -370,7 +446,7 @@ class JobManager:
             if self.active_count(excluding=spec.job_id) >= self.settings.max_concurrent_jobs:
                 raise Refused(503, f"at capacity: {self.settings.max_concurrent_jobs} jobs running", retry_after=5)
             start_number, restarts = 0, 0
-            if current is not None and current.spec.other_subtitles_only(spec):
+            if current is not None and current.command.other_subtitles_only(spec):
                 spec = dataclasses.replace(spec, seek_time=seek_time(current.watched_position()))
             if current is not None:
                 # A changed command: the old output is thrown away, so no SIGTERM grace.
@@ -388,12 +464,26 @@ class JobManager:
                     is_inside(spec.folder, other.folder) or is_inside(other.folder, spec.folder)):
                 raise Refused(422, f"output_path overlaps the folder of job {other.job_id}")
 
-    def _start(self, spec, start_number, restarts, extraction=None):
-        self._remove_folder(spec.folder)
-        os.makedirs(spec.folder)
+    def _start(self, spec, start_number, restarts, extraction=None, earlier=None):
+        """Start FFmpeg for `spec`: in a new folder, or after `earlier` (the Job the speed
+        guard stopped) in its folder, continuing its playlist."""
+        if earlier is None:
+            self._remove_folder(spec.folder)
+            os.makedirs(spec.folder)
         output = HlsOutput(spec.job_id, self.settings.segment_duration_s, start_number,
                            first_segment_s=self.settings.first_segment_s, fmp4=delivers_hevc(spec))
+        steps, kind = self._steps_of(spec if earlier is None else earlier.command)
+        stepped = None
+        if earlier is None and steps and 0 < (first := min(self.learnt.first_step(kind), len(steps) - 1)):
+            spec = dataclasses.replace(spec, step=steps[first])
+            stepped = (f"began at {steps[first].describe()}: jobs like this one fell behind real time "
+                       "at the steps before it on this machine")
         job = Job(spec, output, restarts=restarts, on_transition=self._notify)
+        job.steps, job.kind, job.stepped = steps, kind, stepped
+        if earlier is not None:
+            job.command, job.earlier, job.codecs = earlier.command, (*earlier.earlier, earlier), earlier.codecs
+            job.created_at, job.last_request_at = earlier.created_at, earlier.last_request_at
+            job.furthest_requested = earlier.furthest_requested
         job.subtitles, job.ffprobe = extraction, self.settings.ffprobe_path
         burn = _burn_files(spec, extraction) if spec.burn and spec.subtitle.text else {}
         argv = self._build(spec, output, ffmpeg=self.settings.ffmpeg_path, preset=self.settings.encoder_preset,
@@ -404,6 +494,61 @@ class JobManager:
         if self.published is not None:
             self.published.publish(spec.job_id, spec.folder)
         return job
+
+    def _steps_of(self, command):
+        """(the speed guard's steps for the command, its kind for StepMemory); ([], None) for a
+        remux or a source of unknown size."""
+        size = output_size(command)
+        if command.force_remux or size is None or not size[1] or not self.settings.speed_guard_s:
+            return [], None
+        steps = speed_guard.steps(command.encoder, self.settings.encoder_preset, size[1], command.bitrate_bps)
+        return steps, step_memory.kind_of(command, self.settings.encoder_preset, size[1])
+
+    # -- the speed guard ------------------------------------------------------------------------
+    def guard(self, job):
+        """Run the speed guard on one job: step it down when it has fallen behind real time for
+        speed_guard_s (returns the new Job), learn from it, note when it cannot keep up."""
+        with job.changed:
+            if not job.steps or job.paused or job.state not in WRITING_STATES:
+                return None
+            samples = list(job.samples)
+        step = job.spec.step.number if job.spec.step is not None else 0
+        warmup = (job.output.ramp(remux=False) or [0.0])[-1]
+        decision = speed_guard.decide(samples, warmup_out_s=warmup, behind_s=self.settings.speed_guard_s,
+                                      step=step, last_step=len(job.steps) - 1)
+        if decision.stressed and not (job.guard is not None and job.guard.stressed):
+            log.warning("job %s cannot keep up: %s", job.job_id, decision.reason, extra={"job_id": job.job_id})
+        job.guard = decision
+        if decision.step != step:
+            self.learnt.learn(job.kind, decision.step)
+            return self.step_down(job, job.steps[decision.step], decision.reason)
+        if step and step == self.learnt.first_step(job.kind) and speed_guard.has_headroom(samples, warmup_out_s=warmup):
+            if self.learnt.learn(job.kind, step - 1):
+                log.info("job %s: %.1fx real time at step %d: jobs like it will begin a step heavier",
+                         job.job_id, decision.speed, step, extra={"job_id": job.job_id})
+        return None
+
+    def step_down(self, job, step, reason):
+        """Stop `job`'s FFmpeg and start the next run at `step` where it stopped: same job id,
+        folder and playlist URL, segment numbers going on, a discontinuity between the runs."""
+        with self._lock:
+            if self._jobs.get(job.job_id) is not job or job.state not in WRITING_STATES:
+                return None
+            job.superseded = True
+            job.supervisor.stop(self.settings.stop_grace_s, kill_now=True)
+            job.header_lines, job.segment_lines = playlist.split(job.own_text() or "")
+            numbers = segment_numbers("\n".join(job.segment_lines), job.job_id)
+            next_number = numbers[-1] + 1 if numbers else job.output.start_number
+            _clear_unlisted(job.folder, job.job_id, next_number)
+            position = job.spec.seek_s + playlist.duration(job.segment_lines)
+            spec = dataclasses.replace(job.spec, seek_time=seek_time(position), step=step)
+            new = self._start(spec, next_number, job.restarts + 1, job.subtitles, earlier=job)
+            new.stepped = f"{reason} to {step.describe()} at {position:.1f}s"
+            if not numbers:  # it wrote nothing: the new run takes its place
+                new.earlier = job.earlier
+            self._jobs[job.job_id] = new
+        log.warning("job %s: %s", job.job_id, new.stepped, extra={"job_id": job.job_id})
+        return new
 
     def delete(self, job_id, reason=None):
         """Stop the job (SIGTERM, grace, SIGKILL), delete its folder, forget it. False if unknown.
@@ -453,6 +598,8 @@ class JobManager:
         for job in self.jobs():
             verdict = janitor_verdict(job, now, limits)
             if verdict is None:
+                if self.guard(job) is not None:
+                    done.append((job.job_id, "step", job.job_id))
                 continue
             action, reason = verdict
             if action in ("pause", "resume"):

@@ -36,3 +36,35 @@ def for_players(ffmpeg_text, target_s, completed):
     if completed:
         lines.append(ENDLIST_TAG)
     return "\n".join(lines) + "\n"
+
+
+# A playlist's segment lines begin with the first of these (or with a segment URI).
+SEGMENT_TAGS = ("#EXTINF", "#EXT-X-MAP", "#EXT-X-DISCONTINUITY", "#EXT-X-BYTERANGE", "#EXT-X-PROGRAM-DATE-TIME")
+DISCONTINUITY_TAG = "#EXT-X-DISCONTINUITY"
+
+
+def split(text):
+    """(header lines, segment lines) of a media playlist: what comes before its first segment,
+    and its segments with their tags; EXT-X-ENDLIST left out."""
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and line != ENDLIST_TAG]
+    first = next((n for n, line in enumerate(lines) if not line.startswith("#") or line.startswith(SEGMENT_TAGS)),
+                 len(lines))
+    return lines[:first], lines[first:]
+
+
+def duration(segment_lines):
+    """Seconds of media the segment lines list (their EXTINF durations)."""
+    return sum(float(line[8:].split(",")[0]) for line in segment_lines if line.startswith("#EXTINF:"))
+
+
+def joined(header, runs):
+    """One media playlist: `header`, then each run's segment lines in order, with an
+    EXT-X-DISCONTINUITY where one run ends and the next begins (its timestamps start anew, and
+    its size or encoding may differ)."""
+    lines = list(header)
+    for n, segment_lines in enumerate(r for r in runs if r):
+        if n:
+            lines.append(DISCONTINUITY_TAG)
+        lines += segment_lines
+    return "\n".join(lines) + "\n"

@@ -138,6 +138,17 @@ class TelemetrySchema(Schema):
     gpu_temp_c = _nullable(fields.Float)
 
 
+class SpeedGuardSchema(Schema):
+    step = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    steps = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    height = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    bitrate_bps = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    preset = _nullable(fields.String)
+    reason = _nullable(fields.String)
+    speed = _nullable(fields.Float, validate=validate.Range(min=0))
+    cannot_keep_up = _nullable(fields.String)
+
+
 class JobContextSchema(Schema):
     active_job_id = fields.String(required=True, validate=validate.Regexp(JOB_ID_PATTERN))
     progress = _nullable(fields.Float, validate=validate.Range(0, 100))
@@ -146,6 +157,7 @@ class JobContextSchema(Schema):
     state = fields.String(required=True, validate=validate.OneOf(JOB_STATES))
     position_s = fields.Float(required=True, validate=validate.Range(min=0))
     error = _nullable(fields.String)
+    speed_guard = fields.Nested(SpeedGuardSchema, allow_none=True, load_default=None)  # None: a remux
 
 
 class HeartbeatSchema(Schema):

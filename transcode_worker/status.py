@@ -1,7 +1,8 @@
 """The worker's status for the orchestrator, decided from what it measured (pure: no I/O).
 
     ERROR     something stops this worker from doing jobs (health problems): it refuses new ones
-    STRESSED  CPU, memory or temperature at or past a configured threshold: send work elsewhere
+    STRESSED  CPU, memory or temperature at or past a configured threshold, or a job that falls
+              behind real time even at its speed guard's lightest step: send work elsewhere
     BUSY      at least one active job
     IDLE      none
 """
@@ -45,11 +46,12 @@ def stress_reasons(telemetry, thresholds):
     return reasons
 
 
-def decide_status(telemetry, active_jobs, problems, thresholds):
-    """(WorkerStatus, reason or None) from telemetry, the count of active jobs and health problems."""
+def decide_status(telemetry, active_jobs, problems, thresholds, behind=()):
+    """(WorkerStatus, reason or None) from telemetry, the count of active jobs, health problems
+    and why jobs cannot keep up with their viewers (`behind`, the speed guard's)."""
     if problems:
         return WorkerStatus.ERROR, "; ".join(problems)
-    stressed = stress_reasons(telemetry, thresholds)
+    stressed = stress_reasons(telemetry, thresholds) + list(behind)
     if stressed:
         return WorkerStatus.STRESSED, "; ".join(stressed)
     return (WorkerStatus.BUSY if active_jobs else WorkerStatus.IDLE), None

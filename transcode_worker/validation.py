@@ -38,6 +38,7 @@ class JobSpec:
     subtitle_chosen_by: str | None = None   # subtitle_stream, forced
     subtitle_stream: int | None = None      # as the command asked
     burn_subtitles: bool = False
+    step: object = None  # speed_guard.Step this run is made at (None: as asked); not part of the command
 
     @property
     def seek_s(self):

@@ -169,11 +169,8 @@ def playlist(job):
         raise Unavailable(f"job {job.job_id} failed: {job.error}")
     if job.state is JobState.STOPPED:
         raise Unavailable(f"job {job.job_id} was stopped")
-    try:
-        text = (job.folder / job.output.media_playlist).read_bytes().decode(errors="replace")
-    except FileNotFoundError:
-        return None
-    if not job.record_playlist(text):
+    text = job.media_text()
+    if text is None or not job.record_playlist(text):
         return None
     target_s = target_duration(job.output.segment_s, job.spec.force_remux)
     body = for_players(text, target_s, completed=job.state is JobState.COMPLETED).encode()
@@ -225,15 +222,17 @@ def subtitle_segment(job, stream, number):
     """(headers, body) of a WebVTT segment, once the track is extracted and the run's first
     segment tells its timeline; None until then."""
     _text_track(job, stream)
-    if number < job.output.start_number:
+    if number < job.first_number:
         raise Unavailable(f"segment {number} is from before a seek")
     if not job.subtitles.ready.is_set():
         return None
     if job.subtitles.error is not None:
         raise Unavailable(job.subtitles.error)
-    video = playlist(job)
-    windows = webvtt.windows(video[1].decode(), job.job_id) if video is not None else {}
-    timeline = job.timeline() if number in windows else None
+    if playlist(job) is None:  # (a failed or stopped job has none)
+        return None
+    text, run = job.run_of(number)  # each run of the job (speed guard) has its own timeline
+    windows = webvtt.windows(text, job.job_id) if text is not None else {}
+    timeline = run.timeline() if number in windows else None
     if timeline is None:
         return None
     start, end = (timeline.local_s + t for t in windows[number])
@@ -256,16 +255,16 @@ def _playlist_response(job, answer):
 def segment_path(job, number, extension):
     """Where a segment of `job` is; None when it is from before a seek (gone for good) or of the
     other segment format."""
-    if number < job.output.start_number or extension != job.output.segment_extension:
+    if number < job.first_number or extension != job.output.segment_extension:
         return None
     return os.path.join(job.folder, job.output.segment(number))
 
 
 def init_path(job, number):
-    """Where the fMP4 init segment of the job's run is; None for any other (an earlier run's)."""
-    if not job.output.fmp4 or number != job.output.start_number:
-        return None
-    return os.path.join(job.folder, job.output.init_segment)
+    """Where the fMP4 init segment of a run of the job is (the speed guard's runs each have
+    one); None for any other (one from before a seek)."""
+    name = job.init_segment_of(number)
+    return os.path.join(job.folder, name) if name else None
 
 
 def _content_type(path):

@@ -134,13 +134,14 @@ class Dispatcher:
     def requeue(self, job, why, exclude=()):
         """Move `job` (a store row) to another worker at its last known position."""
         configuration = {**job["configuration"], "seek_time": seek_time(job["position_s"] or 0.0)}
+        # counted first: whoever sees the job on its new worker sees the re-queue counted too
+        self.store.update_job(job["id"], requeues=job["requeues"] + 1)
         try:
             worker, _ = self.place(job["id"], job["source_path"], configuration, exclude=exclude)
         except NoWorker as exc:
             self.store.update_job(job["id"], state=QUEUED, worker_id=None, playlist_url=None, error=str(exc))
             log.warning("job %s: %s; no worker for it yet (%s): queued", job["id"], why, exc)
             return False
-        self.store.update_job(job["id"], requeues=job["requeues"] + 1)
         log.warning("job %s: %s; re-queued on %s at %s", job["id"], why, worker["id"], configuration["seek_time"])
         return True
 
