@@ -79,12 +79,12 @@ def make_source(path, seconds, size="1920x1080", video_bitrate=None):
 
 
 # -- FFmpeg by hand ------------------------------------------------------------------------------
-def worker_argv(source, folder, job_id, *, remux=False, seek_s=0.0):
+def worker_argv(source, folder, job_id, *, remux=False, seek_s=0.0, bitrate=BITRATE):
     """The command line the worker runs for this job, with the worker's default settings."""
     info = media.run_ffprobe("ffprobe", str(source))
     seek = time.strftime("%H:%M:%S", time.gmtime(seek_s))
     audio, chosen_by = choose_audio(info)
-    spec = JobSpec(job_id=job_id, source=source, folder=folder, seek_time=seek, bitrate_bps=BITRATE,
+    spec = JobSpec(job_id=job_id, source=source, folder=folder, seek_time=seek, bitrate_bps=bitrate,
                    encoder="libx264", force_remux=remux, media=info, source_path=str(source), output_path=None,
                    audio=audio, audio_chosen_by=chosen_by)
     output = HlsOutput(job_id, SEGMENT_S, first_segment_s=DEFAULTS.first_segment_s)
@@ -654,32 +654,153 @@ def with_filters(argv, change):
     return [*argv[:at], ",".join(change(argv[at].split(","))), *argv[at + 1:]]
 
 
+def _split_resize(filters):
+    """(scale filter for the output size, the filters with zscale's own resize taken out)."""
+    first = filters[0].split(":")
+    size = [p for p in first if p.startswith(("zscale=w=", "w=", "h="))]
+    width, height = (p.split("=")[-1] for p in size)
+    rest = ":".join(p for p in first if p not in size)
+    return f"scale={width}:{height}", ["zscale=" + rest, *filters[1:]]
+
+
+def scaled_before(filters):
+    """The worker's chain before it let zscale scale: FFmpeg's scale filter, then the tone-map."""
+    scale, rest = _split_resize(filters)
+    return [scale, *rest]
+
+
 def tone_map_first(filters):
     """The picture tone-mapped at its full size, then scaled."""
-    scale = next(f for f in filters if f.startswith("scale="))
-    rest = [f for f in filters if f != scale]
+    scale, rest = _split_resize(filters)
     return [*rest[:-1], scale, rest[-1]]
 
 
 def no_tone_map(filters):
-    return [f for f in filters if not f.startswith(("zscale", "tonemap", "format=gbrpf32le"))]
+    scale, rest = _split_resize(filters)
+    return [scale, rest[-1]]
 
 
 def tone_mapping(media_root, tmp, seconds, runs):
-    """The worker's HDR10 transcode (scaled, then tone-mapped), beside tone-mapping first and
-    beside no tone-mapping at all (what the tone-map itself costs: decoding 4K HEVC 10-bit is
-    most of the work)."""
-    hdr = make_hdr_source(media_root / "bench 4k hdr10.mkv", seconds)
+    """The worker's HDR10 transcode (scaled by zscale as it is linearised, then tone-mapped),
+    beside its chain before (FFmpeg's scale filter first), beside tone-mapping first, and beside
+    no tone-mapping at all (what the tone-map itself costs: decoding 4K HEVC 10-bit is most of
+    the work)."""
+    hdr = make_hdr_source(media_root / "bench 4k hdr10 short.mkv", seconds)
     argv = worker_argv(hdr, tmp / "tm", "tm")
-    mine, first, plain = [], [], []
+    mine, before, first, plain = [], [], [], []
     for _ in range(runs):
         mine.append(speed_by_hand(argv, tmp / "tm", seconds))
+        before.append(speed_by_hand(with_filters(argv, scaled_before), tmp / "tm", seconds))
         first.append(speed_by_hand(with_filters(argv, tone_map_first), tmp / "tm", seconds))
         plain.append(speed_by_hand(with_filters(argv, no_tone_map), tmp / "tm", seconds))
-    return [Row("4K HDR10 -> 720p SDR: speed", f"{median(mine):.2f}x", "tone-mapped at 4K",
-                f"{median(first):.2f}x", f"{median(mine) / median(first):.2f}x", ">= 1x (issue 17)"),
+    return [Row("4K HDR10 -> 720p SDR: speed", f"{median(mine):.2f}x", "scale filter first",
+                f"{median(before):.2f}x", f"{median(mine) / median(before):.2f}x", ""),
+            Row("", "", "tone-mapped at 4K", f"{median(first):.2f}x", f"{median(mine) / median(first):.2f}x", ""),
             Row("", "", "not tone-mapped", f"{median(plain):.2f}x",
                 f"{median(mine) / median(plain):.2f}x", "")]
+
+
+# -- 4K HDR in real time, and the speed guard (issue 17) ------------------------------------------
+HDR_RUNGS = ((720, 4_000_000), (1080, 8_000_000))
+
+
+def jellyfin_hdr_argv(source, height, bitrate):
+    """FFmpeg with Jellyfin's software tone-mapping chain (its EncodingHelper without a GPU:
+    zscale to linear light with the scale, hable (its bt2390 needs its own FFmpeg build), back to
+    BT.709) and its x264 settings."""
+    chain = (f"zscale=w=-2:h={height}:t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
+             "tonemap=tonemap=hable:desat=0:peak=100,zscale=t=bt709:m=bt709:r=tv,format=yuv420p")
+    return ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", f"file:{source}",
+            "-map", "0:v:0", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-maxrate", str(bitrate),
+            "-bufsize", str(2 * bitrate), "-x264opts", JELLYFIN_X264, "-vf", chain, "-f", "null", "-"]
+
+
+def hdr_real_time(media_root, tmp, seconds):
+    """A 4K HDR10 film to 720p and 1080p SDR: the worker's job (first playlist, then the speed
+    its viewer gets, speed guard and all) beside its own command by hand (sustained speed),
+    Jellyfin's chain by hand, and decoding alone (the ceiling)."""
+    hdr = make_hdr_source(media_root / "bench 4k hdr10.mkv", seconds)
+    decode = speed_by_hand(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-i", f"file:{hdr}",
+                            "-map", "0:v:0", "-f", "null", "-"], tmp / "decode", seconds)
+    rows = [Row(f"4K HDR10 ({seconds} s), decode only: speed", f"{decode:.2f}x", "", "", "", "the ceiling")]
+    for height, bitrate in HDR_RUNGS:
+        by_hand = speed_by_hand(worker_argv(hdr, tmp / "hdr", "hdr", bitrate=bitrate), tmp / "hdr", seconds)
+        jellyfin = speed_by_hand(jellyfin_hdr_argv(hdr, height, bitrate), tmp / "jf", seconds)
+        worker = WorkerProcess(tmp / f"hdr-worker-{height}", media_root, **BENCH_WORKER).start()
+        try:
+            first, speed, step = job_speed(worker, hdr, bitrate, seconds)
+        finally:
+            worker.stop()
+        goal = ">= 1.1x, first playlist <= 1.5 s" if height == 720 else f">= {0.5 * decode:.2f}x (0.5 ceiling)"
+        rows += [
+            Row(f"4K HDR10 -> {height}p SDR: command by hand", f"{by_hand:.2f}x", "Jellyfin's chain",
+                f"{jellyfin:.2f}x", f"{by_hand / jellyfin:.2f}x", goal),
+            Row(f"  the job: first playlist / speed ({step})", f"{first:.2f} s / {speed:.2f}x", "decode only",
+                f"{decode:.2f}x", f"{speed / decode:.2f} ceiling", ""),
+        ]
+    return rows
+
+
+def job_speed(worker, source, bitrate, seconds):
+    """(seconds to the first playlist, movie seconds written per second from then to the end,
+    the speed guard's step at the end) of one job."""
+    started = time.monotonic()
+    playable_after(worker, "hdr", job_body("hdr", source, bitrate_bps=bitrate))
+    first = time.monotonic() - started
+    position = worker.job("hdr")["position_s"]
+    job = worker.wait_state("hdr", {"COMPLETED", "FAILED"}, timeout=600)
+    speed = (seconds - position) / (time.monotonic() - started - first)
+    guard = job["speed_guard"]
+    worker.delete("hdr")
+    return first, speed, f"step {guard['step']} of {guard['steps']}"
+
+
+def guard_under_a_viewer(media_root, tmp, seconds):
+    """A source too heavy for its first step (4K HDR10 to 1080p at x264 veryfast on this
+    machine), played from its first playlist by a viewer at 1x: when the guard stepped down,
+    and the stalls the viewer saw after its first 10 s; beside the same with the guard off."""
+    hdr = make_hdr_source(media_root / "bench 4k hdr10.mkv", seconds)
+    rows = []
+    for label, guard_s in (("speed guard on (10 s)", 10.0), ("speed guard off", 0)):
+        worker = WorkerProcess(tmp / f"guard-{guard_s}", media_root, speed_guard_s=guard_s, **BENCH_WORKER).start()
+        try:
+            worker.post_job(job_body("heavy", hdr, bitrate_bps=8_000_000)).raise_for_status()
+            stalls = viewer_at_1x(worker, "heavy")
+            job = worker.wait_state("heavy", {"COMPLETED", "FAILED"}, timeout=600)
+            stepped = (job["speed_guard"] or {}).get("reason") or "no step"
+            worker.delete("heavy")
+        finally:
+            worker.stop()
+        late = [s for s in stalls if s[0] > 10.0]
+        rows.append(Row(f"heavy source, viewer at 1x, {label}: stalls after 10 s",
+                        f"{len(late)}, {sum(s[1] for s in late):.1f} s", "", stepped[:60], "", "0" if guard_s else ""))
+    return rows
+
+
+STALL_MIN_S = 0.25  # the viewer polls its playlist every 0.1 s: shorter waits are not counted
+
+
+def viewer_at_1x(worker, job_id):
+    """A player at 1x from the first playlist on: it needs each segment when its playhead gets
+    there, and stalls until the segment is listed. Returns [(playhead seconds, stall seconds)]."""
+    url = f"{worker.url}/{hls_names.media_playlist(job_id)}"
+    requests.get(f"{worker.url}/{hls_names.multivariant(job_id)}", timeout=120)  # waits for the first segment
+    clock = time.monotonic()  # the wall time its playhead was at 0, moved on by each stall
+    playhead, index, stalls = 0.0, 0, []
+    while True:
+        text = requests.get(url, timeout=60).text
+        durations = [float(line[8:].split(",")[0]) for line in text.splitlines() if line.startswith("#EXTINF:")]
+        now = time.monotonic()
+        while index < len(durations):
+            late = now - (clock + playhead)  # > 0: the viewer needed this segment that long ago
+            if late > STALL_MIN_S:
+                stalls.append((playhead, late))
+                clock += late
+            playhead += durations[index]
+            index += 1
+        if "#EXT-X-ENDLIST" in text:
+            return stalls
+        time.sleep(0.1)
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -719,7 +840,8 @@ def print_table(rows, args, elapsed):
 
 
 
-PARTS = ("idle", "first-playlist", "subtitles", "seek", "serving", "pressure", "concurrent", "throttling", "tone-mapping")
+PARTS = ("idle", "first-playlist", "subtitles", "seek", "serving", "pressure", "concurrent", "throttling", "tone-mapping",
+         "hdr", "speed-guard")
 
 
 def main():
@@ -773,6 +895,8 @@ def main():
             light = make_source(media_root / "bench 360p.mp4", 600, size="640x360")
             part("throttling", throttling, media_root, tmp, light, 3, 10 if args.quick else 30, 8)
         part("tone-mapping", tone_mapping, media_root, tmp, 3 if args.quick else 6, min(args.runs, 3))
+        part("hdr", hdr_real_time, media_root, tmp, 8 if args.quick else 30)
+        part("speed-guard", guard_under_a_viewer, media_root, tmp, 20 if args.quick else 40)
     print_table(rows, args, time.monotonic() - started)
 
 

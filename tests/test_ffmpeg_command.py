@@ -160,15 +160,16 @@ HDR10 = dict(video_codec="hevc", color_transfer="smpte2084", color_primaries="bt
 def test_hdr_is_scaled_first_then_tone_mapped_to_bt709_and_tagged_so():
     argv = argv_of(media=media_info(height=2160, **HDR10), bitrate_bps=8_000_000)
     filters = value_after(argv, "-vf").split(",")
-    assert filters[0] == "scale=-2:1080"  # fewer pixels to tone-map
-    assert filters[1].startswith("zscale=tin=smpte2084:min=2020_ncl:pin=2020:") and "t=linear" in filters[1]
+    # scaled first (fewer pixels to tone-map), by zscale in the pass that linearises the picture
+    assert filters[0].startswith("zscale=w=1920:h=1080:tin=smpte2084:min=2020_ncl:pin=2020:")
+    assert "t=linear" in filters[0] and not any(f.startswith("scale=") for f in filters)
     assert "tonemap=mobius:desat=0" in filters and filters[-1] == "format=yuv420p"
     assert [value_after(argv, f) for f in ("-color_primaries", "-color_trc", "-colorspace")] == ["bt709"] * 3
 
 
 def test_hlg_is_tone_mapped_from_hlg():
     argv = argv_of(media=media_info(**{**HDR10, "color_transfer": "arib-std-b67", "hdr": "HLG"}))
-    assert "zscale=tin=arib-std-b67:" in value_after(argv, "-vf")
+    assert ":tin=arib-std-b67:" in value_after(argv, "-vf")
 
 
 def test_sdr_and_a_remux_of_hdr_are_not_tone_mapped():

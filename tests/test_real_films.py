@@ -77,13 +77,18 @@ def variant(url):
 
 
 # -- HDR ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, kind", [(mf.HDR10, "HDR10"), (mf.HDR10_PLUS, "HDR10+"), (mf.HLG, "HLG")])
-def test_hdr_is_tone_mapped_to_bt709_sdr_close_to_its_sdr_original(job, name, kind):
-    answer, url = job(name, bitrate_bps=4_000_000)
+@pytest.mark.parametrize("name, kind, bitrate", [
+    (mf.HDR10, "HDR10", 4_000_000), (mf.HDR10_PLUS, "HDR10+", 4_000_000), (mf.HLG, "HLG", 4_000_000),
+    (mf.HDR10, "HDR10", 1_000_000),  # 720p to 480p: scaled by zscale in the pass that linearises it
+    (mf.HLG, "HLG", 1_000_000),
+])
+def test_hdr_is_tone_mapped_to_bt709_sdr_close_to_its_sdr_original(job, name, kind, bitrate):
+    answer, url = job(name, bitrate_bps=bitrate)
     assert answer["tracks"]["video"] == {"codec": "h264", "encoder": "libx264", "hdr": kind, "tone_mapped": True, "range": "SDR"}
     stream = video_stream(first_segment_url(url))
     assert (stream["color_primaries"], stream["color_transfer"], stream["color_space"], stream["pix_fmt"]) == \
         ("bt709", "bt709", "bt709", "yuv420p")
+    assert stream["height"] == (720 if bitrate >= 2_500_000 else 480)
     assert variant(url).video_range == "SDR"
     luma, saturation = picture_stats(url)
     sdr_luma, sdr_saturation = picture_stats(f"{mf.SDR_PICTURE},scale=-2:{stream['height']}", lavfi=True)

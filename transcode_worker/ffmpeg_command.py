@@ -178,11 +178,12 @@ def picture_args(spec, hardware_tonemap=(), burn_file=None, fonts_dir=None):
         return ["-map", f"0:{video.index}"], []
     height = target_height(video_bitrate(spec), video.height)
     filters = [DEINTERLACE] if video.interlaced else []
-    if video.height and height < video.height:
-        filters.append(f"scale=-2:{height}")  # before tone-mapping: fewer pixels to map
     mapper = tone_mapper(spec, hardware_tonemap)
-    if mapper == "cpu":
-        filters += tonemap.filters(video)
+    scaled = bool(video.height and height < video.height)
+    if scaled and mapper != "cpu":
+        filters.append(f"scale=-2:{height}")  # before tone-mapping: fewer pixels to map
+    if mapper == "cpu":  # zscale scales it, in the pass that linearises it
+        filters += tonemap.filters(video, output_size(spec) if scaled else None)
     elif mapper == "opencl":
         filters.append(OPENCL_TONEMAP)
     # the last filter turns 10-bit HEVC into 8 bits; VAAPI's tone-mapper leaves the frame on the GPU
