@@ -5,6 +5,7 @@ from specs import job_spec
 from transcode_worker.ffmpeg_command import HlsOutput
 from transcode_worker.jobs import Job, Limits, janitor_verdict
 from transcode_worker.states import JobState
+from transcode_worker.supervisor import JobSupervisor
 
 LIMITS = Limits(stall_s=60, idle_s=300, finished_s=120)
 
@@ -83,3 +84,11 @@ def test_throttling_pauses_far_ahead_and_resumes_near():
     paused.furthest_requested = 4
     assert janitor_verdict(paused, 1000.0, THROTTLE)[0] == "resume"  # 8 s: a player came near
     assert janitor_verdict(running_with_segments(50), 1000.0, LIMITS) is None  # lead_s 0: never
+
+
+def test_a_resumed_job_is_measured_afresh_by_the_speed_guard():
+    job = job_in(JobState.RUNNING)
+    job.samples.extend([(0.0, 10.0), (0.5, 10.5), (30.5, 11.0)])  # paused for 30 s: nothing written
+    job.paused = True
+    JobSupervisor(job, ["ffmpeg"]).resume()
+    assert not job.paused and list(job.samples) == []  # the pause does not count as slowness

@@ -169,7 +169,7 @@ class SettingsSchema(Schema):
         validate=validate.Range(0, 86400),
     )
     speed_guard_s = _setting(
-        fields.Float, 10.0,
+        fields.Float, 3.0,
         "a transcode whose speed stays below real time this long steps down (a faster preset, then "
         "a lower rung of the bitrate ladder) and continues where it was (0: never)",
         validate=validate.Range(0, 600),

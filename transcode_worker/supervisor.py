@@ -166,7 +166,8 @@ class JobSupervisor(threading.Thread):
         return True
 
     def resume(self):
-        """SIGCONT FFmpeg's group; its progress clock restarts, so the pause is never a stall."""
+        """SIGCONT FFmpeg's group; its progress clock restarts, so the pause is never a stall (nor
+        a slow stretch to the speed guard)."""
         with self.job.changed:
             if not self.job.paused:
                 return False
@@ -174,6 +175,7 @@ class JobSupervisor(threading.Thread):
                 self._signal(signal.SIGCONT)
             self.job.paused = False
             self.job.last_progress_at = time.monotonic()
+            self.job.samples.clear()  # the speed guard measures from here: the pause is not slowness
         return True
 
     def kill_stalled(self, reason):
