@@ -72,7 +72,8 @@ def test_files_nginx_sends_itself_are_booked(make_worker, media_root):
     wait_for(lambda: not worker.job("booked")["throttled"], 5, what="the job to resume")
     wait_for(lambda: worker.job("booked")["last_segment_id"] > held, 30, what="FFmpeg to write again")
     # no more requests: the idle clock runs out
-    wait_for(lambda: worker.jobs() == [] and not worker.ffmpeg_pids(), 10, what="the unwatched job to be stopped")
+    wait_for(lambda: worker.jobs() == [] and not worker.ffmpeg_pids() and not (worker.segment_root / "booked").exists(),
+             10, what="the unwatched job to be stopped and its folder removed")
 
 
 def test_slow_clients_starve_nothing(make_worker, media_root):
@@ -103,3 +104,20 @@ def test_a_killed_nginx_is_started_again(make_worker, media_root):
     worker.delete("after")
     assert not worker.ffmpeg_pids()
     assert psutil.Process(worker.proc.pid).is_running()
+
+
+def test_an_nginx_that_keeps_dying_stops_the_service_and_its_ffmpeg(make_worker, media_root):
+    worker = make_worker(front="nginx")
+    assert worker.post_job({"job_id": "doomed", "source_path": str(media_root / mf.LONG),
+                            "configuration": {"bitrate_bps": 300_000}}).status_code == 202
+    ffmpeg, seen = worker.ffmpeg_pids(), set()
+    assert ffmpeg
+    for _ in range(4):  # more than 3 deaths within a minute
+        master = wait_for(lambda: next((p for p in nginx_processes(worker) if p.pid not in seen
+                                        and p.ppid() == worker.proc.pid), None), 20, what="an nginx to kill")
+        seen.update(p.pid for p in nginx_processes(worker))
+        master.send_signal(signal.SIGKILL)
+        time.sleep(0.5)
+    assert worker.proc.wait(30) == 0  # stopped in order (SIGTERM), so that systemd starts it again
+    assert all(process_gone(pid) for pid in ffmpeg + sorted(seen))
+    assert "nginx died 4 times" in worker.log() and "stopping the service" in worker.log()
