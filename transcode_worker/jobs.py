@@ -472,16 +472,17 @@ class JobManager:
             os.makedirs(spec.folder)
         output = HlsOutput(spec.job_id, self.settings.segment_duration_s, start_number,
                            first_segment_s=self.settings.first_segment_s, fmp4=delivers_hevc(spec))
-        steps, kind = self._steps_of(spec if earlier is None else earlier.command)
+        command = spec if earlier is None else earlier.command  # what the orchestrator asked
+        steps, kind = self._steps_of(command)
         stepped = None
         if earlier is None and steps and 0 < (first := min(self.learnt.first_step(kind), len(steps) - 1)):
             spec = dataclasses.replace(spec, step=steps[first])
             stepped = (f"began at {steps[first].describe()}: jobs like this one fell behind real time "
                        "at the steps before it on this machine")
         job = Job(spec, output, restarts=restarts, on_transition=self._notify)
-        job.steps, job.kind, job.stepped = steps, kind, stepped
+        job.command, job.steps, job.kind, job.stepped = command, steps, kind, stepped
         if earlier is not None:
-            job.command, job.earlier, job.codecs = earlier.command, (*earlier.earlier, earlier), earlier.codecs
+            job.earlier, job.codecs = (*earlier.earlier, earlier), earlier.codecs
             job.created_at, job.last_request_at = earlier.created_at, earlier.last_request_at
             job.furthest_requested = earlier.furthest_requested
         job.subtitles, job.ffprobe = extraction, self.settings.ffprobe_path

@@ -125,7 +125,8 @@ def _wait_and_serve(job_id, serve, segment=None, pending=None):
             response = serve(job)
             if response is not None:
                 return response
-            if job.state not in WRITING_STATES and not (pending and pending(job)):
+            # (a run the speed guard is replacing: the next run's Job is there in a moment)
+            if job.state not in WRITING_STATES and not job.superseded and not (pending and pending(job)):
                 if job.state is JobState.FAILED:
                     return error(404, f"job {job_id} failed: {job.error}")
                 abort(404)
@@ -167,7 +168,7 @@ def playlist(job):
     A failed or stopped job has none: what FFmpeg left is not a stream."""
     if job.state is JobState.FAILED:
         raise Unavailable(f"job {job.job_id} failed: {job.error}")
-    if job.state is JobState.STOPPED:
+    if job.state is JobState.STOPPED and not job.superseded:
         raise Unavailable(f"job {job.job_id} was stopped")
     text = job.media_text()
     if text is None or not job.record_playlist(text):
