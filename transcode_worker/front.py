@@ -191,7 +191,8 @@ def nginx_conf(settings, app_address, run_dir, book_address):
     proxy = PROXY.format(header=HEADER, read_timeout=round(settings.playlist_wait_s + 30))
     return CONF.format(
         run=run_dir, user=user, max_body=MAX_BODY, app=app_address, listen=settings.listen, proxy=proxy,
-        internal=INTERNAL, cors=CORS, errors=ERRORS, wait_slots=wait_slots(settings), error_locations=ERROR_LOCATIONS.format(max_body=MAX_BODY),
+        internal=INTERNAL, cors=CORS, errors=ERRORS, wait_slots=wait_slots(settings),
+        error_locations=ERROR_LOCATIONS.format(max_body=MAX_BODY),
         segment_root=os.path.realpath(settings.segment_root),
         segment=READY.format(name=r"(?<tw_n>\d{1,9})\.(ts|m4s)", log_format="tw_segment", **ready),
         init=READY.format(name=r"init_\d{1,9}\.mp4", log_format="tw_init", **ready),

@@ -472,8 +472,10 @@ class JobManager:
             os.makedirs(spec.folder)
         output = HlsOutput(spec.job_id, self.settings.segment_duration_s, start_number,
                            first_segment_s=self.settings.first_segment_s, fmp4=delivers_hevc(spec))
-        command = spec if earlier is None else earlier.command  # what the orchestrator asked
-        steps, kind = self._steps_of(command)
+        if earlier is None:
+            command, (steps, kind) = spec, self._steps_of(spec)
+        else:  # the same job: what the orchestrator asked, and its steps
+            command, steps, kind = earlier.command, earlier.steps, earlier.kind
         stepped = None
         if earlier is None and steps and 0 < (first := min(self.learnt.first_step(kind), len(steps) - 1)):
             spec = dataclasses.replace(spec, step=steps[first])
@@ -599,8 +601,8 @@ class JobManager:
         for job in self.jobs():
             verdict = janitor_verdict(job, now, limits)
             if verdict is None:
-                if self.guard(job) is not None:
-                    done.append((job.job_id, "step", job.job_id))
+                if (stepped := self.guard(job)) is not None:
+                    done.append((job.job_id, "step", stepped.stepped))
                 continue
             action, reason = verdict
             if action in ("pause", "resume"):

@@ -369,11 +369,11 @@ class FastPath:
     def _accel(self, job_id, number, answer):
         job = self.ctx.manager.get(job_id)
         path = answer(job) if job is not None else None
-        try:
-            size = os.stat(path).st_size if path is not None else None
-        except OSError:  # not written yet: Flask waits for it
+        if path is None:
             return None
-        if size is None:
+        try:
+            size = os.stat(path).st_size
+        except OSError:  # not written yet: Flask waits for it
             return None
         _watched(job, number, self.ctx.settings)
         return "segment", accel_headers(path, self.ctx.settings.segment_root), [], size
