@@ -6,6 +6,7 @@ import pytest
 from specs import job_spec, media_info
 from transcode_worker.ffmpeg_command import HlsOutput, build_command, delivers_hevc, output_size, target_height
 from transcode_worker.media import AudioStream
+from transcode_worker.speed_guard import Step
 
 OUT = HlsOutput("j1", 4.0)
 
@@ -165,6 +166,23 @@ def test_hdr_is_scaled_first_then_tone_mapped_to_bt709_and_tagged_so():
     assert "t=linear" in filters[0] and not any(f.startswith("scale=") for f in filters)
     assert "tonemap=mobius:desat=0" in filters and filters[-1] == "format=yuv420p"
     assert [value_after(argv, f) for f in ("-color_primaries", "-color_trc", "-colorspace")] == ["bt709"] * 3
+
+
+@pytest.mark.parametrize("step, source_height, light_x264, light_decode", [
+    (Step(0, "veryfast", 1080, 8_000_000), 2160, False, False),  # as asked: nothing skipped
+    (Step(1, "veryfast", 1080, 8_000_000, light=True), 2160, True, True),
+    (Step(2, "ultrafast", 1080, 8_000_000), 2160, False, True),
+    (Step(1, "veryfast", 720, 3_000_000, light=True), 1080, True, False),  # not halved: filters kept
+    (Step(3, "ultrafast", 480, 1_000_000), 1080, False, True),
+])
+def test_a_lighter_step_analyses_and_decodes_less(step, source_height, light_x264, light_decode):
+    argv = argv_of(media=media_info(height=source_height, **HDR10), bitrate_bps=8_000_000, step=step)
+    assert value_after(argv, "-preset") == step.preset
+    assert ("-x264-params" in argv) == light_x264
+    if light_x264:
+        assert "partitions=none" in value_after(argv, "-x264-params") and "me=dia" in value_after(argv, "-x264-params")
+    # a decoder option: before the input
+    assert ("-skip_loop_filter" in argv[:argv.index("-i")]) == light_decode and argv.count("-skip_loop_filter") <= 1
 
 
 def test_hlg_is_tone_mapped_from_hlg():

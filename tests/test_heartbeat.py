@@ -149,7 +149,8 @@ def test_the_speed_guard_shows_in_the_job_context_and_a_job_that_cannot_keep_up_
     assert busy["job_context"]["speed_guard"]["speed"] == 0.7
     assert stressed["status"] == "STRESSED" and "job heavy cannot keep up: 0.60x" in stressed["reason"]
     context = stressed["job_context"]["speed_guard"]
-    assert context["step"] == 3 and context["height"] == 360 and context["cannot_keep_up"].startswith("0.60x")
+    assert context["step"] == 4 and context["height"] == 360 and context["cannot_keep_up"].startswith("0.60x")
+    assert context["steps"] == 5 and context["preset"] == "ultrafast" and context["light_analysis"] is False
 
 
 def test_a_run_the_speed_guard_replaced_is_not_reported_as_ended(link):

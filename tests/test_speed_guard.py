@@ -56,26 +56,37 @@ def test_speed_is_measured_over_the_window():
 
 @pytest.mark.parametrize("encoder, preset, height, bitrate, expected", [
     ("libx264", "veryfast", 1080, 8_000_000,
-     [("veryfast", 1080, 8_000_000), ("ultrafast", 1080, 8_000_000), ("ultrafast", 720, 2_500_000),
-      ("ultrafast", 480, 1_000_000), ("ultrafast", 360, 600_000)]),
+     [("veryfast", 1080, 8_000_000), ("veryfast light", 1080, 8_000_000), ("ultrafast", 1080, 8_000_000),
+      ("ultrafast", 720, 2_500_000), ("ultrafast", 480, 1_000_000), ("ultrafast", 360, 600_000)]),
+    ("libx264", "medium", 480, 1_000_000,  # an operator's heavier preset: the light step is veryfast's
+     [("medium", 480, 1_000_000), ("veryfast light", 480, 1_000_000), ("ultrafast", 480, 1_000_000),
+      ("ultrafast", 360, 600_000)]),
+    ("libx264", "superfast", 480, 1_000_000,  # lighter than the light step already
+     [("superfast", 480, 1_000_000), ("ultrafast", 480, 1_000_000), ("ultrafast", 360, 600_000)]),
+    ("libx265", "medium", 480, 1_000_000,  # the light analysis is x264's
+     [("medium", 480, 1_000_000), ("ultrafast", 480, 1_000_000), ("ultrafast", 360, 600_000)]),
     ("libx264", "ultrafast", 720, 4_000_000,
      [("ultrafast", 720, 4_000_000), ("ultrafast", 480, 1_000_000), ("ultrafast", 360, 600_000)]),
     ("h264_nvenc", "veryfast", 720, 3_000_000,
      [(None, 720, 3_000_000), (None, 480, 1_000_000), (None, 360, 600_000)]),
-    ("libx264", "veryfast", 360, 500_000, [("veryfast", 360, 500_000), ("ultrafast", 360, 500_000)]),
+    ("libx264", "veryfast", 360, 500_000,
+     [("veryfast", 360, 500_000), ("veryfast light", 360, 500_000), ("ultrafast", 360, 500_000)]),
     ("libx264", "veryfast", 540, 1_500_000,  # a source between rungs: the rungs below it
-     [("veryfast", 540, 1_500_000), ("ultrafast", 540, 1_500_000), ("ultrafast", 480, 1_000_000),
-      ("ultrafast", 360, 600_000)]),
+     [("veryfast", 540, 1_500_000), ("veryfast light", 540, 1_500_000), ("ultrafast", 540, 1_500_000),
+      ("ultrafast", 480, 1_000_000), ("ultrafast", 360, 600_000)]),
 ])
 def test_steps_go_faster_then_down_the_ladder(encoder, preset, height, bitrate, expected):
     found = steps(encoder, preset, height, bitrate)
-    assert [(s.preset, s.height, s.bitrate_bps) for s in found] == expected
+    named = [(f"{s.preset} light" if s.light else s.preset, s.height, s.bitrate_bps) for s in found]
+    assert named == expected
     assert [s.number for s in found] == list(range(len(expected)))
     assert all(s.bitrate_bps <= bitrate for s in found)  # never more than was asked
 
 
 def test_a_step_says_what_it_is():
     assert Step(2, "ultrafast", 720, 2_500_000).describe() == "step 2: 720p at 2.5 Mb/s, ultrafast"
+    assert Step(1, "veryfast", 1080, 8_000_000, light=True).describe() == (
+        "step 1: 1080p at 8 Mb/s, veryfast, light analysis")
 
 
 def test_headroom_needs_a_sustained_margin():

@@ -17,10 +17,12 @@ def test_a_job_that_falls_behind_steps_down_and_plays_on(make_worker, media_root
             "configuration": {"seek_time": f"00:09:{SEEK_S - 540:02d}", "bitrate_bps": 300_000}}
     first = worker.post_job(body).json()
     assert first["speed_guard"]["step"] == 0 and first["speed_guard"]["preset"] == "veryfast"
+    assert first["speed_guard"]["light_analysis"] is False
     job = wait_for(lambda: (j := worker.job("guarded"))["speed_guard"]["step"] == 1 and j, 40,
                    what="the job to step down")
     guard = job["speed_guard"]
-    assert guard["preset"] == "ultrafast" and "real time" in guard["reason"] and "stepped down" in guard["reason"]
+    assert (guard["preset"], guard["light_analysis"]) == ("veryfast", True)
+    assert "real time" in guard["reason"] and "stepped down" in guard["reason"]
     assert job["job_id"] == "guarded" and job["first_segment_id"] == first["first_segment_id"] == 0
     assert job["playlist_url"] == first["playlist_url"]
     assert worker.post_job(body).status_code == 200  # the orchestrator's retry is the same job, not a new one

@@ -250,7 +250,8 @@ class Job:
         guard = self.guard
         return {
             "step": step.number, "steps": len(self.steps), "height": step.height,
-            "bitrate_bps": step.bitrate_bps, "preset": step.preset, "reason": self.stepped,
+            "bitrate_bps": step.bitrate_bps, "preset": step.preset, "light_analysis": step.light,
+            "reason": self.stepped,
             "speed": None if guard is None or guard.speed is None else round(guard.speed, 2),
             "cannot_keep_up": guard.reason if guard is not None and guard.stressed else None,
         }
@@ -516,7 +517,8 @@ class JobManager:
                 return None
             samples = list(job.samples)
         step = job.spec.step.number if job.spec.step is not None else 0
-        warmup = (job.output.ramp(remux=False) or [0.0])[-1]
+        # FFmpeg has opened the source and filled its pipeline once its first segment is out
+        warmup = (job.output.ramp(remux=False) or [job.output.segment_s])[0]
         decision = speed_guard.decide(samples, warmup_out_s=warmup, behind_s=self.settings.speed_guard_s,
                                       step=step, last_step=len(job.steps) - 1)
         if decision.stressed and not (job.guard is not None and job.guard.stressed):

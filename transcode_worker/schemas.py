@@ -144,6 +144,7 @@ class SpeedGuardSchema(Schema):
     height = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     bitrate_bps = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     preset = _nullable(fields.String)
+    light_analysis = fields.Boolean(required=True)
     reason = _nullable(fields.String)
     speed = _nullable(fields.Float, validate=validate.Range(min=0))
     cannot_keep_up = _nullable(fields.String)
