@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test suite's real-service helper
 from worker_process import SlowClients, WorkerProcess, free_port, wait_for  # noqa: E402
 
-from transcode_worker import hls_names, media  # noqa: E402
+from transcode_worker import hls_names, media, speed_guard  # noqa: E402
 from transcode_worker.config import SettingsSchema  # noqa: E402
 from transcode_worker.ffmpeg_command import HlsOutput, build_command  # noqa: E402
 from transcode_worker.progress import segment_numbers  # noqa: E402
@@ -79,14 +79,15 @@ def make_source(path, seconds, size="1920x1080", video_bitrate=None):
 
 
 # -- FFmpeg by hand ------------------------------------------------------------------------------
-def worker_argv(source, folder, job_id, *, remux=False, seek_s=0.0, bitrate=BITRATE):
-    """The command line the worker runs for this job, with the worker's default settings."""
+def worker_argv(source, folder, job_id, *, remux=False, seek_s=0.0, bitrate=BITRATE, step=None):
+    """The command line the worker runs for this job, with the worker's default settings (at the
+    speed guard's `step`, a speed_guard.Step, when given)."""
     info = media.run_ffprobe("ffprobe", str(source))
     seek = time.strftime("%H:%M:%S", time.gmtime(seek_s))
     audio, chosen_by = choose_audio(info)
     spec = JobSpec(job_id=job_id, source=source, folder=folder, seek_time=seek, bitrate_bps=bitrate,
                    encoder="libx264", force_remux=remux, media=info, source_path=str(source), output_path=None,
-                   audio=audio, audio_chosen_by=chosen_by)
+                   audio=audio, audio_chosen_by=chosen_by, step=step)
     output = HlsOutput(job_id, SEGMENT_S, first_segment_s=DEFAULTS.first_segment_s)
     return build_command(spec, output, preset=DEFAULTS.encoder_preset)
 
@@ -725,6 +726,8 @@ def hdr_real_time(media_root, tmp, seconds):
     rows = [Row(f"4K HDR10 ({seconds} s), decode only: speed", f"{decode:.2f}x", "", "", "", "the ceiling")]
     for height, bitrate in HDR_RUNGS:
         by_hand = speed_by_hand(worker_argv(hdr, tmp / "hdr", "hdr", bitrate=bitrate), tmp / "hdr", seconds)
+        light = next(s for s in speed_guard.steps("libx264", DEFAULTS.encoder_preset, height, bitrate) if s.light)
+        lighter = speed_by_hand(worker_argv(hdr, tmp / "hdr", "hdr", bitrate=bitrate, step=light), tmp / "hdr", seconds)
         jellyfin = speed_by_hand(jellyfin_hdr_argv(hdr, height, bitrate), tmp / "jf", seconds)
         worker = WorkerProcess(tmp / f"hdr-worker-{height}", media_root, **BENCH_WORKER).start()
         try:
@@ -735,6 +738,8 @@ def hdr_real_time(media_root, tmp, seconds):
         rows += [
             Row(f"4K HDR10 -> {height}p SDR: command by hand", f"{by_hand:.2f}x", "Jellyfin's chain",
                 f"{jellyfin:.2f}x", f"{by_hand / jellyfin:.2f}x", goal),
+            Row("  the guard's light analysis step by hand", f"{lighter:.2f}x", "decode only",
+                f"{decode:.2f}x", f"{lighter / decode:.2f} ceiling", ""),
             Row(f"  the job: first playlist / speed ({step})", f"{first:.2f} s / {speed:.2f}x", "decode only",
                 f"{decode:.2f}x", f"{speed / decode:.2f} ceiling", ""),
         ]

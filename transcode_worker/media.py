@@ -285,8 +285,12 @@ def run_ffprobe(ffprobe, path, prefix=()):
     except json.JSONDecodeError:
         raise ProbeError("ffprobe printed no readable report") from None
     if info.video.hdr == "HDR10":
-        # a few packets: the first frame comes out of a decoder that reorders B-frames only then
+        # a few packets, the keyframe among them decoded alone (HDR10+ metadata comes with every
+        # frame): decoding the first 8 frames of a 4K film too took 0.34 s, on the path of the
+        # first playlist, against 0.08 s. An MP4's edit list would mark that keyframe as one to
+        # drop (the B-frames' delay): ignored here (other demuxers ignore the option).
         frames = _run([*base, "-select_streams", str(info.video.index), "-read_intervals", "%+#8",
+                       "-skip_frame", "nokey", "-ignore_editlist", "1",
                        "-show_entries", "frame_side_data=side_data_type", "file:" + path])
         try:
             if frames.returncode == 0 and has_hdr10_plus(json.loads(frames.stdout)):
