@@ -46,7 +46,7 @@ from worker_process import SlowClients, WorkerProcess, free_port, wait_for  # no
 
 from transcode_worker import hls_names, media, speed_guard  # noqa: E402
 from transcode_worker.config import SettingsSchema  # noqa: E402
-from transcode_worker.ffmpeg_command import HlsOutput, build_command  # noqa: E402
+from transcode_worker.ffmpeg_command import HlsOutput, build_command, first_segment_s  # noqa: E402
 from transcode_worker.progress import segment_numbers  # noqa: E402
 from transcode_worker.telemetry import Telemetry  # noqa: E402
 from transcode_worker.tracks import choose_audio  # noqa: E402
@@ -88,7 +88,7 @@ def worker_argv(source, folder, job_id, *, remux=False, seek_s=0.0, bitrate=BITR
     spec = JobSpec(job_id=job_id, source=source, folder=folder, seek_time=seek, bitrate_bps=bitrate,
                    encoder="libx264", force_remux=remux, media=info, source_path=str(source), output_path=None,
                    audio=audio, audio_chosen_by=chosen_by, step=step)
-    output = HlsOutput(job_id, SEGMENT_S, first_segment_s=DEFAULTS.first_segment_s)
+    output = HlsOutput(job_id, SEGMENT_S, first_segment_s=first_segment_s(spec, DEFAULTS.first_segment_s))
     return build_command(spec, output, preset=DEFAULTS.encoder_preset)
 
 

@@ -4,7 +4,8 @@ from dataclasses import replace
 import pytest
 
 from specs import job_spec, media_info
-from transcode_worker.ffmpeg_command import HlsOutput, build_command, delivers_hevc, output_size, target_height
+from transcode_worker.ffmpeg_command import (HlsOutput, build_command, delivers_hevc, first_segment_s, output_size,
+                                             target_height)
 from transcode_worker.media import AudioStream
 from transcode_worker.speed_guard import Step
 
@@ -183,6 +184,18 @@ def test_a_lighter_step_analyses_and_decodes_less(step, source_height, light_x26
         assert "partitions=none" in value_after(argv, "-x264-params") and "me=dia" in value_after(argv, "-x264-params")
     # a decoder option: before the input
     assert ("-skip_loop_filter" in argv[:argv.index("-i")]) == light_decode and argv.count("-skip_loop_filter") <= 1
+
+
+@pytest.mark.parametrize("media, remux, hardware, expected", [
+    (dict(height=1080), False, (), 1.0),  # a light source: as configured
+    (dict(height=2160), False, (), 0.5),  # 4K to decode
+    (dict(height=720, **HDR10), False, (), 0.5),  # tone-mapped on the CPU
+    (dict(height=720, **HDR10), False, ("opencl",), 1.0),  # on the GPU
+    (dict(height=2160, **HDR10), True, (), 1.0),  # a remux cuts on the source's keyframes
+])
+def test_a_heavy_source_starts_with_a_shorter_first_segment(media, remux, hardware, expected):
+    spec = job_spec(media=media_info(**media), force_remux=remux)
+    assert first_segment_s(spec, 1.0, hardware) == expected
 
 
 def test_hlg_is_tone_mapped_from_hlg():

@@ -90,6 +90,9 @@ def test_hdr_is_tone_mapped_to_bt709_sdr_close_to_its_sdr_original(job, name, ki
         ("bt709", "bt709", "bt709", "yuv420p")
     assert stream["height"] == (720 if bitrate >= 2_500_000 else 480)
     assert variant(url).video_range == "SDR"
+    # heavy to make (tone-mapped on the CPU): its first segment is half the worker's first_segment_s
+    media = m3u8.load(url.replace(".m3u8", ".media.m3u8"))
+    assert [round(s.duration, 2) for s in media.segments[:3]] == [0.5, 0.5, 1.0]
     luma, saturation = picture_stats(url)
     sdr_luma, sdr_saturation = picture_stats(f"{mf.SDR_PICTURE},scale=-2:{stream['height']}", lavfi=True)
     assert abs(luma - sdr_luma) <= MAX_LUMA_ERROR * sdr_luma, (luma, sdr_luma)
@@ -118,6 +121,7 @@ def test_highlights_are_compressed_not_clipped(job):
 def test_a_plain_sdr_clip_is_left_as_it_is(job, media_root):
     answer, url = job(mf.H264, bitrate_bps=4_000_000)
     assert answer["tracks"]["video"] == {"codec": "h264", "encoder": "libx264", "hdr": "SDR", "tone_mapped": False, "range": "SDR"}
+    assert round(m3u8.load(url.replace(".m3u8", ".media.m3u8")).segments[0].duration, 2) == 1.0  # light: as configured
     luma, saturation = picture_stats(url)
     source_luma, source_saturation = picture_stats(str(media_root / mf.H264))
     assert abs(luma - source_luma) <= 0.02 * source_luma and abs(saturation - source_saturation) <= 0.05 * source_saturation

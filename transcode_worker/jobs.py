@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from . import hls_names, playlist, speed_guard, step_memory, timeline, webvtt
-from .ffmpeg_command import HlsOutput, build_command, delivers_hevc, output_size
+from .ffmpeg_command import HlsOutput, build_command, delivers_hevc, first_segment_s, output_size
 from .multivariant import READ_BYTES
 from .progress import percent, segment_numbers
 from .schemas import seek_time
@@ -471,8 +471,9 @@ class JobManager:
         if earlier is None:
             self._remove_folder(spec.folder)
             os.makedirs(spec.folder)
+        first = first_segment_s(spec, self.settings.first_segment_s, self.hardware_tonemap)
         output = HlsOutput(spec.job_id, self.settings.segment_duration_s, start_number,
-                           first_segment_s=self.settings.first_segment_s, fmp4=delivers_hevc(spec))
+                           first_segment_s=first, fmp4=delivers_hevc(spec))
         if earlier is None:
             command, (steps, kind) = spec, self._steps_of(spec)
         else:  # the same job: what the orchestrator asked, and its steps
