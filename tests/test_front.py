@@ -18,6 +18,14 @@ def nginx_processes(worker):
     return [p for p in worker.descendants() if p.name() == "nginx"]
 
 
+def answers(url):
+    """True when `url` answers 200 (False while nothing listens: a new nginx not bound yet)."""
+    try:
+        return requests.get(url, timeout=2).ok
+    except requests.ConnectionError:
+        return False
+
+
 def served(worker):
     text = requests.get(f"{worker.url}/metrics", timeout=10).text
     return sum(float(line.split()[-1]) for line in text.splitlines()
@@ -97,8 +105,7 @@ def test_a_killed_nginx_is_started_again(make_worker, media_root):
     group = [p.pid for p in nginx_processes(worker)]
     master.send_signal(signal.SIGKILL)
     wait_for(lambda: all(process_gone(pid) for pid in group), 10, what="the old nginx and its worker gone")
-    wait_for(lambda: nginx_processes(worker) and requests.get(f"{worker.url}/healthz", timeout=2).ok, 20,
-             what="a new nginx")
+    wait_for(lambda: nginx_processes(worker) and answers(f"{worker.url}/healthz"), 20, what="a new nginx")
     assert not set(group) & {p.pid for p in nginx_processes(worker)}
     assert worker.post_job({"job_id": "after", "source_path": str(media_root / mf.H264)}).status_code == 202
     worker.delete("after")
