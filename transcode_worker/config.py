@@ -142,7 +142,8 @@ class SettingsSchema(Schema):
     first_segment_s = _setting(
         fields.Float, 1.0,
         "length of a transcode's first segment, so a player starts sooner; each next one is as long "
-        "as all before it, up to segment_duration_s (0: every segment segment_duration_s long)",
+        "as all before it, up to segment_duration_s (0: every segment segment_duration_s long); "
+        "a heavy source (above 1080p, or HDR tone-mapped on the CPU) starts with half of it",
         validate=validate.Range(0, 30),
     )
     playlist_wait_s = _setting(
