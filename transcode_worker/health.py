@@ -25,9 +25,12 @@ def _check_media_root(root):
     return None
 
 
+WRITE_CHECK_PREFIX = ".write-check-"  # the file that proves segment_root writable, there for an instant
+
+
 def _check_segment_root(root, min_free_bytes):
     try:
-        fd, probe = tempfile.mkstemp(dir=root, prefix=".write-check-")
+        fd, probe = tempfile.mkstemp(dir=root, prefix=WRITE_CHECK_PREFIX)
     except OSError as exc:
         return f"segment_root {root} is not writable ({exc.strerror})"
     os.close(fd)
