@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test suite's real-service helper
 from worker_process import SlowClients, WorkerProcess, free_port, wait_for  # noqa: E402
 
-from transcode_worker import hls_names, media, speed_guard  # noqa: E402
+from transcode_worker import hls_names, media, speed_guard, tonemap  # noqa: E402
 from transcode_worker.config import SettingsSchema  # noqa: E402
 from transcode_worker.ffmpeg_command import HlsOutput, build_command, first_segment_s  # noqa: E402
 from transcode_worker.progress import segment_numbers  # noqa: E402
@@ -79,9 +79,10 @@ def make_source(path, seconds, size="1920x1080", video_bitrate=None):
 
 
 # -- FFmpeg by hand ------------------------------------------------------------------------------
-def worker_argv(source, folder, job_id, *, remux=False, seek_s=0.0, bitrate=BITRATE, step=None):
+def worker_argv(source, folder, job_id, *, remux=False, seek_s=0.0, bitrate=BITRATE, step=None, lut_dir=None):
     """The command line the worker runs for this job, with the worker's default settings (at the
-    speed guard's `step`, a speed_guard.Step, when given)."""
+    speed guard's `step`, a speed_guard.Step, when given; an HDR10 film tone-mapped by its LUT,
+    made in `lut_dir`, when given, else by the chain)."""
     info = media.run_ffprobe("ffprobe", str(source))
     seek = time.strftime("%H:%M:%S", time.gmtime(seek_s))
     audio, chosen_by = choose_audio(info)
@@ -89,7 +90,8 @@ def worker_argv(source, folder, job_id, *, remux=False, seek_s=0.0, bitrate=BITR
                    encoder="libx264", force_remux=remux, media=info, source_path=str(source), output_path=None,
                    audio=audio, audio_chosen_by=chosen_by, step=step)
     output = HlsOutput(job_id, SEGMENT_S, first_segment_s=first_segment_s(spec, DEFAULTS.first_segment_s))
-    return build_command(spec, output, preset=DEFAULTS.encoder_preset)
+    lut = tonemap.lut_for(info.video, str(lut_dir)) if lut_dir is not None and spec.tone_mapped else None
+    return build_command(spec, output, preset=DEFAULTS.encoder_preset, tonemap_lut=lut)
 
 
 def jellyfin_argv(source, job_id):
@@ -724,10 +726,14 @@ def hdr_real_time(media_root, tmp, seconds):
     decode = speed_by_hand(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-i", f"file:{hdr}",
                             "-map", "0:v:0", "-f", "null", "-"], tmp / "decode", seconds)
     rows = [Row(f"4K HDR10 ({seconds} s), decode only: speed", f"{decode:.2f}x", "", "", "", "the ceiling")]
+    luts = tmp / "luts"
     for height, bitrate in HDR_RUNGS:
-        by_hand = speed_by_hand(worker_argv(hdr, tmp / "hdr", "hdr", bitrate=bitrate), tmp / "hdr", seconds)
+        by_hand = speed_by_hand(worker_argv(hdr, tmp / "hdr", "hdr", bitrate=bitrate, lut_dir=luts), tmp / "hdr",
+                                seconds)
+        chain = speed_by_hand(worker_argv(hdr, tmp / "hdr", "hdr", bitrate=bitrate), tmp / "hdr", seconds)
         light = next(s for s in speed_guard.steps("libx264", DEFAULTS.encoder_preset, height, bitrate) if s.light)
-        lighter = speed_by_hand(worker_argv(hdr, tmp / "hdr", "hdr", bitrate=bitrate, step=light), tmp / "hdr", seconds)
+        lighter = speed_by_hand(worker_argv(hdr, tmp / "hdr", "hdr", bitrate=bitrate, step=light, lut_dir=luts),
+                                tmp / "hdr", seconds)
         jellyfin = speed_by_hand(jellyfin_hdr_argv(hdr, height, bitrate), tmp / "jf", seconds)
         worker = WorkerProcess(tmp / f"hdr-worker-{height}", media_root, **BENCH_WORKER).start()
         try:
@@ -738,6 +744,8 @@ def hdr_real_time(media_root, tmp, seconds):
         rows += [
             Row(f"4K HDR10 -> {height}p SDR: command by hand", f"{by_hand:.2f}x", "Jellyfin's chain",
                 f"{jellyfin:.2f}x", f"{by_hand / jellyfin:.2f}x", goal),
+            Row("  the same with the chain, not the LUT", f"{chain:.2f}x", "the command", f"{by_hand:.2f}x",
+                f"{by_hand / chain:.2f}x", ""),
             Row("  the guard's light analysis step by hand", f"{lighter:.2f}x", "decode only",
                 f"{decode:.2f}x", f"{lighter / decode:.2f} ceiling", ""),
             Row(f"  the job: first playlist / speed ({step})", f"{first:.2f} s / {speed:.2f}x", "decode only",

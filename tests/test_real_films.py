@@ -16,6 +16,7 @@ import pytest
 import requests
 
 import media_files as mf
+from transcode_worker import tonemap
 from worker_process import first_segment_url, first_uri, play, probe_duration
 
 pytestmark = pytest.mark.integration
@@ -82,8 +83,10 @@ def variant(url):
     (mf.HDR10, "HDR10", 1_000_000),  # 720p to 480p: scaled by zscale in the pass that linearises it
     (mf.HLG, "HLG", 1_000_000),
 ])
-def test_hdr_is_tone_mapped_to_bt709_sdr_close_to_its_sdr_original(job, name, kind, bitrate):
+def test_hdr_is_tone_mapped_to_bt709_sdr_close_to_its_sdr_original(job, worker, name, kind, bitrate):
     answer, url = job(name, bitrate_bps=bitrate)
+    if kind != "HLG":  # PQ with its peak known (MaxCLL 1,000 nits): tone-mapped by the LUT
+        assert (worker.workdir / "spool" / "tonemap" / tonemap.lut_name(10.0)).is_file()
     assert answer["tracks"]["video"] == {"codec": "h264", "encoder": "libx264", "hdr": kind, "tone_mapped": True, "range": "SDR"}
     stream = video_stream(first_segment_url(url))
     assert (stream["color_primaries"], stream["color_transfer"], stream["color_space"], stream["pix_fmt"]) == \

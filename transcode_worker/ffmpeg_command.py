@@ -194,7 +194,7 @@ def tone_mapper(spec, hardware_tonemap=()):
     return "cpu"
 
 
-def picture_args(spec, hardware_tonemap=(), burn_file=None, fonts_dir=None):
+def picture_args(spec, hardware_tonemap=(), burn_file=None, fonts_dir=None, tonemap_lut=None):
     """(-map arguments, filter arguments) of the video: deinterlaced, scaled, tone-mapped,
     subtitles drawn in, made 8-bit 4:2:0 (or uploaded to the GPU) in that order.
 
@@ -212,7 +212,9 @@ def picture_args(spec, hardware_tonemap=(), burn_file=None, fonts_dir=None):
     scaled = bool(video.height and height < video.height)
     if scaled and mapper != "cpu":
         filters.append(f"scale=-2:{height}")  # before tone-mapping: fewer pixels to map
-    if mapper == "cpu":  # zscale scales it, in the pass that linearises it
+    if mapper == "cpu" and tonemap_lut:  # zscale scales it, then the LUT tone-maps it
+        filters += tonemap.lut_filters(video, tonemap_lut, output_size(spec) if scaled else None)
+    elif mapper == "cpu":  # zscale scales it, in the pass that linearises it
         filters += tonemap.filters(video, output_size(spec) if scaled else None)
     elif mapper == "opencl":
         filters.append(OPENCL_TONEMAP)
@@ -264,11 +266,12 @@ def audio_args(stream, remux, fmp4=False):
 
 
 def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_device=None, hardware_tonemap=(),
-                  burn_file=None, fonts_dir=None):
+                  burn_file=None, fonts_dir=None, tonemap_lut=None):
     """argv that turns `spec` into an HLS event playlist plus segments in the working directory.
 
     `hardware_tonemap`: the GPU tone-mappers trials proved ("opencl", "vaapi"); `burn_file`,
-    `fonts_dir`: names in the job's folder of the text subtitles to draw and their fonts."""
+    `fonts_dir`: names in the job's folder of the text subtitles to draw and their fonts;
+    `tonemap_lut`: the .cube (tonemap.lut_for) that tone-maps on the CPU in place of the chain."""
     argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
             # machine-readable progress on stdout every half second; no human stats line
             "-nostats", "-progress", "pipe:1", "-stats_period", "0.5"]
@@ -281,7 +284,7 @@ def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_dev
     if spec.seek_s > 0:
         argv += ["-ss", f"{spec.seek_s:.3f}"]  # input-side: fast, and output starts at 0
     # "file:" makes FFmpeg read a path, never a protocol such as concat: or http:
-    video_map, filter_args = picture_args(spec, hardware_tonemap, burn_file, fonts_dir)
+    video_map, filter_args = picture_args(spec, hardware_tonemap, burn_file, fonts_dir, tonemap_lut)
     argv += ["-i", f"file:{spec.source}", *filter_args, *video_map]
     audio = spec.audio
     if audio is not None:

@@ -17,8 +17,8 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from . import hls_names, playlist, speed_guard, step_memory, timeline, webvtt
-from .ffmpeg_command import HlsOutput, build_command, delivers_hevc, first_segment_s, output_size
+from . import hls_names, playlist, speed_guard, step_memory, timeline, tonemap, webvtt
+from .ffmpeg_command import HlsOutput, build_command, delivers_hevc, first_segment_s, output_size, tone_mapper
 from .multivariant import READ_BYTES
 from .progress import percent, segment_numbers
 from .schemas import seek_time
@@ -381,6 +381,7 @@ class JobManager:
         self.settings = settings
         self.published = published  # front.Published: the folders nginx sends ready files from
         self.learnt = step_memory.StepMemory(settings.spool_dir)  # the speed guard's first steps
+        self.lut_dir = os.path.join(settings.spool_dir, "tonemap")  # tone-map LUTs, one per peak
         self.subtitles = subtitles  # SubtitleCache: each file's text tracks, extracted once
         self.vaapi_device = vaapi_device
         self.hardware_tonemap = hardware_tonemap
@@ -491,8 +492,11 @@ class JobManager:
             job.furthest_requested = earlier.furthest_requested
         job.subtitles, job.ffprobe = extraction, self.settings.ffprobe_path
         burn = _burn_files(spec, extraction) if spec.burn and spec.subtitle.text else {}
+        lut = (tonemap.lut_for(spec.media.video, self.lut_dir, self.settings.ffmpeg_path)
+               if tone_mapper(spec, self.hardware_tonemap) == "cpu" else None)
         argv = self._build(spec, output, ffmpeg=self.settings.ffmpeg_path, preset=self.settings.encoder_preset,
-                           vaapi_device=self.vaapi_device, hardware_tonemap=self.hardware_tonemap, **burn)
+                           vaapi_device=self.vaapi_device, hardware_tonemap=self.hardware_tonemap,
+                           tonemap_lut=lut, **burn)
         job.supervisor = JobSupervisor(job, argv)
         job.supervisor.start()
         job.supervisor.wait_spawned()

@@ -20,7 +20,7 @@ from .validation import is_inside
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "probe-cache.json"
-CACHE_VERSION = 4  # 2: MediaInfo.interlaced; 3: every track, HDR kind; 4: attached fonts
+CACHE_VERSION = 5  # 2: MediaInfo.interlaced; 3: every track, HDR kind; 4: attached fonts; 5: PQ peak
 SAVE_EVERY = 50  # probes between two saves during a long first scan
 VIDEO_EXTENSIONS = frozenset(
     ".mkv .mp4 .m4v .mov .avi .ts .m2ts .mts .webm .wmv .mpg .mpeg .flv .ogv .vob .3gp".split()

@@ -65,6 +65,7 @@ class VideoStream:
     dovi_base_layer: str | None = None  # what a Dolby Vision stream shows without it; None: nothing
     interlaced: bool = False          # broadcast recordings, DVDs: a transcode deinterlaces
     bit_rate: int | None = None
+    signal_peak: float | None = None  # a PQ stream's peak as FFmpeg's tonemap reads it (x SDR white)
 
     @property
     def video_range(self):
@@ -257,6 +258,32 @@ def has_hdr10_plus(frames_report):
                for frame in frames_report.get("frames") or [] for d in frame.get("side_data_list") or [])
 
 
+SDR_WHITE_NITS = 100  # FFmpeg's tonemap's REFERENCE_WHITE
+
+
+def signal_peak(frames_report):
+    """The peak FFmpeg's tonemap filter reads from the first frame's side data, in multiples of
+    SDR white (pure): its MaxCLL, else its mastering display's peak, else None (no frame read;
+    tonemap falls back to 10 for the linear frames zscale gives it)."""
+    frames = frames_report.get("frames") or []
+    if not frames:
+        return None
+    data = {d.get("side_data_type"): d for d in frames[0].get("side_data_list") or []}
+    max_cll = (data.get("Content light level metadata") or {}).get("max_content") or 0
+    if max_cll:
+        return max_cll / SDR_WHITE_NITS
+    luminance = (data.get("Mastering display metadata") or {}).get("max_luminance")
+    if luminance:
+        number, _, denominator = str(luminance).partition("/")
+        try:
+            value = float(number) / float(denominator or 1)
+        except (ValueError, ZeroDivisionError):
+            value = 0
+        if value > 0:
+            return value / SDR_WHITE_NITS
+    return 10.0
+
+
 def _run(argv):
     try:
         proc = subprocess.run(argv, capture_output=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
@@ -290,13 +317,16 @@ def run_ffprobe(ffprobe, path, prefix=()):
         # first playlist, against 0.08 s. An MP4's edit list would mark that keyframe as one to
         # drop (the B-frames' delay): ignored here (other demuxers ignore the option).
         frames = _run([*base, "-select_streams", str(info.video.index), "-read_intervals", "%+#8",
-                       "-skip_frame", "nokey", "-ignore_editlist", "1",
-                       "-show_entries", "frame_side_data=side_data_type", "file:" + path])
+                       "-skip_frame", "nokey", "-ignore_editlist", "1", "-show_entries",
+                       "frame_side_data=side_data_type,max_content,max_luminance", "file:" + path])
         try:
-            if frames.returncode == 0 and has_hdr10_plus(json.loads(frames.stdout)):
-                info = dataclasses.replace(info, video=dataclasses.replace(info.video, hdr="HDR10+"))
+            report = json.loads(frames.stdout) if frames.returncode == 0 else {}
         except json.JSONDecodeError:
-            pass  # the first probe's finding (HDR10) stands
+            report = {}  # the first probe's finding (HDR10) stands
+        video = dataclasses.replace(info.video, signal_peak=signal_peak(report))
+        if has_hdr10_plus(report):
+            video = dataclasses.replace(video, hdr="HDR10+")
+        info = dataclasses.replace(info, video=video)
     return info
 
 
