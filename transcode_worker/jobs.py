@@ -432,6 +432,7 @@ class JobManager:
                               retry_after=5)
             if extraction.error is not None:
                 raise Refused(422, f"subtitle stream {spec.subtitle.stream}: {extraction.error}")
+        self._tonemap_lut(spec)  # a new LUT takes FFmpeg 0.3 s: made here, not under the lock
         with self._lock:
             if not self._accepting:
                 raise Refused(503, "the worker is shutting down", retry_after=5)
@@ -492,8 +493,7 @@ class JobManager:
             job.furthest_requested = earlier.furthest_requested
         job.subtitles, job.ffprobe = extraction, self.settings.ffprobe_path
         burn = _burn_files(spec, extraction) if spec.burn and spec.subtitle.text else {}
-        lut = (tonemap.lut_for(spec.media.video, self.lut_dir, self.settings.ffmpeg_path)
-               if tone_mapper(spec, self.hardware_tonemap) == "cpu" else None)
+        lut = self._tonemap_lut(spec)
         argv = self._build(spec, output, ffmpeg=self.settings.ffmpeg_path, preset=self.settings.encoder_preset,
                            vaapi_device=self.vaapi_device, hardware_tonemap=self.hardware_tonemap,
                            tonemap_lut=lut, **burn)
@@ -503,6 +503,13 @@ class JobManager:
         if self.published is not None:
             self.published.publish(spec.job_id, spec.folder)
         return job
+
+    def _tonemap_lut(self, spec):
+        """The LUT that tone-maps the job on the CPU (made the first time a film's peak is met),
+        or None for the chain or a GPU."""
+        if tone_mapper(spec, self.hardware_tonemap) != "cpu":
+            return None
+        return tonemap.lut_for(spec.media.video, self.lut_dir, self.settings.ffmpeg_path)
 
     def _steps_of(self, command):
         """(the speed guard's steps for the command, its kind for StepMemory); ([], None) for a
