@@ -14,6 +14,8 @@ from fractions import Fraction
 
 import pycountry
 
+from . import tonemap
+
 PROBE_TIMEOUT_S = 20
 # ffprobe's field orders of interlaced video (the others: progressive, unknown)
 INTERLACED = frozenset({"tt", "bb", "tb", "bt"})
@@ -258,9 +260,6 @@ def has_hdr10_plus(frames_report):
                for frame in frames_report.get("frames") or [] for d in frame.get("side_data_list") or [])
 
 
-SDR_WHITE_NITS = 100  # FFmpeg's tonemap's REFERENCE_WHITE
-
-
 def signal_peak(frames_report):
     """The peak FFmpeg's tonemap filter reads from the first frame's side data, in multiples of
     SDR white (pure): its MaxCLL, else its mastering display's peak, else None (no frame read;
@@ -271,7 +270,7 @@ def signal_peak(frames_report):
     data = {d.get("side_data_type"): d for d in frames[0].get("side_data_list") or []}
     max_cll = (data.get("Content light level metadata") or {}).get("max_content") or 0
     if max_cll:
-        return max_cll / SDR_WHITE_NITS
+        return max_cll / tonemap.SDR_WHITE_NITS
     luminance = (data.get("Mastering display metadata") or {}).get("max_luminance")
     if luminance:
         number, _, denominator = str(luminance).partition("/")
@@ -280,7 +279,7 @@ def signal_peak(frames_report):
         except (ValueError, ZeroDivisionError):
             value = 0
         if value > 0:
-            return value / SDR_WHITE_NITS
+            return value / tonemap.SDR_WHITE_NITS
     return 10.0
 
 

@@ -46,16 +46,21 @@ def needed(video):
     return video.color_transfer in TRANSFERS
 
 
-def filters(video, size=None):
-    """The filters from the HDR picture to 8-bit-ready BT.709 SDR, as a list; scaled to `size`
-    ((width, height), None: as it is) on the way."""
+def _from_source(video, size):
+    """zscale's options that read the source's picture (scaled to `size` on the way)."""
     resize = [f"w={size[0]}", f"h={size[1]}"] if size else []
-    linear = ":".join([*resize,
+    return [*resize,
         f"tin={TRANSFERS[video.color_transfer]}",
         f"min={MATRICES.get(video.color_space, '2020_ncl')}",
         f"pin={PRIMARIES.get(video.color_primaries, '2020')}",
-        f"rin={'full' if video.color_range == 'pc' else 'limited'}", "t=linear", "p=709", f"npl={SDR_WHITE_NITS}",
-    ])
+        f"rin={'full' if video.color_range == 'pc' else 'limited'}",
+    ]
+
+
+def filters(video, size=None):
+    """The filters from the HDR picture to 8-bit-ready BT.709 SDR, as a list; scaled to `size`
+    ((width, height), None: as it is) on the way."""
+    linear = ":".join([*_from_source(video, size), "t=linear", "p=709", f"npl={SDR_WHITE_NITS}"])
     return [f"zscale={linear}", "format=gbrpf32le", "tonemap=mobius:desat=0",
             "zscale=t=709:m=709:r=limited"]
 
@@ -126,12 +131,6 @@ def lut_for(video, folder, ffmpeg="ffmpeg"):
 
 def lut_filters(video, lut, size=None):
     """filters() with a LUT (lut_for) in place of the tone-map and the transfer back."""
-    resize = [f"w={size[0]}", f"h={size[1]}"] if size else []
-    to_709 = ":".join([*resize,
-        f"tin={TRANSFERS[video.color_transfer]}",
-        f"min={MATRICES.get(video.color_space, '2020_ncl')}",
-        f"pin={PRIMARIES.get(video.color_primaries, '2020')}",
-        f"rin={'full' if video.color_range == 'pc' else 'limited'}", "t=smpte2084", "p=709", "m=gbr", "r=full",
-    ])
+    to_709 = ":".join([*_from_source(video, size), "t=smpte2084", "p=709", "m=gbr", "r=full"])
     return [f"zscale={to_709}", "format=gbrp16le", f"lut3d=file={lut}:interp=tetrahedral",
             "zscale=tin=709:t=709:min=gbr:m=709:rin=full:r=limited"]
