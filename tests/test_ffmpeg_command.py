@@ -4,8 +4,8 @@ from dataclasses import replace
 import pytest
 
 from specs import job_spec, media_info
-from transcode_worker.ffmpeg_command import (HlsOutput, build_command, delivers_hevc, first_segment_s, output_size,
-                                             target_height)
+from transcode_worker.ffmpeg_command import (LIGHT_X264, HlsOutput, build_command, delivers_hevc, first_segment_s,
+                                             light_from_start, output_size, target_height)
 from transcode_worker.media import AudioStream
 from transcode_worker.speed_guard import Step
 
@@ -184,6 +184,24 @@ def test_a_lighter_step_analyses_and_decodes_less(step, source_height, light_x26
         assert "partitions=none" in value_after(argv, "-x264-params") and "me=dia" in value_after(argv, "-x264-params")
     # a decoder option: before the input
     assert ("-skip_loop_filter" in argv[:argv.index("-i")]) == light_decode and argv.count("-skip_loop_filter") <= 1
+
+
+@pytest.mark.parametrize("media, encoder, preset, hardware, light", [
+    (dict(height=2160, **HDR10), "libx264", "veryfast", (), True),  # 4K HDR tone-mapped on the CPU
+    (dict(height=2160), "libx264", "veryfast", (), True),  # 4K to decode
+    (dict(height=720, **HDR10), "libx264", "veryfast", (), True),  # HDR tone-mapped on the CPU
+    (dict(height=1080), "libx264", "veryfast", (), False),  # a light source: veryfast's full analysis
+    (dict(height=720, **HDR10), "libx264", "veryfast", ("opencl",), False),  # tone-mapped on the GPU
+    (dict(height=2160, **HDR10), "libx264", "medium", (), False),  # the operator asked for the picture
+    (dict(height=2160, **HDR10), "libx264", "superfast", (), False),  # lighter already
+    (dict(height=2160, **HDR10), "libx265", "veryfast", (), False),  # x264's settings
+])
+def test_a_heavy_source_at_veryfast_is_analysed_lightly_from_the_start(media, encoder, preset, hardware, light):
+    spec = job_spec(media=media_info(**media), encoder=encoder, bitrate_bps=8_000_000)
+    assert light_from_start(spec, preset, hardware) == light
+    argv = build_command(spec, OUT, preset=preset, hardware_tonemap=hardware)
+    assert (LIGHT_X264[1] in argv) == light
+    assert "-skip_loop_filter" not in argv  # the first step decodes every filter
 
 
 @pytest.mark.parametrize("media, remux, hardware, expected", [

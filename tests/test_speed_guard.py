@@ -83,6 +83,21 @@ def test_steps_go_faster_then_down_the_ladder(encoder, preset, height, bitrate, 
     assert all(s.bitrate_bps <= bitrate for s in found)  # never more than was asked
 
 
+@pytest.mark.parametrize("encoder, preset, height, bitrate, expected", [
+    ("libx264", "veryfast", 1080, 8_000_000,  # a heavy source: light from the start, no light step after
+     [("veryfast light", 1080, 8_000_000), ("ultrafast", 1080, 8_000_000), ("ultrafast", 720, 2_500_000),
+      ("ultrafast", 480, 1_000_000), ("ultrafast", 360, 600_000)]),
+    ("libx264", "veryfast", 360, 500_000,
+     [("veryfast light", 360, 500_000), ("ultrafast", 360, 500_000)]),
+])
+def test_a_first_step_that_analyses_lightly_has_no_light_step_after_it(encoder, preset, height, bitrate, expected):
+    found = steps(encoder, preset, height, bitrate, light=True)
+    named = [(f"{s.preset} light" if s.light else s.preset, s.height, s.bitrate_bps) for s in found]
+    assert named == expected
+    assert [s.number for s in found] == list(range(len(expected)))
+    assert all(s.bitrate_bps <= bitrate for s in found)  # never more than was asked
+
+
 def test_a_step_says_what_it_is():
     assert Step(2, "ultrafast", 720, 2_500_000).describe() == "step 2: 720p at 2.5 Mb/s, ultrafast"
     assert Step(1, "veryfast", 1080, 8_000_000, light=True).describe() == (

@@ -44,7 +44,10 @@ ENCODER_OPTIONS = {
 }
 
 
-# The speed guard's light analysis step (speed_guard.steps): Jellyfin's x264 settings on veryfast
+# x264's light analysis (Jellyfin 10.8's x264 settings on veryfast: the cheapest motion search and
+# partitions, a short lookahead): a heavy source's first step at veryfast (light_analysis), else
+# the speed guard's step after the one asked (speed_guard.steps)
+LIGHT_PRESET = "veryfast"
 LIGHT_X264 = ["-x264-params", "subme=0:me=dia:merange=4:rc-lookahead=10:chroma-me=0:8x8dct=0:partitions=none"]
 # A step lighter than asked decodes a source it scales to half its height or less without the
 # decoder's loop filters (deblocking, HEVC's SAO): about 25 % off decoding 4K HEVC; what they
@@ -170,15 +173,35 @@ def output_size(spec):
 HEAVY_HEIGHT = 1080  # a source taller than this is heavy to decode (4K: four times 1080p)
 
 
+def heavy_source(spec, hardware_tonemap=()):
+    """True when a transcode of the source is heavy for the CPU: a picture taller than 1080p to
+    decode, or HDR to tone-map on the CPU (a remux is never heavy)."""
+    video = spec.media.video
+    return not spec.force_remux and (
+        (video.height or 0) > HEAVY_HEIGHT or tone_mapper(spec, hardware_tonemap) == "cpu")
+
+
 def first_segment_s(spec, configured, hardware_tonemap=()):
     """The length of the job's first segment: first_segment_s as configured, halved for a heavy
-    source (a picture taller than 1080p to decode, or HDR to tone-map on the CPU), whose first
-    second takes FFmpeg about a second to make: 4K HDR10 to 720p made its first playlist in
-    0.96 s with 0.5 s against 1.34 s with 1 s, measured by hand here. A light source's first
-    segment is out in half a second anyway."""
-    video = spec.media.video
-    heavy = (video.height or 0) > HEAVY_HEIGHT or tone_mapper(spec, hardware_tonemap) == "cpu"
-    return configured / 2 if heavy and not spec.force_remux else configured
+    source, whose first second takes FFmpeg about a second to make: 4K HDR10 to 720p made its
+    first playlist in 0.96 s with 0.5 s against 1.34 s with 1 s, measured by hand here. A light
+    source's first segment is out in half a second anyway."""
+    return configured / 2 if heavy_source(spec, hardware_tonemap) else configured
+
+
+def light_from_start(spec, preset, hardware_tonemap=()):
+    """True when x264 analyses lightly (LIGHT_X264) from the job's first step: a heavy source at
+    veryfast, where x264's full analysis alone costs as much CPU as decoding 4K HEVC (4K HDR10
+    to 1080p: 1.21x real time with it, 1.45x without, on two cores). An operator who configured
+    a slower preset asked for the picture over the speed: the speed guard's light step is next."""
+    return spec.encoder == "libx264" and preset == LIGHT_PRESET and heavy_source(spec, hardware_tonemap)
+
+
+def light_analysis(spec, preset, hardware_tonemap=()):
+    """True when this run's x264 analyses lightly: at the speed guard's step, else from the start."""
+    if spec.step is not None:
+        return spec.step.light
+    return light_from_start(spec, preset, hardware_tonemap)
 
 
 def tone_mapper(spec, hardware_tonemap=()):
@@ -239,6 +262,7 @@ def video_args(spec, output, preset, hardware_tonemap=()):
         # take HEVC in fMP4 only under the hvc1 sample entry.
         return ["-c:v", "copy", *(["-tag:v", "hvc1"] if output.fmp4 else [])]
     rate = str(video_bitrate(spec))
+    light = light_analysis(spec, preset, hardware_tonemap)
     if spec.step is not None and spec.step.preset:
         preset = spec.step.preset
     return [
@@ -249,7 +273,7 @@ def video_args(spec, output, preset, hardware_tonemap=()):
         "-g", str(math.ceil(output.segment_s * MAX_FPS)),
         *(tonemap.OUTPUT_TAGS if spec.tone_mapped else []),
         *(["-tag:v", "hvc1"] if output.fmp4 else []),
-        *(LIGHT_X264 if spec.step is not None and spec.step.light else []),
+        *(LIGHT_X264 if light else []),
     ]
 
 

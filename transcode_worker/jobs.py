@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from . import hls_names, playlist, speed_guard, step_memory, timeline, tonemap, webvtt
-from .ffmpeg_command import HlsOutput, build_command, delivers_hevc, first_segment_s, output_size, tone_mapper
+from .ffmpeg_command import (HlsOutput, build_command, delivers_hevc, first_segment_s, light_from_start, output_size,
+                             tone_mapper)
 from .multivariant import READ_BYTES
 from .progress import percent, segment_numbers
 from .schemas import seek_time
@@ -517,8 +518,10 @@ class JobManager:
         size = output_size(command)
         if command.force_remux or size is None or not size[1] or not self.settings.speed_guard_s:
             return [], None
-        steps = speed_guard.steps(command.encoder, self.settings.encoder_preset, size[1], command.bitrate_bps)
-        return steps, step_memory.kind_of(command, self.settings.encoder_preset, size[1])
+        preset = self.settings.encoder_preset
+        light = light_from_start(command, preset, self.hardware_tonemap)
+        steps = speed_guard.steps(command.encoder, preset, size[1], command.bitrate_bps, light=light)
+        return steps, step_memory.kind_of(command, preset, size[1], light)
 
     # -- the speed guard ------------------------------------------------------------------------
     def guard(self, job):

@@ -4,8 +4,8 @@ its viewer, or says it cannot (pure: no I/O, no clocks; jobs.py acts on what it 
 A job's steps go from what was asked (step 0) to the lightest the worker will make: x264 first
 keeps its size and bitrate with a light analysis (veryfast with Jellyfin's x264 settings: the
 cheapest motion search and partitions, a short lookahead; about 15 % faster on 4K HDR10 to 1080p,
-SSIM between veryfast's and ultrafast's), then x264 and x265 drop to their fastest
-preset at the same size, then each next step is the next lower rung of the bitrate ladder
+SSIM between veryfast's and ultrafast's; a heavy source at veryfast has it from its first step,
+ffmpeg_command.light_from_start), then x264 and x265 drop to their fastest preset at the same size, then each next step is the next lower rung of the bitrate ladder
 (ffmpeg_command.BITRATE_LADDER), at its bitrate, down to the lowest. Hardware encoders have no
 presets to drop: their steps are the rungs. Every step lighter than the first decodes a source
 it halves (or more) without the decoder's loop filters (ffmpeg_command.LIGHT_DECODE).
@@ -21,7 +21,7 @@ keep up, which makes the worker STRESSED.
 """
 from dataclasses import dataclass
 
-from .ffmpeg_command import BITRATE_LADDER
+from .ffmpeg_command import BITRATE_LADDER, LIGHT_PRESET
 
 WINDOW_S = 4.0  # the sliding window FFmpeg's speed is measured over
 REAL_TIME = 1.0
@@ -29,7 +29,6 @@ FASTEST_PRESET = "ultrafast"  # x264's and x265's
 PRESET_ENCODERS = frozenset({"libx264", "libx265"})
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                 "placebo")
-LIGHT_PRESET = "veryfast"  # the light analysis step's preset (the settings are ffmpeg_command.LIGHT_X264)
 LOWEST_BITRATE_BPS = 600_000  # the lowest rung's bitrate (its ladder floor is 0)
 
 
@@ -47,11 +46,12 @@ class Step:
         return f"step {self.number}: {self.height}p at {self.bitrate_bps / 1e6:g} Mb/s{preset}{light}"
 
 
-def steps(encoder, preset, height, bitrate_bps):
-    """The job's steps: [what was asked, then lighter and lighter]."""
+def steps(encoder, preset, height, bitrate_bps, light=False):
+    """The job's steps: [what was asked, then lighter and lighter]. `light`: the first step
+    analyses lightly already (ffmpeg_command.light_from_start), so no step does it again."""
     preset = preset if encoder in PRESET_ENCODERS else None
-    found = [Step(0, preset, height, bitrate_bps)]
-    if encoder == "libx264" and preset in X264_PRESETS and (
+    found = [Step(0, preset, height, bitrate_bps, light=light)]
+    if encoder == "libx264" and preset in X264_PRESETS and not light and (
             X264_PRESETS.index(preset) >= X264_PRESETS.index(LIGHT_PRESET)):
         found.append(Step(1, LIGHT_PRESET, height, bitrate_bps, light=True))
     if preset is not None and preset != FASTEST_PRESET:

@@ -18,13 +18,14 @@ log = logging.getLogger(__name__)
 FILE = "speed-steps.json"
 
 
-def kind_of(spec, preset, height):
-    """The key of a job's kind: what decides how fast FFmpeg can make it."""
+def kind_of(spec, preset, height, light=False):
+    """The key of a job's kind: what decides how fast FFmpeg can make it (`light`: x264 analyses
+    lightly from the first step, which makes its steps other ones)."""
     video = spec.media.video
     source = (f"{video.codec} {video.width}x{video.height} {video.bit_depth or 8}-bit "
               f"{round(video.frame_rate or 0)}fps {video.hdr}{' interlaced' if video.interlaced else ''}")
     extras = "".join([" tone-mapped" if spec.tone_mapped else "", " burnt subtitles" if spec.burn else ""])
-    return f"{source} -> {spec.encoder} {preset} {height}p {spec.bitrate_bps}{extras}"
+    return f"{source} -> {spec.encoder} {preset}{' light' if light else ''} {height}p {spec.bitrate_bps}{extras}"
 
 
 class StepMemory:
