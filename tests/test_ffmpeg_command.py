@@ -169,15 +169,20 @@ def test_hdr_is_scaled_first_then_tone_mapped_to_bt709_and_tagged_so():
     assert [value_after(argv, f) for f in ("-color_primaries", "-color_trc", "-colorspace")] == ["bt709"] * 3
 
 
-@pytest.mark.parametrize("step, source_height, light_x264, light_decode", [
-    (Step(0, "veryfast", 1080, 8_000_000), 2160, False, False),  # as asked: nothing skipped
-    (Step(1, "veryfast", 1080, 8_000_000, light=True), 2160, True, True),
-    (Step(2, "ultrafast", 1080, 8_000_000), 2160, False, True),
-    (Step(1, "veryfast", 720, 3_000_000, light=True), 1080, True, False),  # not halved: filters kept
-    (Step(3, "ultrafast", 480, 1_000_000), 1080, False, True),
+SDR = dict(video_codec="h264")
+
+
+@pytest.mark.parametrize("step, source, light_x264, light_decode", [
+    (Step(0, "veryfast", 1080, 8_000_000), dict(height=2160, **HDR10), False, True),  # heavy, halved
+    (Step(1, "veryfast", 1080, 8_000_000, light=True), dict(height=2160, **HDR10), True, True),
+    (Step(2, "ultrafast", 1080, 8_000_000), dict(height=2160, **HDR10), False, True),
+    (Step(1, "veryfast", 720, 3_000_000, light=True), dict(height=1080, **HDR10), True, False),  # not halved
+    (Step(3, "ultrafast", 480, 1_000_000), dict(height=1080, **HDR10), False, True),
+    (Step(0, "veryfast", 480, 1_000_000), dict(height=1080, **SDR), False, False),  # as asked: all decoded
+    (Step(2, "ultrafast", 480, 1_000_000), dict(height=1080, **SDR), False, True),
 ])
-def test_a_lighter_step_analyses_and_decodes_less(step, source_height, light_x264, light_decode):
-    argv = argv_of(media=media_info(height=source_height, **HDR10), bitrate_bps=8_000_000, step=step)
+def test_a_lighter_step_analyses_and_decodes_less(step, source, light_x264, light_decode):
+    argv = argv_of(media=media_info(**source), bitrate_bps=step.bitrate_bps, step=step)
     assert value_after(argv, "-preset") == step.preset
     assert ("-x264-params" in argv) == light_x264
     if light_x264:
@@ -186,22 +191,22 @@ def test_a_lighter_step_analyses_and_decodes_less(step, source_height, light_x26
     assert ("-skip_loop_filter" in argv[:argv.index("-i")]) == light_decode and argv.count("-skip_loop_filter") <= 1
 
 
-@pytest.mark.parametrize("media, encoder, preset, hardware, light", [
-    (dict(height=2160, **HDR10), "libx264", "veryfast", (), True),  # 4K HDR tone-mapped on the CPU
-    (dict(height=2160), "libx264", "veryfast", (), True),  # 4K to decode
-    (dict(height=720, **HDR10), "libx264", "veryfast", (), True),  # HDR tone-mapped on the CPU
-    (dict(height=1080), "libx264", "veryfast", (), False),  # a light source: veryfast's full analysis
-    (dict(height=720, **HDR10), "libx264", "veryfast", ("opencl",), False),  # tone-mapped on the GPU
-    (dict(height=2160, **HDR10), "libx264", "medium", (), False),  # the operator asked for the picture
-    (dict(height=2160, **HDR10), "libx264", "superfast", (), False),  # lighter already
-    (dict(height=2160, **HDR10), "libx265", "veryfast", (), False),  # x264's settings
+@pytest.mark.parametrize("media, encoder, preset, hardware, light, skip", [
+    (dict(height=2160, **HDR10), "libx264", "veryfast", (), True, True),  # 4K HDR tone-mapped on the CPU
+    (dict(height=2160), "libx264", "veryfast", (), True, True),  # 4K to decode
+    (dict(height=720, **HDR10), "libx264", "veryfast", (), True, False),  # tone-mapped on the CPU, not halved
+    (dict(height=1080), "libx264", "veryfast", (), False, False),  # a light source: veryfast's full analysis
+    (dict(height=720, **HDR10), "libx264", "veryfast", ("opencl",), False, False),  # tone-mapped on the GPU
+    (dict(height=2160, **HDR10), "libx264", "medium", (), False, True),  # the operator asked for the picture
+    (dict(height=2160, **HDR10), "libx264", "superfast", (), False, True),  # lighter already
+    (dict(height=2160, **HDR10), "libx265", "veryfast", (), False, True),  # x264's settings
 ])
-def test_a_heavy_source_at_veryfast_is_analysed_lightly_from_the_start(media, encoder, preset, hardware, light):
+def test_a_heavy_source_is_analysed_and_decoded_lightly_from_the_start(media, encoder, preset, hardware, light, skip):
     spec = job_spec(media=media_info(**media), encoder=encoder, bitrate_bps=8_000_000)
     assert light_from_start(spec, preset, hardware) == light
     argv = build_command(spec, OUT, preset=preset, hardware_tonemap=hardware)
     assert (LIGHT_X264[1] in argv) == light
-    assert "-skip_loop_filter" not in argv  # the first step decodes every filter
+    assert ("-skip_loop_filter" in argv[:argv.index("-i")]) == skip  # halved: the downscale hides it
 
 
 @pytest.mark.parametrize("media, remux, hardware, expected", [

@@ -30,6 +30,10 @@ def test_no_frame_read_no_peak():
 
 def test_the_probe_reads_the_peak_of_a_pq_film_only(media_root):
     assert media.run_ffprobe("ffprobe", str(media_root / mf.HDR10)).video.signal_peak == 10.0  # max-cll 1000
+    # Dolby Vision shown from its HDR10 base layer: that layer's peak (and it stays Dolby Vision)
+    dovi = media.run_ffprobe("ffprobe", str(media_root / mf.DOVI_8)).video
+    assert (dovi.hdr, dovi.signal_peak) == ("DOVI", 10.0)
+    assert media.run_ffprobe("ffprobe", str(media_root / mf.DOVI_5)).video.signal_peak is None  # no base layer
     assert media.run_ffprobe("ffprobe", str(media_root / mf.HLG)).video.signal_peak is None
 
 
@@ -70,7 +74,7 @@ def test_a_lut_is_made_once_per_peak(tmp_path):
 
 @pytest.mark.parametrize("video, folder", [
     (VideoStream(index=0, codec="hevc", color_transfer="arib-std-b67"), "luts"),  # HLG: the chain
-    (VideoStream(index=0, codec="hevc", color_transfer="smpte2084"), "luts"),  # peak unknown (Dolby Vision)
+    (VideoStream(index=0, codec="hevc", color_transfer="smpte2084"), "luts"),  # peak unknown
     (VideoStream(index=0, codec="hevc", color_transfer="smpte2084", signal_peak=10.0), "lu:ts"),  # unsafe path
 ])
 def test_no_lut_where_the_chain_must_run(video, folder, tmp_path):

@@ -49,18 +49,22 @@ ENCODER_OPTIONS = {
 # the speed guard's step after the one asked (speed_guard.steps)
 LIGHT_PRESET = "veryfast"
 LIGHT_X264 = ["-x264-params", "subme=0:me=dia:merange=4:rc-lookahead=10:chroma-me=0:8x8dct=0:partitions=none"]
-# A step lighter than asked decodes a source it scales to half its height or less without the
-# decoder's loop filters (deblocking, HEVC's SAO): about 25 % off decoding 4K HEVC; what they
-# would smooth is averaged away by the downscale (PSNR 60 dB against the filtered decode at
-# 1080p, measured on the bench's 4K HDR10 film).
+# A heavy source, or any at a step lighter than asked, that is scaled to half its height or less
+# is decoded without the decoder's loop filters (deblocking, HEVC's SAO): 5-25 % off decoding 4K
+# HEVC; what they would smooth is averaged away by the downscale (PSNR 57-60 dB on average, 51
+# at worst, against the filtered decode at 1080p, measured on the bench's 4K HDR10 film and on
+# the same film made at 5 Mb/s).
 LIGHT_DECODE = ["-skip_loop_filter", "all"]
 
 
-def light_decode(spec):
+def light_decode(spec, hardware_tonemap=()):
     """True when this run may decode without the loop filters (see LIGHT_DECODE)."""
     video = spec.media.video if spec.media is not None else None
-    return bool(spec.step is not None and spec.step.number > 0 and video is not None and video.height
-                and spec.step.height * 2 <= video.height)
+    size = output_size(spec) if video is not None else None
+    height = spec.step.height if spec.step is not None else size[1] if size else None
+    if not (video is not None and video.height and height and height * 2 <= video.height):
+        return False
+    return heavy_source(spec, hardware_tonemap) or (spec.step is not None and spec.step.number > 0)
 
 
 def hardware_input_args(encoder, vaapi_device):
@@ -303,7 +307,7 @@ def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_dev
         argv += hardware_input_args(spec.encoder, vaapi_device)
         if tone_mapper(spec, hardware_tonemap) == "opencl":
             argv += OPENCL_DEVICE_ARGS
-        if light_decode(spec):
+        if light_decode(spec, hardware_tonemap):
             argv += LIGHT_DECODE
     if spec.seek_s > 0:
         argv += ["-ss", f"{spec.seek_s:.3f}"]  # input-side: fast, and output starts at 0

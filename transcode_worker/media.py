@@ -297,7 +297,8 @@ def run_ffprobe(ffprobe, path, prefix=()):
     """Probe the file at `path` (already resolved and checked by the caller) with a fresh ffprobe.
 
     `prefix` goes before the command (the library scan runs it through ``nice``). A PQ source
-    is probed a second time, on its first frames: HDR10+ lives in per-frame metadata only."""
+    (HDR10, or Dolby Vision on an HDR10 base layer) is probed a second time, on its first
+    keyframe: HDR10+ and the peak the tone-map reads live in per-frame metadata only."""
     exe = shutil.which(ffprobe)
     if exe is None:  # found here: behind a prefix, a missing ffprobe would read like a bad file
         raise ProbeError(f"cannot run ffprobe ({ffprobe}): not found")
@@ -310,7 +311,7 @@ def run_ffprobe(ffprobe, path, prefix=()):
         info = parse_probe(json.loads(proc.stdout))
     except json.JSONDecodeError:
         raise ProbeError("ffprobe printed no readable report") from None
-    if info.video.hdr == "HDR10":
+    if info.video.hdr == "HDR10" or (info.video.hdr == "DOVI" and info.video.dovi_base_layer == "HDR10"):
         # a few packets, the keyframe among them decoded alone (HDR10+ metadata comes with every
         # frame): decoding the first 8 frames of a 4K film too took 0.34 s, on the path of the
         # first playlist, against 0.08 s. An MP4's edit list would mark that keyframe as one to
@@ -323,7 +324,7 @@ def run_ffprobe(ffprobe, path, prefix=()):
         except json.JSONDecodeError:
             report = {}  # the first probe's finding (HDR10) stands
         video = dataclasses.replace(info.video, signal_peak=signal_peak(report))
-        if has_hdr10_plus(report):
+        if video.hdr == "HDR10" and has_hdr10_plus(report):
             video = dataclasses.replace(video, hdr="HDR10+")
         info = dataclasses.replace(info, video=video)
     return info

@@ -15,13 +15,14 @@ its output size (tone-mapping a 4K frame costs four times a 1080p one):
 Measured on the test pictures (tests/test_real_films.py): mean luma and saturation within a
 few percent of the SDR picture the HDR one was made from; hable keeps less of both.
 
-For a PQ source whose peak the probe read (HDR10, HDR10+), steps 2 and 3 are one 3D LUT
-(lut_filters): zscale scales the picture and takes it to BT.709 primaries still PQ-coded (16-bit
-RGB: out-of-gamut colours clipped there), and lut3d does the tone-map and the BT.709 transfer.
-Its points are the exact chain's own answers for a grid of colours (make_lut: the grid run
-through FFmpeg with the source's peak), so it agrees with the chain within a level in RGB:
-lut3d's tetrahedra fall on the planes where the brightest channel changes, the only kinks
-left. About 24 % faster than the chain (tests/test_tonemap.py holds it to the chain).
+For a PQ source whose peak the probe read (HDR10, HDR10+, Dolby Vision on an HDR10 base layer),
+steps 2 and 3 are one 3D LUT (lut_filters): zscale scales the picture and takes it to BT.709
+primaries still PQ-coded (16-bit RGB: out-of-gamut colours clipped there), and lut3d does the
+tone-map and the BT.709 transfer. Its points are the exact chain's own answers for a grid of
+colours (make_lut: the grid run through FFmpeg with the source's peak), so it agrees with the
+chain within a level in RGB: lut3d's tetrahedra fall on the planes where the brightest channel
+changes, the only kinks left. About 24 % faster than the chain (tests/test_tonemap.py holds it
+to the chain).
 """
 
 import array
