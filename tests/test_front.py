@@ -26,12 +26,6 @@ def answers(url):
         return False
 
 
-def served(worker):
-    text = requests.get(f"{worker.url}/metrics", timeout=10).text
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith("transcode_segments_served_total"))
-
-
 def test_every_file_kind_goes_through_the_front_with_its_headers(make_worker, media_root):
     worker = make_worker(front="nginx")
     assert nginx_processes(worker), "nginx faces the network"
@@ -41,7 +35,7 @@ def test_every_file_kind_goes_through_the_front_with_its_headers(make_worker, me
         worker.wait_state(job_id, {"COMPLETED"})
         code, seconds, err = play(f"{worker.url}/{job_id}.m3u8")
         assert code == 0 and seconds > 4, err
-    before = served(worker)
+    before = worker.segments_served()
     for name, kind in (("fts_0.ts", "video/mp2t"), ("fm4_0.m4s", "video/mp4"), ("fm4_init_0.mp4", "video/mp4")):
         whole = requests.get(f"{worker.url}/{name}", timeout=10)
         assert whole.status_code == 200 and whole.headers["Content-Type"] == kind, name
@@ -55,7 +49,7 @@ def test_every_file_kind_goes_through_the_front_with_its_headers(make_worker, me
         again = requests.get(f"{worker.url}/{name}", headers={"If-None-Match": whole.headers["ETag"]}, timeout=10)
         assert again.status_code == 304
     # nginx sent every file itself (above), and the worker booked each whole or partial one
-    wait_for(lambda: served(worker) == before + 6, 5, what="nginx's bookings")
+    wait_for(lambda: worker.segments_served() == before + 6, 5, what="nginx's bookings")
     playlist = requests.get(f"{worker.url}/fts.m3u8", timeout=10)
     assert playlist.status_code == 200 and playlist.headers["Content-Type"] == "application/vnd.apple.mpegurl"
     assert requests.get(f"{worker.url}/nojob_0.ts", timeout=10).status_code == 404

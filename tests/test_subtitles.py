@@ -225,7 +225,9 @@ def test_switching_subtitles_restarts_where_the_viewer_is(worker, media_root):
         assert worker.post_job(body).status_code == 202
         worker.wait_state("switch", {"COMPLETED"})
         assert worker.post_job(body).status_code == 200  # the same choice: the same command
+        served = worker.segments_served()
         assert requests.get(f"{worker.url}/switch_3.ts", timeout=30).status_code == 200  # the viewer is here
+        wait_for(lambda: worker.segments_served() > served, 5, what="the segment booked")  # nginx sent it
         body["configuration"].update(subtitle_stream=2, burn_subtitles=True)
         switched = worker.post_job(body)
         assert switched.status_code == 202 and switched.json()["restarts"] == 1

@@ -144,6 +144,13 @@ class WorkerProcess(ServiceProcess):
     def delete(self, job_id):
         return requests.delete(f"{self.url}/v1/jobs/{job_id}", headers=self.auth(), timeout=30)
 
+    def segments_served(self):
+        """Segments the worker has booked as served (nginx books the files it sends itself a
+        moment after it sent them)."""
+        text = requests.get(f"{self.url}/metrics", timeout=10).text
+        return sum(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith("transcode_segments_served_total"))
+
 
 class SlowClients:
     """`count` connections that each send a request line and then a header line every
