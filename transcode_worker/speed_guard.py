@@ -5,10 +5,12 @@ A job's steps go from what was asked (step 0) to the lightest the worker will ma
 keeps its size and bitrate with a light analysis (veryfast with Jellyfin's x264 settings: the
 cheapest motion search and partitions, a short lookahead; about 15 % faster on 4K HDR10 to 1080p,
 SSIM between veryfast's and ultrafast's; a heavy source at veryfast has it from its first step,
-ffmpeg_command.light_from_start), then x264 and x265 drop to their fastest preset at the same size, then each next step is the next lower rung of the bitrate ladder
+ffmpeg_command.light_from_start), then x264 and x265 drop to their fastest preset at the same
+size, then each next step is the next lower rung of the bitrate ladder
 (ffmpeg_command.BITRATE_LADDER), at its bitrate, down to the lowest. Hardware encoders have no
-presets to drop: their steps are the rungs. Every step lighter than the first decodes a source
-it halves (or more) without the decoder's loop filters (ffmpeg_command.LIGHT_DECODE).
+presets to drop: their steps are the rungs. Every step lighter than the first, and a heavy
+source from its first, decodes a source it halves (or more) without the decoder's loop filters
+(ffmpeg_command.light_decode).
 
 The decision reads FFmpeg's own clock: (wall seconds, output seconds) samples from its progress
 reports. Speed is measured over a sliding WINDOW_S; samples from the first segment (the warm-up:
