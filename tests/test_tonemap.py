@@ -64,12 +64,30 @@ def test_the_lut_shows_what_the_chain_shows(media_root, tmp_path):
 def test_a_lut_is_made_once_per_peak(tmp_path):
     video = VideoStream(index=0, codec="hevc", color_transfer="smpte2084", signal_peak=40.0)
     first = tonemap.lut_for(video, str(tmp_path / "luts"))
-    made_at = os.stat(first).st_mtime_ns
-    assert tonemap.lut_for(video, str(tmp_path / "luts")) == first and os.stat(first).st_mtime_ns == made_at
+    made = os.stat(first).st_ino  # made again, it would be another file (written aside, then renamed)
+    assert tonemap.lut_for(video, str(tmp_path / "luts")) == first and os.stat(first).st_ino == made
     lines = open(first).read().splitlines()
     assert lines[0] == f"LUT_3D_SIZE {tonemap.LUT_SIZE}" and len(lines) == 1 + tonemap.LUT_SIZE ** 3
     assert lines[1] == "0.000000 0.000000 0.000000"  # black stays black
     assert os.listdir(tmp_path / "luts") == [tonemap.lut_name(40.0)]  # no temporary file left
+
+
+def test_the_luts_used_least_recently_go_past_the_bound(tmp_path, monkeypatch):
+    monkeypatch.setattr(tonemap, "MAX_LUTS", 3)
+    folder = tmp_path / "luts"
+    folder.mkdir()
+    for age, peak in enumerate([11, 12, 13]):  # 11 used last
+        (folder / tonemap.lut_name(peak)).write_text("LUT_3D_SIZE 2\n")
+        os.utime(folder / tonemap.lut_name(peak), (1e9 - age * 100, 1e9 - age * 100))
+    (folder / ".cube-crashed").write_text("")
+    os.utime(folder / ".cube-crashed", (1e9, 1e9))
+    (folder / ".cube-being-written").write_text("")  # another thread's, now
+    assert tonemap.lut_for(VideoStream(index=0, codec="hevc", color_transfer="smpte2084", signal_peak=13.0),
+                           str(folder)) == str(folder / tonemap.lut_name(13))  # used now: the last to go
+    video = VideoStream(index=0, codec="hevc", color_transfer="smpte2084", signal_peak=40.0)
+    assert tonemap.lut_for(video, str(folder)) == str(folder / tonemap.lut_name(40))
+    assert sorted(os.listdir(folder)) == sorted([".cube-being-written", tonemap.lut_name(40), tonemap.lut_name(13),
+                                                 tonemap.lut_name(11)])
 
 
 @pytest.mark.parametrize("video, folder", [

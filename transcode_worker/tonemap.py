@@ -30,6 +30,7 @@ import logging
 import os
 import subprocess
 import tempfile
+import time
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,11 @@ def filters(video, size=None):
 # -- the LUT ---------------------------------------------------------------------------------------
 LUT_SIZE = 33  # points per side: within 0.6 of a level of the chain (65: 0.4, and 15 times the load)
 UNSAFE_IN_FILTER = set("\\':,;[]=")  # characters a path would need escaped in a filter graph
+# LUTs kept (one per peak, about 1 MB each): past it, the ones used least recently go. A library
+# of HDR films has nearly as many peaks as films (each its own MaxCLL); a film played again after
+# its LUT went pays the 0.3 s once more.
+MAX_LUTS = 32
+STALE_TEMPORARY_S = 600  # a .cube being written older than this was cut short by a crash
 
 
 def lut_chain(peak):
@@ -120,14 +126,45 @@ def lut_for(video, folder, ffmpeg="ffmpeg"):
     path = os.path.join(folder, lut_name(video.signal_peak))
     if UNSAFE_IN_FILTER & set(path):
         return None
-    if not os.path.exists(path):
-        try:
-            os.makedirs(folder, exist_ok=True)
-            make_lut(path, video.signal_peak, ffmpeg)
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            log.warning("tone-map LUT for peak %g not made (%s): the chain runs instead", video.signal_peak, exc)
-            return None
+    try:
+        os.utime(path)  # used now: the last to go (prune)
+        return path
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("tone-map LUT %s not marked used (%s)", path, exc)
+        return path
+    try:
+        os.makedirs(folder, exist_ok=True)
+        make_lut(path, video.signal_peak, ffmpeg)
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        log.warning("tone-map LUT for peak %g not made (%s): the chain runs instead", video.signal_peak, exc)
+        return None
+    prune(folder, keep=path)
     return path
+
+
+def prune(folder, keep):
+    """Remove the LUTs used least recently past MAX_LUTS (never `keep`, the one just made), and
+    temporary files a crash left behind. A LUT removed while a job had it is safe: FFmpeg read
+    it when it started, and the job's next run makes it again."""
+    now = time.time()
+    luts = []
+    for entry in os.scandir(folder):
+        try:
+            used = entry.stat().st_mtime
+            if entry.name.endswith(".cube") and not entry.name.startswith("."):
+                luts.append((used, entry.path))
+            elif entry.name.startswith(".cube-") and now - used > STALE_TEMPORARY_S:
+                os.unlink(entry.path)
+        except FileNotFoundError:
+            continue  # another worker thread's removal or rename came first
+    luts.sort(reverse=True)
+    for _, path in [lut for lut in luts if lut[1] != keep][MAX_LUTS - 1:]:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def lut_filters(video, lut, size=None):
