@@ -433,7 +433,7 @@ class JobManager:
                               retry_after=5)
             if extraction.error is not None:
                 raise Refused(422, f"subtitle stream {spec.subtitle.stream}: {extraction.error}")
-        self._tonemap_lut(spec)  # a new LUT takes FFmpeg 0.3 s: made here, not under the lock
+        self._tonemap_lut(spec)  # a new LUT takes 0.15 s: made here, not under the lock
         with self._lock:
             if not self._accepting:
                 raise Refused(503, "the worker is shutting down", retry_after=5)

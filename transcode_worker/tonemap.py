@@ -72,7 +72,7 @@ LUT_SIZE = 33  # points per side: within 0.6 of a level of the chain (65: 0.4, a
 UNSAFE_IN_FILTER = set("\\':,;[]=")  # characters a path would need escaped in a filter graph
 # LUTs kept (one per peak, about 1 MB each): past it, the ones used least recently go. A library
 # of HDR films has nearly as many peaks as films (each its own MaxCLL); a film played again after
-# its LUT went pays the 0.3 s once more.
+# its LUT went pays the 0.15 s once more.
 MAX_LUTS = 32
 STALE_TEMPORARY_S = 600  # a .cube being written older than this was cut short by a crash
 
@@ -104,8 +104,9 @@ def make_lut(path, peak, ffmpeg="ffmpeg"):
     if len(out) != 3 * 4 * size:
         raise ValueError(f"FFmpeg gave {len(out)} bytes for a {width}x{height} frame")
     g, b, r = (array.array("f", out[i * 4 * size:(i + 1) * 4 * size]) for i in range(3))
-    lines = [f"LUT_3D_SIZE {n}"]
-    lines += [" ".join(f"{min(max(c[i], 0.0), 1.0):.6f}" for c in (r, g, b)) for i in range(size)]
+    def clamped(channel):
+        return [0.0 if v < 0.0 else 1.0 if v > 1.0 else v for v in channel]
+    lines = [f"LUT_3D_SIZE {n}", *map("%.6f %.6f %.6f".__mod__, zip(clamped(r), clamped(g), clamped(b)))]
     folder = os.path.dirname(path)
     fd, temporary = tempfile.mkstemp(dir=folder, prefix=".cube-")
     try:
@@ -118,7 +119,7 @@ def make_lut(path, peak, ffmpeg="ffmpeg"):
 
 
 def lut_for(video, folder, ffmpeg="ffmpeg"):
-    """The path of the LUT for this video, made in `folder` the first time (about 0.3 s), or
+    """The path of the LUT for this video, made in `folder` the first time (about 0.15 s), or
     None where the chain must run: not PQ, peak unknown, a path the filter graph cannot hold,
     or FFmpeg failing to make it."""
     if video.color_transfer != "smpte2084" or not video.signal_peak:
