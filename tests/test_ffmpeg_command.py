@@ -221,12 +221,14 @@ def test_a_heavy_source_starts_with_a_shorter_first_segment(media, remux, hardwa
     assert first_segment_s(spec, 1.0, hardware) == expected
 
 
-def test_a_tone_map_lut_takes_the_place_of_the_tonemap_filter():
-    argv = build_command(job_spec(media=media_info(height=2160, **HDR10), bitrate_bps=8_000_000), OUT,
+@pytest.mark.parametrize("transfer, hdr", [("smpte2084", "HDR10"), ("arib-std-b67", "HLG")])
+def test_a_tone_map_lut_takes_the_place_of_the_tonemap_filter(transfer, hdr):
+    source = media_info(height=2160, **{**HDR10, "color_transfer": transfer, "hdr": hdr})
+    argv = build_command(job_spec(media=source, bitrate_bps=8_000_000), OUT,
                          tonemap_lut="/spool/tonemap/pq-mobius-peak10-33.cube")
     filters = value_after(argv, "-vf").split(",")
-    # scaled and taken to BT.709 primaries, still PQ, by zscale; tone-mapped by the LUT
-    assert filters[0].startswith("zscale=w=1920:h=1080:tin=smpte2084:") and "t=smpte2084:p=709" in filters[0]
+    # scaled and taken to BT.709 primaries, PQ-coded (HLG too), by zscale; tone-mapped by the LUT
+    assert filters[0].startswith(f"zscale=w=1920:h=1080:tin={transfer}:") and "t=smpte2084:p=709" in filters[0]
     assert "lut3d=file=/spool/tonemap/pq-mobius-peak10-33.cube:interp=tetrahedral" in filters
     assert not any(f.startswith("tonemap=") for f in filters) and filters[-1] == "format=yuv420p"
     assert [value_after(argv, f) for f in ("-color_primaries", "-color_trc", "-colorspace")] == ["bt709"] * 3

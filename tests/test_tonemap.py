@@ -1,5 +1,5 @@
 """The tone-map LUT: the peak FFmpeg's tonemap reads, the LUT made from the exact chain, and held
-to it (within a level in RGB) on a real HDR10 film."""
+to it (within a level in RGB) on real HDR10 and HLG films."""
 import array
 import os
 import subprocess
@@ -28,13 +28,14 @@ def test_no_frame_read_no_peak():
     assert media.signal_peak({}) is None and media.signal_peak({"frames": []}) is None
 
 
-def test_the_probe_reads_the_peak_of_a_pq_film_only(media_root):
+def test_the_probe_reads_the_peak_of_an_hdr_film_only(media_root):
     assert media.run_ffprobe("ffprobe", str(media_root / mf.HDR10)).video.signal_peak == 10.0  # max-cll 1000
+    assert media.run_ffprobe("ffprobe", str(media_root / mf.HLG)).video.signal_peak == 10.0  # the same, in HLG
     # Dolby Vision shown from its HDR10 base layer: that layer's peak (and it stays Dolby Vision)
     dovi = media.run_ffprobe("ffprobe", str(media_root / mf.DOVI_8)).video
     assert (dovi.hdr, dovi.signal_peak) == ("DOVI", 10.0)
     assert media.run_ffprobe("ffprobe", str(media_root / mf.DOVI_5)).video.signal_peak is None  # no base layer
-    assert media.run_ffprobe("ffprobe", str(media_root / mf.HLG)).video.signal_peak is None
+    assert media.run_ffprobe("ffprobe", str(media_root / mf.FILM)).video.signal_peak is None  # SDR
 
 
 def rgb16(source, filters, frames=3):
@@ -44,8 +45,9 @@ def rgb16(source, filters, frames=3):
     return array.array("H", out)
 
 
-def test_the_lut_shows_what_the_chain_shows(media_root, tmp_path):
-    source = media_root / mf.HDR10
+@pytest.mark.parametrize("name", [mf.HDR10, mf.HLG])  # one LUT: HLG is taken to PQ first
+def test_the_lut_shows_what_the_chain_shows(media_root, tmp_path, name):
+    source = media_root / name
     video = media.run_ffprobe("ffprobe", str(source)).video
     lut = tonemap.lut_for(video, str(tmp_path))
     assert lut is not None and os.path.basename(lut) == tonemap.lut_name(10.0)
@@ -91,7 +93,7 @@ def test_the_luts_used_least_recently_go_past_the_bound(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("video, folder", [
-    (VideoStream(index=0, codec="hevc", color_transfer="arib-std-b67"), "luts"),  # HLG: the chain
+    (VideoStream(index=0, codec="hevc", color_transfer="bt709", signal_peak=10.0), "luts"),  # SDR
     (VideoStream(index=0, codec="hevc", color_transfer="smpte2084"), "luts"),  # peak unknown
     (VideoStream(index=0, codec="hevc", color_transfer="smpte2084", signal_peak=10.0), "lu:ts"),  # unsafe path
 ])

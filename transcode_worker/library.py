@@ -20,8 +20,8 @@ from .validation import is_inside
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "probe-cache.json"
-CACHE_VERSION = 6  # 2: MediaInfo.interlaced; 3: every track, HDR kind; 4: attached fonts; 5: PQ peak;
-# 6: the peak of Dolby Vision on an HDR10 base layer
+CACHE_VERSION = 7  # 2: MediaInfo.interlaced; 3: every track, HDR kind; 4: attached fonts; 5: PQ peak;
+# 6: the peak of Dolby Vision on an HDR10 base layer; 7: HLG's peak
 SAVE_EVERY = 50  # probes between two saves during a long first scan
 VIDEO_EXTENSIONS = frozenset(
     ".mkv .mp4 .m4v .mov .avi .ts .m2ts .mts .webm .wmv .mpg .mpeg .flv .ogv .vob .3gp".split()

@@ -67,7 +67,7 @@ class VideoStream:
     dovi_base_layer: str | None = None  # what a Dolby Vision stream shows without it; None: nothing
     interlaced: bool = False          # broadcast recordings, DVDs: a transcode deinterlaces
     bit_rate: int | None = None
-    signal_peak: float | None = None  # a PQ stream's peak as FFmpeg's tonemap reads it (x SDR white)
+    signal_peak: float | None = None  # an HDR10 or HLG stream's peak as FFmpeg's tonemap reads it (x SDR white)
 
     @property
     def video_range(self):
@@ -296,8 +296,8 @@ def _run(argv):
 def run_ffprobe(ffprobe, path, prefix=()):
     """Probe the file at `path` (already resolved and checked by the caller) with a fresh ffprobe.
 
-    `prefix` goes before the command (the library scan runs it through ``nice``). A PQ source
-    (HDR10, or Dolby Vision on an HDR10 base layer) is probed a second time, on its first
+    `prefix` goes before the command (the library scan runs it through ``nice``). An HDR10 or
+    HLG source (or Dolby Vision on such a base layer) is probed a second time, on its first
     keyframe: HDR10+ and the peak the tone-map reads live in per-frame metadata only."""
     exe = shutil.which(ffprobe)
     if exe is None:  # found here: behind a prefix, a missing ffprobe would read like a bad file
@@ -311,7 +311,8 @@ def run_ffprobe(ffprobe, path, prefix=()):
         info = parse_probe(json.loads(proc.stdout))
     except json.JSONDecodeError:
         raise ProbeError("ffprobe printed no readable report") from None
-    if info.video.hdr == "HDR10" or (info.video.hdr == "DOVI" and info.video.dovi_base_layer == "HDR10"):
+    shown_as = info.video.dovi_base_layer if info.video.hdr == "DOVI" else info.video.hdr
+    if shown_as in ("HDR10", "HLG"):
         # a few packets, the keyframe among them decoded alone (HDR10+ metadata comes with every
         # frame): decoding the first 8 frames of a 4K film too took 0.34 s, on the path of the
         # first playlist, against 0.08 s. An MP4's edit list would mark that keyframe as one to
@@ -322,7 +323,7 @@ def run_ffprobe(ffprobe, path, prefix=()):
         try:
             report = json.loads(frames.stdout) if frames.returncode == 0 else {}
         except json.JSONDecodeError:
-            report = {}  # the first probe's finding (HDR10) stands
+            report = {}  # the first probe's finding stands, without a peak
         video = dataclasses.replace(info.video, signal_peak=signal_peak(report))
         if video.hdr == "HDR10" and has_hdr10_plus(report):
             video = dataclasses.replace(video, hdr="HDR10+")

@@ -15,14 +15,14 @@ its output size (tone-mapping a 4K frame costs four times a 1080p one):
 Measured on the test pictures (tests/test_real_films.py): mean luma and saturation within a
 few percent of the SDR picture the HDR one was made from; hable keeps less of both.
 
-For a PQ source whose peak the probe read (HDR10, HDR10+, Dolby Vision on an HDR10 base layer),
-steps 2 and 3 are one 3D LUT (lut_filters): zscale scales the picture and takes it to BT.709
-primaries still PQ-coded (16-bit RGB: out-of-gamut colours clipped there), and lut3d does the
-tone-map and the BT.709 transfer. Its points are the exact chain's own answers for a grid of
-colours (make_lut: the grid run through FFmpeg with the source's peak), so it agrees with the
-chain within a level in RGB: lut3d's tetrahedra fall on the planes where the brightest channel
-changes, the only kinks left. About 24 % faster than the chain (tests/test_tonemap.py holds it
-to the chain).
+For a source whose peak the probe read (HDR10, HDR10+, HLG, Dolby Vision on an HDR10 or HLG
+base layer), steps 2 and 3 are one 3D LUT (lut_filters): zscale scales the picture and takes it
+to BT.709 primaries PQ-coded (16-bit RGB: out-of-gamut colours clipped there; HLG too, through
+the same absolute light its step 1 gives), and lut3d does the tone-map and the BT.709 transfer.
+Its points are the exact chain's own answers for a grid of colours (make_lut: the grid run
+through FFmpeg with the source's peak), so it agrees with the chain within a level in RGB:
+lut3d's tetrahedra fall on the planes where the brightest channel changes, the only kinks left.
+About 24 % faster than the chain (tests/test_tonemap.py holds it to the chain, PQ and HLG).
 """
 
 import array
@@ -120,9 +120,9 @@ def make_lut(path, peak, ffmpeg="ffmpeg"):
 
 def lut_for(video, folder, ffmpeg="ffmpeg"):
     """The path of the LUT for this video, made in `folder` the first time (about 0.15 s), or
-    None where the chain must run: not PQ, peak unknown, a path the filter graph cannot hold,
-    or FFmpeg failing to make it."""
-    if video.color_transfer != "smpte2084" or not video.signal_peak:
+    None where the chain must run: not HDR, peak unknown, a path the filter graph cannot hold,
+    or FFmpeg failing to make it. One LUT serves PQ and HLG alike (lut_filters)."""
+    if video.color_transfer not in TRANSFERS or not video.signal_peak:
         return None
     path = os.path.join(folder, lut_name(video.signal_peak))
     if UNSAFE_IN_FILTER & set(path):
@@ -169,7 +169,9 @@ def prune(folder, keep):
 
 
 def lut_filters(video, lut, size=None):
-    """filters() with a LUT (lut_for) in place of the tone-map and the transfer back."""
+    """filters() with a LUT (lut_for) in place of the tone-map and the transfer back. The LUT
+    reads PQ whatever the source's transfer: zscale takes HLG there through the absolute light
+    (HLG's 1,000-nit display) that the chain's linear step gives, so the same LUT answers."""
     to_709 = ":".join([*_from_source(video, size), "t=smpte2084", "p=709", "m=gbr", "r=full"])
     return [f"zscale={to_709}", "format=gbrp16le", f"lut3d=file={lut}:interp=tetrahedral",
             "zscale=tin=709:t=709:min=gbr:m=709:rin=full:r=limited"]
