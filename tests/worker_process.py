@@ -62,7 +62,7 @@ class ServiceProcess:
             )
         try:
             wait_for(self._healthy, timeout, what=f"{self.name} on {self.url} (log: {self.log_path})")
-        except AssertionError:
+        except BaseException:  # nothing it started outlives a start that failed
             self.stop()
             raise
         return self
@@ -72,7 +72,7 @@ class ServiceProcess:
             raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
         try:
             return requests.get(self.url + "/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening, or still booting its worker
             return False
 
     def descendants(self):
