@@ -34,7 +34,15 @@ def no_stray_processes(tmp_path_factory):
     for proc in psutil.process_iter(["pid", "cmdline"]):
         if proc.pid != os.getpid() and any(base in arg for arg in (proc.info["cmdline"] or [])):
             strays.append(proc)
-            proc.kill()
+            try:  # its children too (nginx's workers name no folder), before they lose their parent
+                family = [*proc.children(recursive=True), proc]
+            except psutil.NoSuchProcess:
+                family = []
+            for member in family:
+                try:
+                    member.kill()
+                except psutil.NoSuchProcess:
+                    pass
     assert not strays, f"processes left behind: {[p.info['cmdline'] for p in strays]}"
 
 
