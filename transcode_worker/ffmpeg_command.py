@@ -6,7 +6,7 @@ character of segment_root ever reaches the HLS muxer's name templates.
 import math
 from dataclasses import dataclass
 
-from . import hls_names, tonemap
+from . import hls_names, inputs, tonemap
 from .hardware import (OPENCL_DEVICE_ARGS, OPENCL_TONEMAP, QSV_DEVICE_ARGS, QSV_UPLOAD, VAAPI_TONEMAP,
                        VAAPI_UPLOAD)
 
@@ -311,9 +311,8 @@ def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_dev
             argv += LIGHT_DECODE
     if spec.seek_s > 0:
         argv += ["-ss", f"{spec.seek_s:.3f}"]  # input-side: fast, and output starts at 0
-    # "file:" makes FFmpeg read a path, never a protocol such as concat: or http:
     video_map, filter_args = picture_args(spec, hardware_tonemap, burn_file, fonts_dir, tonemap_lut)
-    argv += ["-i", f"file:{spec.source}", *filter_args, *video_map]
+    argv += [*inputs.GUARD, "-i", inputs.url(spec.source), *filter_args, *video_map]
     audio = spec.audio
     if audio is not None:
         argv += ["-map", f"0:{audio.index}"]

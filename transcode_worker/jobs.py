@@ -424,8 +424,23 @@ class JobManager:
             return sum(1 for j in self._jobs.values() if j.state in ACTIVE_STATES and j.job_id != excluding)
 
     # -- commands -----------------------------------------------------------------------------
+    def admit(self, job_id):
+        """Refused when no command for `job_id` can be taken now, whatever it asks (shutting down,
+        being deleted, an unhealthy worker, at capacity with `job_id` not among the running):
+        checked before the command is validated, so a refused command probes nothing either."""
+        with self._lock:
+            if job_id not in self._jobs:
+                self._admit(None, job_id)
+
     def submit(self, spec):
-        """Start, keep or replace the job for spec.job_id. Returns (job, started)."""
+        """Start, keep or replace the job for spec.job_id. Returns (job, started).
+
+        Every check comes before anything is started: the subtitles' read-out and the tone-map LUT
+        are made only for a command that is taken (checked again after them, under the lock)."""
+        with self._lock:
+            current, retry = self._admit(spec)
+            if retry:
+                return current, False  # an orchestrator's retry: keep the progress
         extraction = self.subtitles.get(spec.source, spec.media) if self.subtitles is not None else None
         if spec.burn and spec.subtitle.text:  # libass draws from the extracted track: wait for it once
             if not extraction.ready.wait(self.settings.playlist_wait_s):
@@ -435,20 +450,9 @@ class JobManager:
                 raise Refused(422, f"subtitle stream {spec.subtitle.stream}: {extraction.error}")
         self._tonemap_lut(spec)  # a new LUT takes 0.15 s: made here, not under the lock
         with self._lock:
-            if not self._accepting:
-                raise Refused(503, "the worker is shutting down", retry_after=5)
-            if spec.job_id in self._retiring:
-                raise Refused(409, f"job {spec.job_id} is being deleted; retry", retry_after=1)
-            current = self._jobs.get(spec.job_id)
-            if current is not None and current.command.same_command(spec) and current.state not in (
-                    JobState.FAILED, JobState.STOPPED):
-                return current, False  # an orchestrator's retry: keep the progress
-            reason = self._gate()
-            if reason:
-                raise Refused(503, f"this worker cannot take jobs now: {reason}", retry_after=30)
-            self._check_folder_free(spec)
-            if self.active_count(excluding=spec.job_id) >= self.settings.max_concurrent_jobs:
-                raise Refused(503, f"at capacity: {self.settings.max_concurrent_jobs} jobs running", retry_after=5)
+            current, retry = self._admit(spec)
+            if retry:
+                return current, False
             start_number, restarts = 0, 0
             if current is not None and current.command.other_subtitles_only(spec):
                 spec = dataclasses.replace(spec, seek_time=seek_time(current.watched_position()))
@@ -461,6 +465,27 @@ class JobManager:
             job = self._start(spec, start_number, restarts, extraction)
             self._jobs[spec.job_id] = job
         return job, True
+
+    def _admit(self, spec, job_id=None):
+        """(the job's current Job or None, True when `spec` is a retry of its command); Refused
+        when the command cannot be taken. Called with the lock held."""
+        job_id = spec.job_id if spec is not None else job_id
+        if not self._accepting:
+            raise Refused(503, "the worker is shutting down", retry_after=5)
+        if job_id in self._retiring:
+            raise Refused(409, f"job {job_id} is being deleted; retry", retry_after=1)
+        current = self._jobs.get(job_id)
+        if spec is not None and current is not None and current.command.same_command(spec) and current.state not in (
+                JobState.FAILED, JobState.STOPPED):
+            return current, True
+        reason = self._gate()
+        if reason:
+            raise Refused(503, f"this worker cannot take jobs now: {reason}", retry_after=30)
+        if spec is not None:
+            self._check_folder_free(spec)
+        if self.active_count(excluding=job_id) >= self.settings.max_concurrent_jobs:
+            raise Refused(503, f"at capacity: {self.settings.max_concurrent_jobs} jobs running", retry_after=5)
+        return current, False
 
     def _check_folder_free(self, spec):
         for other in list(self._jobs.values()) + list(self._retiring.values()):

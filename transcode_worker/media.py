@@ -14,7 +14,7 @@ from fractions import Fraction
 
 import pycountry
 
-from . import tonemap
+from . import inputs, tonemap
 
 PROBE_TIMEOUT_S = 20
 # ffprobe's field orders of interlaced video (the others: progressive, unknown)
@@ -302,15 +302,19 @@ def run_ffprobe(ffprobe, path, prefix=()):
     exe = shutil.which(ffprobe)
     if exe is None:  # found here: behind a prefix, a missing ffprobe would read like a bad file
         raise ProbeError(f"cannot run ffprobe ({ffprobe}): not found")
-    base = [*prefix, exe, "-v", "error", "-of", "json"]
-    proc = _run([*base, "-show_entries", _ENTRIES, "file:" + path])
+    base = [*prefix, exe, "-v", "error", "-of", "json", *inputs.GUARD]
+    proc = _run([*base, "-show_entries", _ENTRIES, inputs.url(path)])
     if proc.returncode != 0:
-        last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["unknown error"]
-        raise ProbeError(last[0].replace("file:" + path + ": ", ""))
+        stderr = proc.stderr.decode(errors="replace")
+        last = stderr.strip().splitlines()[-1:] or ["unknown error"]
+        raise ProbeError(inputs.refusal(stderr) or last[0].replace(inputs.url(path) + ": ", ""))
     try:
         info = parse_probe(json.loads(proc.stdout))
+        inputs.check_format(info.format_name)
     except json.JSONDecodeError:
         raise ProbeError("ffprobe printed no readable report") from None
+    except ValueError as exc:
+        raise ProbeError(str(exc)) from None
     shown_as = info.video.dovi_base_layer if info.video.hdr == "DOVI" else info.video.hdr
     if shown_as in ("HDR10", "HLG"):
         # a few packets, the keyframe among them decoded alone (HDR10+ metadata comes with every
@@ -319,7 +323,7 @@ def run_ffprobe(ffprobe, path, prefix=()):
         # drop (the B-frames' delay): ignored here (other demuxers ignore the option).
         frames = _run([*base, "-select_streams", str(info.video.index), "-read_intervals", "%+#8",
                        "-skip_frame", "nokey", "-ignore_editlist", "1", "-show_entries",
-                       "frame_side_data=side_data_type,max_content,max_luminance", "file:" + path])
+                       "frame_side_data=side_data_type,max_content,max_luminance", inputs.url(path)])
         try:
             report = json.loads(frames.stdout) if frames.returncode == 0 else {}
         except json.JSONDecodeError:

@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import webvtt
+from . import inputs, webvtt
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class SubtitleCache:
         argv = [*self.prefix, self.ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-y"]
         for number, index in enumerate(info.fonts):
             argv += [f"-dump_attachment:{index}", str(tmp / "fonts" / f"font{number}.ttf")]
-        argv += ["-i", f"file:{extraction.source}"]
+        argv += [*inputs.GUARD, "-i", inputs.url(extraction.source)]
         for track in text_tracks(info):
             argv += ["-map", f"0:{track.index}", "-c:s", "webvtt", "-f", "webvtt", str(tmp / f"{track.stream}.vtt")]
             if track.codec in ("ass", "ssa"):
@@ -124,11 +124,11 @@ class SubtitleCache:
             (tmp / DONE).write_text(json.dumps({"source": extraction.source, "bytes": size}))
             shutil.rmtree(extraction.folder, ignore_errors=True)
             os.rename(tmp, extraction.folder)
-            log.info("subtitles of %s extracted in %.1fs (%d track(s), %d bytes)", extraction.source,
+            log.info("subtitles of %r extracted in %.1fs (%d track(s), %d bytes)", extraction.source,
                      time.monotonic() - started, len(text_tracks(info)), size)
         except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
             extraction.error = f"cannot extract the subtitles: {exc}"
-            log.warning("%s: %s", extraction.source, extraction.error)
+            log.warning("%r: %r", extraction.source, extraction.error)  # %r: a path may hold a line break
             shutil.rmtree(tmp, ignore_errors=True)
             with self._lock:  # a later job tries again
                 self._entries.pop(extraction.folder.name, None)

@@ -18,7 +18,7 @@ import struct
 import subprocess
 from dataclasses import dataclass
 
-from . import containers
+from . import containers, inputs
 
 PROBE_TIMEOUT_S = 20
 KEYFRAME_WINDOW_S = 30  # how far before the seek point a keyframe is looked for
@@ -108,7 +108,7 @@ def source_packets(ffprobe, source, video_index, seek_s):
     interval = f"{max(0.0, seek_s - KEYFRAME_WINDOW_S):.3f}%{seek_s + 3:.3f}"
     proc = subprocess.run(
         [exe, "-v", "error", "-of", "json", "-select_streams", str(video_index), "-read_intervals", interval,
-         "-show_entries", "packet=pts_time,flags:format=start_time", f"file:{source}"],
+         "-show_entries", "packet=pts_time,flags:format=start_time", *inputs.GUARD, inputs.url(source)],
         capture_output=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL, check=True)
     report = json.loads(proc.stdout)
     packets = [(float(p["pts_time"]), p.get("flags", "").startswith("K"))

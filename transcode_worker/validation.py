@@ -139,15 +139,18 @@ def resolve_source(raw, media_roots):
 def resolve_output(raw, job_id, segment_root):
     """The real folder for the job's segments: strictly inside segment_root, else ValueError."""
     root = Path(os.path.realpath(segment_root))
-    if raw is None:
-        return root / job_id
-    if "\0" in raw:
+    if raw is not None and "\0" in raw:
         raise ValueError("contains a NUL byte")
-    real = Path(os.path.realpath(os.path.join(root, raw)))  # an absolute `raw` replaces root
+    # an absolute `raw` replaces root; a link in the way is followed (and must stay inside)
+    real = Path(os.path.realpath(os.path.join(root, raw if raw is not None else job_id)))
     if not is_inside(real, root, strictly=True):
         raise ValueError(f"must be a folder inside segment_root ({root})")
-    if real.exists() and not real.is_dir():
-        raise ValueError("exists and is not a folder")
+    for folder in (real, *real.parents):  # the folder, and every folder it would be made in
+        if folder == root:
+            break
+        if os.path.lexists(folder) and not folder.is_dir():
+            raise ValueError("exists and is not a folder" if folder == real else
+                             f"passes through {str(folder.relative_to(root))!r}, which is not a folder")
     return real
 
 

@@ -51,11 +51,15 @@ def submit():
     if not ctx.capabilities.ffmpeg_ok:
         return error(503, f"FFmpeg ({ctx.settings.ffmpeg_path}) cannot be run on this worker", retry_after=60)
     try:
-        spec = validate_command(load_job_command(data), ctx.settings, ctx.capabilities, ctx.library.info)
+        command = load_job_command(data)
+        ctx.manager.admit(command["job_id"])  # at capacity: 503 before the source is even probed
+        spec = validate_command(command, ctx.settings, ctx.capabilities, ctx.library.info)
     except ValidationError as err:
         return error(422, "invalid job command", fields=err.messages)
     except FieldErrors as err:
         return error(422, "invalid job command", fields=err.errors)
+    except Refused as exc:
+        return error(exc.status, str(exc), retry_after=exc.retry_after)
     try:
         job, started = ctx.manager.submit(spec)
     except Refused as exc:

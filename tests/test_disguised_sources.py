@@ -1,0 +1,181 @@
+"""A file in the library that is not a film: a text playlist or list named like one, which FFmpeg
+would follow to files outside the media roots. Refused by GET /v1/media and by every kind of job,
+with a reason, and nothing outside the roots is opened. And a refused command (422, 503) starts no
+FFmpeg of any kind: no subtitle read-out, no tone-map LUT, not even a probe when at capacity."""
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+import media_files as mf
+from worker_process import WorkerProcess, wait_for
+
+
+class OpenWatch:
+    """Tells whether anybody opens a FIFO for reading: a writer that opens it without blocking
+    succeeds only while a reader has it open (else ENXIO). A reader that got it sees it end at once."""
+
+    def __init__(self, fifo):
+        self.fifo = fifo
+        self.opened = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="open-watch", daemon=True)
+
+    def _watch(self):
+        while not self._stop.wait(0.005):
+            try:
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                continue
+            self.opened += 1
+            os.close(fd)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def disguised(tmp_path_factory, media_root):
+    """A media root holding one good film and three disguised files that name a file outside it:
+    an HLS playlist by a relative path, one by an absolute file: URL, and an ffconcat list by a
+    plain name (FFmpeg's concat 'safe' mode allows it) of a link that leads out of the root."""
+    base = tmp_path_factory.mktemp("disguised")
+    root, outside = base / "media", base / "outside"
+    root.mkdir()
+    outside.mkdir()
+    secret = outside / "secret.ts"
+    os.mkfifo(secret)
+    shutil.copy(media_root / mf.H264, root / "good.mp4")
+    relative = os.path.relpath(secret, root)
+    playlist = "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6,\n{}\n#EXT-X-ENDLIST\n"
+    (root / "relative.mkv").write_text(playlist.format(relative))
+    (root / "absolute.mp4").write_text(playlist.format(f"file:{secret}"))
+    (root / "secret-link.ts").symlink_to(secret)
+    (root / "list.ts").write_text("ffconcat version 1.0\nfile 'secret-link.ts'\n")
+    return root, secret
+
+
+FILES = {"relative.mkv": "HLS playlist", "absolute.mp4": "HLS playlist", "list.ts": "ffconcat list"}
+
+
+@pytest.fixture(scope="module")
+def guarded_worker(disguised, tmp_path_factory):
+    worker = WorkerProcess(tmp_path_factory.mktemp("guarded"), disguised[0]).start()
+    yield worker
+    worker.stop()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", list(FILES))
+def test_a_disguised_file_is_refused_and_nothing_outside_is_opened(guarded_worker, disguised, name):
+    root, secret = disguised
+    path = str(root / name)
+    with OpenWatch(secret) as watch:
+        media = requests.get(f"{guarded_worker.url}/v1/media", params={"source_path": path}, timeout=30)
+        answers = [guarded_worker.post_job({"job_id": f"disguised-{n}", "source_path": path,
+                                            "configuration": {"force_remux": remux}})
+                   for n, remux in enumerate((False, True))]
+        time.sleep(0.2)  # a reader the answers raced would still be seen
+    assert media.status_code == 422, media.text
+    assert FILES[name] in media.json()["error"], media.json()
+    for answer in answers:
+        assert answer.status_code == 422, answer.text
+        assert FILES[name] in answer.json()["fields"]["source_path"][0], answer.json()
+    assert watch.opened == 0, "a file outside the media roots was opened"
+    assert guarded_worker.jobs() == [] and guarded_worker.ffmpeg_pids() == []
+
+
+@pytest.mark.integration
+def test_a_film_beside_them_plays_and_the_watch_can_fail(guarded_worker, disguised):
+    """The guard refuses what names other files only; and the watch sees an open: ffprobe
+    without the guard, reading the playlist, opens the file outside."""
+    root, secret = disguised
+    media = requests.get(f"{guarded_worker.url}/v1/media", params={"source_path": str(root / "good.mp4")},
+                         timeout=30)
+    assert media.status_code == 200 and media.json()["format"].startswith("mov"), media.text
+    with OpenWatch(secret) as watch:
+        proc = subprocess.Popen(["ffprobe", "-v", "quiet", f"file:{root / 'relative.mkv'}"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: watch.opened, 10, what="the file outside opened")
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+class SpawnWatch:
+    """Every FFmpeg or ffprobe the service starts while the watch is on (its process tree, polled)."""
+
+    def __init__(self, worker):
+        self.worker, self.seen = worker, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="spawn-watch", daemon=True)
+
+    def _watch(self):
+        while not self._stop.wait(0.01):
+            for proc in self.worker.descendants():
+                try:
+                    cmdline = proc.cmdline()
+                except Exception:  # gone between the listing and the look
+                    continue
+                if any(os.path.basename(arg) in ("ffmpeg", "ffprobe") for arg in cmdline[:6]):
+                    self.seen.setdefault(proc.pid, cmdline)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
+
+
+@pytest.mark.parametrize("refusal", ["at capacity", "overlapping output_path"])
+def test_a_refused_command_starts_nothing(make_worker, media_root, refusal):
+    """A subtitled film's text tracks and an HDR film's tone-map LUT are made by FFmpeg on a
+    film's first play: a command that is refused must not make them (nor probe, at capacity)."""
+    worker = make_worker(max_concurrent_jobs=1 if refusal == "at capacity" else 4)
+    running = worker.post_job({"job_id": "running", "source_path": str(media_root / mf.LONG),
+                               "configuration": {}})
+    assert running.status_code == 202, running.text
+    worker.wait_state("running", ("RUNNING",))
+    try:
+        busy = set(worker.ffmpeg_pids())
+        extra = {"output_path": "running/inside"} if refusal == "overlapping output_path" else {}
+        with SpawnWatch(worker) as watch:
+            for n, name in enumerate((mf.SUBTITLED, mf.HDR10)):
+                answer = worker.post_job({"job_id": f"refused-{n}", "source_path": str(media_root / name),
+                                          "configuration": {}, **extra})
+                assert answer.status_code == (503 if refusal == "at capacity" else 422), answer.text
+            time.sleep(0.3)
+        started = {pid: argv for pid, argv in watch.seen.items() if pid not in busy}
+        if refusal == "overlapping output_path":  # the command is validated: its source probed, nothing more
+            started = {pid: argv for pid, argv in started.items() if not any("ffprobe" in a for a in argv[:6])}
+        assert started == {}, started
+        for made in ("subtitles", "tonemap"):  # what a first play of these films makes, on disk
+            folder = worker.workdir / "spool" / made
+            assert not folder.exists() or not any(folder.iterdir()), list(folder.iterdir())
+        assert [job["job_id"] for job in worker.jobs()] == ["running"]
+    finally:
+        worker.delete("running")
+
+
+def test_an_output_path_through_a_file_is_422(worker, media_root):
+    (worker.segment_root / "a file").write_text("not a folder")
+    try:
+        answer = worker.post_job({"job_id": "through-a-file", "source_path": str(media_root / mf.H264),
+                                  "output_path": "a file/job"})
+        assert answer.status_code == 422, answer.text
+        assert "not a folder" in answer.json()["fields"]["output_path"][0]
+        assert worker.ffmpeg_pids() == [] and worker.jobs() == []
+    finally:
+        (worker.segment_root / "a file").unlink()
