@@ -1,4 +1,6 @@
 """WebVTT for players and the run's timeline (pure), and the subtitle rule."""
+import re
+
 import pytest
 
 from specs import media_info
@@ -32,6 +34,33 @@ def test_a_segment_holds_the_cues_it_overlaps_and_none_over_before_the_run():
     assert text.startswith("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:126000,LOCAL:00:00:00.500\n\n")
     assert "00:00:01.000 --> 00:00:02.500 line:0\nfirst\ntwo lines" in text and "later" not in text
     assert "first" not in webvtt.segment(cues, 3.0, 7.0, mpegts=0, local_s=3.0)  # over before the run began
+
+
+# FFmpeg's WebVTT of a styled (ASS) event whose text holds "\N\N", "-->" and a CR, as FFmpeg 5.1 writes it
+STYLED = "WEBVTT\n\n00:00.500 --> 00:01.500\none\ntwo --> three\n\n00:00:00.000 --> 00:00:09.000\nforged\rcr\n"
+
+
+def cues_a_player_reads(text):
+    """[(timings line, text lines)] of a WebVTT file as the WebVTT parser reads it: CR, LF and
+    CRLF end a line, an empty line ends a cue, and so does a line with "-->" (the next cue's)."""
+    cues, current = [], None
+    for line in re.split(r"\r\n|\r|\n", text)[1:]:  # after the header
+        if "-->" in line:
+            current = (line, [])
+            cues.append(current)
+        elif not line:
+            current = None
+        elif current is not None:
+            current[1].append(line)
+    return cues
+
+
+def test_a_player_reads_the_cues_a_segment_was_written_with():
+    cues = webvtt.parse(STYLED)
+    assert [c.text for c in cues] == ["forged\ncr", "one"]
+    text = webvtt.segment(cues, 0.0, 10.0, mpegts=0, local_s=0.0)
+    assert cues_a_player_reads(text) == [
+        (f"{webvtt.stamp(c.start)} --> {webvtt.stamp(c.end)}{c.settings}", c.text.split("\n")) for c in cues]
 
 
 PLAYLIST = """#EXTM3U

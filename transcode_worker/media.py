@@ -14,7 +14,7 @@ from fractions import Fraction
 
 import pycountry
 
-from . import inputs, tonemap
+from . import inputs, tonemap, untrusted
 
 PROBE_TIMEOUT_S = 20
 # ffprobe's field orders of interlaced video (the others: progressive, unknown)
@@ -122,11 +122,13 @@ class MediaInfo:
 
 
 def language_code(tag):
-    """ISO 639-2/T code of a language tag in any ISO 639 form ("de", "ger", "deu" -> "deu");
-    None for no tag or "und"; an unknown tag comes back lower-cased as it is."""
-    tag = (tag or "").strip().lower()
-    if not tag or tag in ("und", "unk", "xx"):
+    """ISO 639-2/T code of a language tag in any ISO 639 form ("de", "ger", "deu" -> "deu"); any
+    other well-formed language tag (RFC 5646: "pt-br", "qaa") lower-cased as it is; None for no
+    tag, "und", and anything that is not a language tag (a file's tag is what its maker wrote)."""
+    tag = tag.strip() if isinstance(tag, str) else ""
+    if not untrusted.is_language_tag(tag) or tag.lower() in ("und", "unk", "xx"):
         return None
+    tag = tag.lower()
     language = None
     if len(tag) == 2:
         language = pycountry.languages.get(alpha_2=tag)
@@ -177,7 +179,8 @@ def _side_data(stream, kind):
 
 
 def _video(stream, hdr10_plus):
-    transfer = stream.get("color_transfer")
+    name = lambda key: untrusted.ffmpeg_name(stream.get(key))  # noqa: E731
+    transfer = name("color_transfer")
     dovi = _side_data(stream, DOVI_SIDE_DATA)
     if dovi is not None:
         hdr = "DOVI"
@@ -188,11 +191,11 @@ def _video(stream, hdr10_plus):
     else:
         hdr = "SDR"
     return VideoStream(
-        index=stream["index"], codec=stream.get("codec_name", "unknown"), profile=stream.get("profile"),
+        index=stream["index"], codec=name("codec_name") or "unknown", profile=name("profile"),
         width=stream.get("width"), height=stream.get("height"), frame_rate=_rate(stream),
-        pix_fmt=stream.get("pix_fmt"), bit_depth=_bit_depth(stream), color_transfer=transfer,
-        color_primaries=stream.get("color_primaries"), color_space=stream.get("color_space"),
-        color_range=stream.get("color_range"), hdr=hdr,
+        pix_fmt=name("pix_fmt"), bit_depth=_bit_depth(stream), color_transfer=transfer,
+        color_primaries=name("color_primaries"), color_space=name("color_space"),
+        color_range=name("color_range"), hdr=hdr,
         dovi_profile=_int(dovi.get("dv_profile")) if dovi else None,
         dovi_base_layer=DOVI_BASE_LAYER.get(_int(dovi.get("dv_bl_signal_compatibility_id"))) if dovi else None,
         interlaced=stream.get("field_order") in INTERLACED, bit_rate=_int(stream.get("bit_rate")),
@@ -201,14 +204,15 @@ def _video(stream, hdr10_plus):
 
 def _flags(stream):
     disposition, tags = stream.get("disposition") or {}, stream.get("tags") or {}
-    return disposition, tags.get("title") or None, language_code(tags.get("language"))
+    return disposition, untrusted.title(tags.get("title")), language_code(tags.get("language"))
 
 
 def _audio(position, stream):
     disposition, title, language = _flags(stream)
     return AudioStream(
-        stream=position, index=stream["index"], codec=stream.get("codec_name", "unknown"),
-        channels=stream.get("channels"), layout=stream.get("channel_layout"), language=language,
+        stream=position, index=stream["index"], codec=untrusted.ffmpeg_name(stream.get("codec_name")) or "unknown",
+        channels=stream.get("channels"), layout=untrusted.ffmpeg_name(stream.get("channel_layout")),
+        language=language,
         title=title, default=bool(disposition.get("default")),
         commentary=bool(disposition.get("comment")) or bool(title and _COMMENTARY.search(title)),
         description=bool(disposition.get("visual_impaired") or disposition.get("descriptions"))
@@ -219,7 +223,7 @@ def _audio(position, stream):
 
 def _subtitle(position, stream):
     disposition, title, language = _flags(stream)
-    codec = stream.get("codec_name", "unknown")
+    codec = untrusted.ffmpeg_name(stream.get("codec_name")) or "unknown"
     return SubtitleStream(
         stream=position, index=stream["index"], codec=codec, language=language, title=title,
         default=bool(disposition.get("default")), forced=bool(disposition.get("forced")),
@@ -245,7 +249,8 @@ def parse_probe(data, hdr10_plus=False):
         raise ProbeError("zero duration")
     of_type = lambda kind: [s for s in streams if s.get("codec_type") == kind]  # noqa: E731
     return MediaInfo(
-        duration_s=duration, format_name=fmt.get("format_name", ""), video=_video(video[0], hdr10_plus),
+        duration_s=duration, format_name=untrusted.ffmpeg_name(fmt.get("format_name")) or "",
+        video=_video(video[0], hdr10_plus),
         audio=tuple(_audio(n, s) for n, s in enumerate(of_type("audio"))),
         subtitles=tuple(_subtitle(n, s) for n, s in enumerate(of_type("subtitle"))),
         bit_rate=_int(fmt.get("bit_rate")),

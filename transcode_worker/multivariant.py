@@ -18,6 +18,7 @@ import struct
 from . import containers, hls_names
 from .ffmpeg_command import AUDIO_BITRATE, copies_audio, output_size
 from .media import language_name, language_tag
+from .untrusted import hls_quoted, is_language_tag
 
 # What is read of the first segment: its tables, the first video and audio packets and the
 # parameter sets in them come first (a 1080p remux's segment is megabytes).
@@ -170,26 +171,24 @@ def video_range(spec):
 def subtitle_renditions(spec):
     """EXT-X-MEDIA lines of the source's text subtitle tracks: one WebVTT rendition each, named
     by its title (else its language's name, else its number; NAME must be unique), DEFAULT on
-    the job's chosen track unless it is burned into the picture, FORCED where the source says."""
+    the job's chosen track unless it is burned into the picture, FORCED where the source says.
+    A title and a language are the file's words: every quoted value goes through hls_quoted, and
+    LANGUAGE is written only when it is a language tag (media.py checked both already)."""
     lines, names = [], set()
     for track in (s for s in spec.media.subtitles if s.text):
         name = track.title or language_name(track.language) or f"Subtitles {track.stream}"
-        if name in names:
+        while hls_quoted(name) in names:  # unique as written: 'a"b' and "a'b" are one NAME
             name = f"{name} ({track.stream})"
-        names.add(name)
+        names.add(hls_quoted(name))
         default = track == spec.subtitle and not spec.burn
-        attributes = ['TYPE=SUBTITLES', f'GROUP-ID="{SUBTITLE_GROUP}"', f'NAME="{_quoted(name)}"']
-        if tag := language_tag(track.language):
-            attributes.append(f'LANGUAGE="{tag}"')
+        attributes = ["TYPE=SUBTITLES", f"GROUP-ID={hls_quoted(SUBTITLE_GROUP)}", f"NAME={hls_quoted(name)}"]
+        if is_language_tag(tag := language_tag(track.language)):
+            attributes.append(f"LANGUAGE={hls_quoted(tag)}")
         attributes += [f"DEFAULT={'YES' if default else 'NO'}", "AUTOSELECT=YES",
                        f"FORCED={'YES' if track.forced else 'NO'}",
-                       f'URI="{hls_names.subtitle_playlist(spec.job_id, track.stream)}"']
+                       f"URI={hls_quoted(hls_names.subtitle_playlist(spec.job_id, track.stream))}"]
         lines.append("#EXT-X-MEDIA:" + ",".join(attributes))
     return lines
-
-
-def _quoted(text):
-    return text.replace('"', "'").replace("\n", " ")
 
 
 def playlist_text(spec, output, codecs, subtitles=False):
@@ -199,14 +198,14 @@ def playlist_text(spec, output, codecs, subtitles=False):
     peak, average = bandwidths(spec, output)
     attributes = [f"BANDWIDTH={peak}", f"AVERAGE-BANDWIDTH={average}"]
     if codecs:  # none read (never seen): better no CODECS than wrong ones
-        attributes.append(f'CODECS="{",".join(codecs)}"')
+        attributes.append(f"CODECS={hls_quoted(','.join(codecs))}")
     if size := output_size(spec):
         attributes.append(f"RESOLUTION={size[0]}x{size[1]}")
     if spec.media.video.frame_rate:
         attributes.append(f"FRAME-RATE={spec.media.video.frame_rate:.3f}")
     attributes.append(f"VIDEO-RANGE={video_range(spec)}")
     if renditions:
-        attributes.append(f'SUBTITLES="{SUBTITLE_GROUP}"')
+        attributes.append(f"SUBTITLES={hls_quoted(SUBTITLE_GROUP)}")
     return "\n".join([
         "#EXTM3U", "#EXT-X-VERSION:7" if output.fmp4 else "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS",
         *renditions, "#EXT-X-STREAM-INF:" + ",".join(attributes), output.media_playlist, "",

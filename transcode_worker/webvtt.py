@@ -35,8 +35,10 @@ def stamp(seconds_):
 
 
 def parse(text):
-    """The cues of a WebVTT file, in order of start."""
-    cues, lines = [], text.replace("\r\n", "\n").split("\n")
+    """The cues of a WebVTT file, in order of start. A cue's text ends, as a player reads it, at
+    an empty line or at a line with "-->" (the next cue's timings: FFmpeg writes a styled
+    track's text as it is, and segment() writes no cue text a player would read otherwise)."""
+    cues, lines = [], text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     i = 0
     while i < len(lines):
         match = _TIMING.match(lines[i])
@@ -44,7 +46,7 @@ def parse(text):
         if not match:
             continue
         body = []
-        while i < len(lines) and lines[i].strip():
+        while i < len(lines) and lines[i].strip() and "-->" not in lines[i]:
             body.append(lines[i])
             i += 1
         start, end = seconds(match.group(1)), seconds(match.group(2))
