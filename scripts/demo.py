@@ -45,6 +45,7 @@ def main():
     print(f"demo: sample media in {media} (made once)", flush=True)
     sample = ensure_sample(str(media))
     work = Path(tempfile.mkdtemp(prefix="transcode-demo-"))
+    work.chmod(0o711)  # run as root, the workers' nginx workers (nobody) must enter it
     procs = []
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCODE_")}
 

@@ -1,14 +1,22 @@
 """nginx in front (front = "nginx"): every file kind served through it with the headers players
-get, the worker's bookkeeping kept; slow clients held by nginx; a killed nginx started again."""
+get, the worker's bookkeeping kept; slow clients held by nginx; a killed nginx started again;
+nginx's workers never root (issue 25, hole 6), and still reaching all they serve."""
+import grp
+import os
+import pwd
 import signal
+import stat
+import subprocess
+import sys
 import time
+from contextlib import contextmanager
 
 import psutil
 import pytest
 import requests
 
 import media_files as mf
-from worker_process import SlowClients, play, process_gone, wait_for
+from worker_process import SlowClients, free_port, open_to_others, play, process_gone, wait_for
 
 pytestmark = pytest.mark.integration
 HEVC = "hevc 10bit ac3 5.1 ñandú.mkv"
@@ -16,6 +24,22 @@ HEVC = "hevc 10bit ac3 5.1 ñandú.mkv"
 
 def nginx_processes(worker):
     return [p for p in worker.descendants() if p.name() == "nginx"]
+
+
+def nginx_workers(worker):
+    """nginx's worker processes: the children of its master (the service's child)."""
+    [master] = [p for p in nginx_processes(worker) if p.ppid() == worker.proc.pid]
+    return master, master.children()
+
+
+@contextmanager
+def umask(mask):
+    """The tests' umask for a while: what a service started meanwhile inherits."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def answers(url):
@@ -122,3 +146,68 @@ def test_an_nginx_that_keeps_dying_stops_the_service_and_its_ffmpeg(make_worker,
     assert worker.proc.wait(30) == 0  # stopped in order (SIGTERM), so that systemd starts it again
     assert all(process_gone(pid) for pid in ffmpeg + sorted(seen))
     assert "nginx died 4 times" in worker.log() and "stopping the service" in worker.log()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="nginx's workers are another user only for a service started as root")
+def test_nginx_workers_started_by_root_run_as_nobody_and_serve(make_worker, media_root):
+    """Started as root, nginx's workers (they parse every client's request) run as nginx_user
+    (nobody), and reach all they serve: even under a strict umask, the segments FFmpeg writes,
+    their folders, the links, nginx's temporary files for a request body."""
+    with umask(0o077):  # the service and everything it makes inherit it
+        worker = make_worker(front="nginx")
+    nobody = pwd.getpwnam("nobody")
+    master, workers = nginx_workers(worker)
+    assert master.uids().real == 0  # binds the port, reads the configuration
+    assert workers, "nginx has worker processes"
+    for proc in workers:
+        assert set(proc.uids()) == {nobody.pw_uid} and set(proc.gids()) == {nobody.pw_gid}, proc
+    # what nobody must reach is opened for it (search, not list); nothing else is
+    assert os.stat(worker.segment_root).st_mode & 0o007 == 0o001
+
+    assert worker.post_job({"job_id": "nobody", "source_path": str(media_root / mf.H264)}).status_code == 202
+    worker.wait_state("nobody", {"COMPLETED"})
+    code, seconds, err = play(f"{worker.url}/nobody.m3u8")  # through nginx, which sends the segments
+    assert code == 0 and seconds > 4, err
+    segment = requests.get(f"{worker.url}/nobody_0.ts", timeout=10)
+    assert segment.status_code == 200 and len(segment.content) > 0
+    assert len(segment.headers["ETag"].strip('"').split("-")[0]) <= 9  # nginx's own: nginx read the file
+    # a body past nginx's buffer goes to its temporary folder, as nobody, on its way to the app
+    big = requests.post(f"{worker.url}/v1/jobs", json={"job_id": "x" * 40_000}, timeout=30)
+    assert big.status_code == 422, big.text
+    assert worker.delete("nobody").status_code == 200
+
+
+def test_the_nginx_user_directive(tmp_path, monkeypatch):
+    """Root's service names nginx_user and its primary group; another user's names none."""
+    from transcode_worker import front
+    from transcode_worker.config import ConfigError, load_settings
+    settings = load_settings(environ={}, path=None)
+    settings.spool_dir, settings.segment_root = str(tmp_path / "spool"), str(tmp_path / "segments")
+    nobody = pwd.getpwnam("nobody")
+    group = grp.getgrgid(nobody.pw_gid).gr_name  # nogroup on Debian, nobody elsewhere
+    monkeypatch.setattr(front.os, "geteuid", lambda: 0)
+    assert f"user nobody {group};" in front.nginx_conf(settings, "127.0.0.1:1", tmp_path, "127.0.0.1:2")
+    settings.nginx_user = "no-such-user-here"
+    with pytest.raises(ConfigError, match="nginx_user"):
+        front.nginx_conf(settings, "127.0.0.1:1", tmp_path, "127.0.0.1:2")
+    monkeypatch.setattr(front.os, "geteuid", lambda: 1000)
+    assert "user " not in front.nginx_conf(settings, "127.0.0.1:1", tmp_path, "127.0.0.1:2")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="nginx's workers are another user only for a service started as root")
+def test_a_folder_closed_to_nginx_user_stops_the_start_naming_it(tmp_path, media_root):
+    """A folder on the way to segment_root that nginx's workers cannot enter is left as it is:
+    the start stops, in one line naming the key and the folder."""
+    open_to_others(tmp_path)
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCODE_WORKER_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "transcode_worker", "serve"], capture_output=True, text=True, timeout=30,
+        env={**clean, "TRANSCODE_WORKER_LISTEN": f"127.0.0.1:{free_port()}", "TRANSCODE_WORKER_MEDIA_ROOTS": str(media_root),
+             "TRANSCODE_WORKER_SEGMENT_ROOT": str(closed / "segments"),
+             "TRANSCODE_WORKER_SPOOL_DIR": str(tmp_path / "spool")})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    line = result.stderr.strip()
+    assert "\n" not in line and "segment_root" in line and str(closed) in line and "nobody" in line, line
+    assert stat.S_IMODE(closed.stat().st_mode) == 0o700  # not the worker's to open

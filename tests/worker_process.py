@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -110,6 +111,8 @@ class WorkerProcess(ServiceProcess):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.segment_root = Path(workdir) / "segments"
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        open_to_others(workdir)
         super().__init__(workdir, {
             "worker_id": "test-worker", "listen": f"127.0.0.1:{self.port}", "media_roots": [str(media_root)],
             "segment_root": str(self.segment_root), "spool_dir": str(Path(workdir) / "spool"),
@@ -228,6 +231,16 @@ def ffmpeg_slow_at(preset, folder):
     path.write_text(SLOW_FFMPEG.format(python=sys.executable, preset=preset))
     path.chmod(0o755)
     return str(path)
+
+
+def open_to_others(folder):
+    """Let every user enter `folder` and the temporary folders it is in (pytest makes them
+    rwx------), as an operator would: run as root, the worker's nginx workers are nobody."""
+    top, folder = Path(tempfile.gettempdir()).resolve(), Path(folder).resolve()
+    for each in (folder, *folder.parents):
+        if top not in each.parents:
+            break
+        each.chmod(each.stat().st_mode | 0o001)
 
 
 def process_gone(pid):

@@ -24,7 +24,7 @@ from .library import MediaLibrary
 from .metrics import WorkerMetrics
 from .orchestrator_client import OrchestratorClient, Unreachable
 from .runstate import RunState, lock_folder
-from .supervisor import nice_prefix, pdeathsig_prefix
+from .supervisor import JobSupervisor, nice_prefix, pdeathsig_prefix
 from .spool import Spool
 from .subtitles import SubtitleCache
 from .states import ACTIVE_STATES
@@ -92,7 +92,11 @@ def build_context(settings, capabilities=None):
                               settings.subtitle_cache_mb << 20, prefix=pdeathsig_prefix() + nice_prefix())
     library = MediaLibrary(settings.ffprobe_path, settings.media_roots, settings.spool_dir,
                            settings.library_scan_interval_s, after_scan=subtitles.prune)
-    published = front.Published(front.links_dir(settings)) if settings.front == "nginx" else None
+    # a service started as root opens what nginx's workers (another user then) send to them
+    nginx_user = front.other_user(settings)
+    published = front.Published(front.links_dir(settings), open_below=settings.segment_root if nginx_user else None) \
+        if settings.front == "nginx" else None
+    JobSupervisor.umask = front.readable_umask() if nginx_user else -1
     manager = JobManager(settings, vaapi_device=capabilities.vaapi_device,
                          hardware_tonemap=capabilities.hardware_tonemap, subtitles=subtitles, published=published)
     manager.add_listener(lambda job, old, new: runstate.job_changed(job, new in ACTIVE_STATES))

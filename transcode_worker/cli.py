@@ -20,7 +20,7 @@ def _fail(message):
 def _make_folders(settings):
     for key in FOLDER_KEYS:
         try:
-            os.makedirs(getattr(settings, key), exist_ok=True)
+            front.make_own_folder(getattr(settings, key), settings)
         except OSError as exc:
             raise ConfigError(f"{key}: cannot create {getattr(settings, key)}: {exc.strerror}") from None
         if not os.access(getattr(settings, key), os.W_OK):
@@ -76,6 +76,8 @@ def cmd_serve(args):
         print(f"{PROG}: nginx ({settings.nginx_path}) not found: install nginx-light (make test does) "
               'or set front = "none"', file=sys.stderr)
         return 2
+    if settings.front == "nginx":
+        front.check_reachable(settings)  # nginx's workers, as nginx_user when root, reach the folders
     if settings.config_file is None:
         _first_run_hint(settings)
     from .server import WorkerApplication

@@ -34,6 +34,14 @@ def data_dir(app="transcode-worker"):
     return Path(base) / app
 
 
+def worker_data_dir():
+    """The worker's embedded folders: data_dir(), but for root /var/lib/transcode-worker, as a
+    system service's: root's home is closed to nginx's workers, which run as nginx_user then."""
+    if os.geteuid() == 0 and not os.environ.get("XDG_DATA_HOME"):
+        return Path("/var/lib/transcode-worker")
+    return data_dir()
+
+
 def listen_address(value):
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -77,16 +85,16 @@ class SettingsSchema(Schema):
     )
     api_token = _setting(fields.String, "", "shared bearer token for job commands (empty: no auth)")
     media_roots = _setting(
-        fields.List, lambda: [str(data_dir() / "media")],
+        fields.List, lambda: [str(worker_data_dir() / "media")],
         "folders sources may come from; nothing outside them is read",
         cls_or_instance=fields.String(validate=_absolute), validate=validate.Length(min=1),
     )
     segment_root = _setting(
-        fields.String, lambda: str(data_dir() / "segments"),
+        fields.String, lambda: str(worker_data_dir() / "segments"),
         "folder for HLS output; nothing outside it is created or deleted", validate=_absolute,
     )
     spool_dir = _setting(
-        fields.String, lambda: str(data_dir() / "spool"),
+        fields.String, lambda: str(worker_data_dir() / "spool"),
         "folder for the worker's own state: records kept while the orchestrator is unreachable, "
         "the probe cache", validate=_absolute,
     )
@@ -198,6 +206,12 @@ class SettingsSchema(Schema):
         validate=validate.OneOf(("nginx", "none")),
     )
     nginx_path = _setting(fields.String, "nginx", "the nginx executable of front = \"nginx\"")
+    nginx_user = _setting(
+        fields.String, "nobody",
+        "the user nginx's worker processes (those that parse every request) run as when the service "
+        "is started as root, in that user's primary group; started as another user, they run as it",
+        validate=validate.Length(min=1),
+    )
     playlist_wait_share = _setting(
         fields.Float, 0.5,
         "share of http_threads that requests waiting for FFmpeg may hold at once; past it they get "

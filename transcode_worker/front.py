@@ -13,24 +13,32 @@ to a loopback socket the app reads (Booking). A file not there yet goes on to th
 waits for it and then hands it back to nginx with an ``X-Accel-Redirect``. Playlists are the
 app's: it writes them.
 
+nginx's worker processes, which parse every client's request, never run as root: a service
+started as root names nginx_user (nobody) in nginx's ``user`` directive, and opens to that user
+what its workers read and write (the segment folders and the files FFmpeg writes in them, the
+links folder, nginx's temporary folders); a folder on the way that is closed to it stops the
+start, named (check_reachable). Started as another user, nginx's workers run as that one.
+
 nginx is a child of ``transcode-worker serve`` (gunicorn's master), in a process group of its
 own and started through ``setpriv --pdeathsig TERM``: it stops with the service, and dies with
 it if the master is killed. A front that dies is started again; one that dies more than
 RESTARTS times in a minute stops the service (so systemd restarts the whole of it), and the
 log says which.
 """
-import getpass
+import grp
 import logging
 import os
+import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import threading
 import time
 from pathlib import Path
 
-from .config import wait_slots
+from .config import FOLDER_KEYS, ConfigError, wait_slots
 
 log = logging.getLogger(__name__)
 
@@ -182,10 +190,94 @@ def links_dir(settings):
     return Path(settings.spool_dir) / "front" / "jobs"
 
 
+def worker_user(settings):
+    """(passwd entry, group name) that nginx's worker processes run as: nginx_user and its primary
+    group when the service runs as root; None otherwise (nginx's workers are then the service's
+    user, and nginx ignores a `user` directive). ConfigError for a user this machine lacks."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        user = pwd.getpwnam(settings.nginx_user)
+        return user, grp.getgrgid(user.pw_gid).gr_name
+    except KeyError:
+        raise ConfigError(f"nginx_user: no user {settings.nginx_user!r} (or no name for its group) "
+                          "on this machine") from None
+
+
+def other_user(settings):
+    """The passwd entry of nginx's workers when they are not the service's own user (a service
+    started as root), else None: then the service must open to them what they serve."""
+    found = worker_user(settings) if settings.front == "nginx" else None
+    return found[0] if found is not None and found[0].pw_uid != os.geteuid() else None
+
+
+def closed_folder(path, user):
+    """The first folder on the way to `path` (itself included, symlinks resolved) that `user`
+    (a passwd entry) may not enter by its mode bits, as (folder, stat); None when it may enter
+    every one."""
+    if user.pw_uid == 0:
+        return None
+    groups = set(os.getgrouplist(user.pw_name, user.pw_gid))
+    folder = Path("/")
+    for part in Path(os.path.realpath(path)).parts:
+        folder = folder / part
+        info = os.stat(folder)
+        bit = (stat.S_IXUSR if info.st_uid == user.pw_uid else
+               stat.S_IXGRP if info.st_gid in groups else stat.S_IXOTH)
+        if not info.st_mode & bit:
+            return folder, info
+    return None
+
+
+def check_reachable(settings):
+    """ConfigError naming the key when nginx's workers, as another user than the service, could
+    not reach segment_root or spool_dir (where their links and temporary folders are). Folders
+    outside the worker's own are never changed: the operator opens them, or moves the worker's."""
+    user = other_user(settings)
+    if user is None:
+        return
+    for key in FOLDER_KEYS:
+        closed = closed_folder(getattr(settings, key), user)
+        if closed is not None:
+            folder, info = closed
+            raise ConfigError(
+                f"{key}: nginx's workers run as {user.pw_name} (nginx_user), who cannot enter {folder} "
+                f"({stat.filemode(info.st_mode)}, owner uid {info.st_uid}) on the way to {getattr(settings, key)}: "
+                f"let it in (chmod o+x {folder}), move {key}, or name another nginx_user")
+
+
+def open_folder(folder):
+    """Let every user enter `folder` (search, not list): nginx's workers, as another user."""
+    mode = os.stat(folder).st_mode
+    if not mode & stat.S_IXOTH:
+        os.chmod(folder, stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+def make_own_folder(path, settings):
+    """Make one of the worker's own folders (segment_root, spool_dir) if missing; when nginx's
+    workers are another user, let them enter it and the folders made on the way to it (a
+    strict umask would close them)."""
+    path = Path(path)
+    made = [folder for folder in (path, *path.parents) if not os.path.lexists(folder)]
+    os.makedirs(path, exist_ok=True)
+    if other_user(settings) is not None:
+        for folder in {path, *made}:
+            open_folder(folder)
+
+
+def readable_umask():
+    """The worker's umask, less what would keep other users from reading a file or entering a
+    folder: FFmpeg's, when nginx's workers are another user (they send its segments)."""
+    current = os.umask(0o077)
+    os.umask(current)
+    return current & ~0o005
+
+
 def nginx_conf(settings, app_address, run_dir, book_address):
     """nginx's configuration for these settings: the app at `app_address` (host:port), bookings
     sent to `book_address` (host:port)."""
-    user = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""  # root: workers as root too
+    found = worker_user(settings)
+    user = f"user {found[0].pw_name} {found[1]};" if found is not None else ""
     ready = dict(id=ID, links=os.path.realpath(links_dir(settings)), book=book_address, tag=BOOK_TAG, cors=CORS,
                  errors=ERRORS)
     proxy = PROXY.format(header=HEADER, read_timeout=round(settings.playlist_wait_s + 30))
@@ -201,15 +293,23 @@ def nginx_conf(settings, app_address, run_dir, book_address):
 
 class Published:
     """The job folders nginx may send ready files from: a link per job id in links_dir, made
-    when a run starts and removed before its folder is."""
+    when a run starts and removed before its folder is. With `open_below` (segment_root, when
+    nginx's workers are another user), each job folder and the folders it is in below
+    `open_below` are opened to them as it is published."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, open_below=None):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.open_below = Path(os.path.realpath(open_below)) if open_below is not None else None
         for stale in self.folder.iterdir():  # a crashed run's
             stale.unlink()
 
     def publish(self, job_id, job_folder):
+        if self.open_below is not None:
+            folder = Path(os.path.realpath(job_folder))
+            while folder != self.open_below and self.open_below in folder.parents:
+                open_folder(folder)
+                folder = folder.parent
         staged = self.folder / f".{job_id}.new"
         staged.unlink(missing_ok=True)
         os.symlink(job_folder, staged)
@@ -274,8 +374,18 @@ class Front:
         if exe is None:
             raise RuntimeError(f"nginx ({self.settings.nginx_path}) not found: install nginx-light "
                                "(make test does), or set front = \"none\"")
-        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        try:  # (`serve` did it all already; gunicorn -c conf/gunicorn.conf.py did not)
+            for key in FOLDER_KEYS:
+                make_own_folder(getattr(self.settings, key), self.settings)
+            check_reachable(self.settings)
+        except ConfigError as exc:
+            raise RuntimeError(str(exc)) from None
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):  # nginx gives them to its workers' user
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        links_dir(self.settings).mkdir(parents=True, exist_ok=True)
+        if other_user(self.settings) is not None:
+            for folder in (self.run_dir, links_dir(self.settings)):
+                open_folder(folder)
         conf = self.run_dir / "nginx.conf"
         conf.write_text(nginx_conf(self.settings, self.app_address, self.run_dir, self.book_address))
         self._argv = [*([SETPRIV, "--pdeathsig", "TERM", "--"] if SETPRIV else []), exe, "-c", str(conf),

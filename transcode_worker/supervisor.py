@@ -40,6 +40,10 @@ class JobSupervisor(threading.Thread):
     """Spawns the job's FFmpeg in its own process group, follows its progress and playlist,
     records its end, and stops it (SIGTERM, a bounded grace, SIGKILL, reap) on request."""
 
+    # FFmpeg's umask; -1 keeps the worker's. A worker started as root sets one that lets nginx's
+    # workers, another user, read the segments FFmpeg writes (app.build_context).
+    umask = -1
+
     def __init__(self, job, argv):
         super().__init__(name=f"job-{job.job_id}", daemon=True)
         self.job = job
@@ -63,6 +67,7 @@ class JobSupervisor(threading.Thread):
                 self._proc = subprocess.Popen(
                     pdeathsig_prefix() + self.argv, cwd=job.folder, stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0, close_fds=True,
+                    umask=self.umask,
                 )
             except OSError as exc:  # STARTING -> FAILED
                 job.change_state(JobState.FAILED, error=f"cannot start FFmpeg: {exc}")

@@ -1,6 +1,16 @@
-"""Job commands from the orchestrator: create/update, inspect, delete."""
+"""Job commands from the orchestrator: create/update, inspect, delete.
+
+The job API is for programs, never for web pages: a page on any site a viewer visits can make
+the browser send requests to a worker on the viewer's network. So a job command is JSON only
+(a browser sends ``application/json`` cross-site only after a CORS preflight, and no answer
+under /v1/ allows one), and a request that changes anything while carrying an ``Origin`` other
+than the worker's own (its advertise_url's) is refused: browsers send ``Origin`` with every such
+request, programs send none. The Host header never counts as the worker's own origin: a page
+that DNS rebinding pointed at the worker sends its own name in both Host and Origin.
+"""
 import hmac
 import json
+from urllib.parse import urlsplit
 
 from flask import Blueprint, jsonify, request
 from marshmallow import ValidationError
@@ -12,6 +22,10 @@ from . import context
 
 bp = Blueprint("jobs", __name__)
 
+JSON_TYPE = "application/json"  # parameters (charset) allowed
+SAFE_METHODS = frozenset(("GET", "HEAD"))  # no other method may come from a foreign page
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
 
 def error(status, message, retry_after=None, **extra):
     response = jsonify(error=message, **extra)
@@ -19,6 +33,38 @@ def error(status, message, retry_after=None, **extra):
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
     return response
+
+
+def origin_of(url):
+    """(scheme, host, port) of a URL or of an Origin header's value; None for "null" or a value
+    that is no origin."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:  # a port out of range, a malformed IPv6 literal
+        return None
+    if not parts.scheme or not parts.hostname or port is None:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower(), port
+
+
+def foreign_origin(method, origin, advertise_url):
+    """True when a request by `method` with the Origin header `origin` (None: none sent) comes
+    from a web page other than the worker's own (advertise_url's origin) and may change state."""
+    if method in SAFE_METHODS or origin is None:
+        return False
+    return origin_of(origin) is None or origin_of(origin) != origin_of(advertise_url)
+
+
+def refuse_foreign_origin():
+    """403 for a state-changing request (a CORS preflight too) sent on behalf of another site."""
+    origin = request.headers.get("Origin")
+    if foreign_origin(request.method, origin, context().settings.advertise_url):
+        return error(403, f"the job API does not take requests from web pages (Origin: {origin[:200]})")
+    return None
+
+
+bp.before_request(refuse_foreign_origin)
 
 
 @bp.before_request
@@ -42,8 +88,11 @@ def _job_body(job):
 def submit():
     """Create a job, keep it (same command: 200), or restart it (changed command: 202)."""
     ctx = context()
+    if request.mimetype != JSON_TYPE:  # a form or text/plain: what a page sends without a preflight
+        return error(415, f"a job command is JSON: send it with Content-Type: {JSON_TYPE}",
+                     content_type=JSON_TYPE)
     try:
-        data = json.loads(request.get_data(cache=False))  # any Content-Type: curl -d sends a form type
+        data = json.loads(request.get_data(cache=False))
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return error(400, "the body is not JSON")
     if not isinstance(data, dict):
