@@ -1,6 +1,12 @@
 """The whole system on loopback: the reference orchestrator and two real workers (short intervals)."""
+import json
+import os
 import re
 import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -15,12 +21,12 @@ TOKEN = "cluster-token"
 
 @pytest.fixture
 def cluster(make_worker, tmp_path):
-    def start(offline_after_s=3.0, **orchestrator_settings):
-        orch = OrchestratorProcess(tmp_path / "orchestrator", api_token=TOKEN, seen_within_s=5.0,
+    def start(offline_after_s=3.0, token=TOKEN, **orchestrator_settings):
+        orch = OrchestratorProcess(tmp_path / "orchestrator", api_token=token, seen_within_s=5.0,
                                    offline_after_s=offline_after_s, check_interval_s=0.5,
                                    **orchestrator_settings).start()
         started.append(orch)
-        workers = [make_worker(worker_id=wid, orchestrator_url=orch.url, api_token=TOKEN, heartbeat_interval_s=1.0)
+        workers = [make_worker(worker_id=wid, orchestrator_url=orch.url, api_token=token, heartbeat_interval_s=1.0)
                    for wid in ("w1", "w2")]
         wait_for(lambda: {w["status"] for w in orch.workers().values()} <= {"IDLE", "BUSY", "STRESSED"}
                  and len(orch.workers()) == 2, 20, what="both workers in the pool")
@@ -107,3 +113,98 @@ def test_orchestrator_down_then_up_sees_everything_after_the_replay(cluster, med
     assert job["progress"] == 100.0 and job["worker_id"] == holder_id and job["requeues"] == 0
     assert {w["status"] for w in orch.workers().values()} <= {"IDLE", "BUSY", "STRESSED"}
     assert re.match(r"^[0-9a-f]{16}$", job_id)
+
+
+class ProcessWatch:
+    """Every process the orchestrator (its gunicorn master and below) started while it watched."""
+
+    def __init__(self, orch):
+        self.orch, self.seen = orch, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="process-watch", daemon=True)
+
+    def _watch(self):
+        while not self._stop.wait(0.01):
+            for proc in self.orch.descendants():
+                try:
+                    self.seen.setdefault(proc.pid, " ".join(proc.cmdline()) or proc.name())
+                except psutil.Error:
+                    pass
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
+
+
+def timed_play(orch, path, into):
+    started = time.monotonic()
+    try:
+        answer = requests.get(orch.url + "/play", params={"path": path}, allow_redirects=False, timeout=15)
+        into[path] = (answer.status_code, time.monotonic() - started, answer.headers.get("X-Job-Id"), answer.text)
+    except requests.RequestException as exc:
+        into[path] = (None, time.monotonic() - started, None, str(exc))
+
+
+def test_a_device_or_a_fifo_is_refused_at_once_and_holds_up_no_other_play(cluster, media_root):
+    orch, workers = cluster()
+    folder = Path(tempfile.mkdtemp(dir=media_root, prefix="fifo-"))  # inside the workers' media root
+    fifo = folder / "film.mkv"
+    os.mkfifo(fifo)  # opening it to read blocks until a writer comes: never
+    real = str(media_root / mf.H264)
+    try:
+        with ProcessWatch(orch) as watch:
+            for bad in ("/dev/ptmx", "/dev/./ptmx", str(fifo)):
+                answers = {}
+                refused = threading.Thread(target=timed_play, args=(orch, bad, answers), name="bad-play")
+                refused.start()  # the viewer beside it asks at the same time
+                timed_play(orch, real, answers)
+                refused.join(20)
+                status, took, _, text = answers[bad]
+                assert status in (404, 422) and took < 10, (bad, answers[bad])
+                assert json.loads(text)["error"]
+                status, took, job_id, text = answers[real]
+                assert status == 302 and took < 10, (bad, answers[real])
+                orch.delete(f"/v1/jobs/{job_id}")
+        assert [job["source_path"] for job in orch.get("/v1/jobs").json()["jobs"]] == []
+        probes = [cmd for cmd in watch.seen.values() if "ffprobe" in cmd]
+        assert probes == [], f"the orchestrator ran {probes}"
+    finally:
+        fifo.unlink()
+        folder.rmdir()
+
+
+def test_a_web_page_cannot_start_or_seek_jobs_but_a_program_can(cluster, media_root):
+    orch, workers = cluster(token="")  # no token: what stops a page is the rule itself
+    source = str(media_root / mf.H264)
+    page = {"Origin": "http://evil.example", "Content-Type": "text/plain;charset=UTF-8"}
+    forged = requests.post(orch.url + "/v1/play", data=json.dumps({"source_path": source}), headers=page, timeout=30)
+    assert forged.status_code == 403 and forged.json()["error"]
+    form = requests.post(orch.url + "/v1/play", data={"source_path": source},
+                         headers={"Origin": "http://evil.example"}, timeout=30)
+    assert form.status_code == 403
+    preflight = requests.options(orch.url + "/v1/play", headers={
+        "Origin": "http://evil.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"}, timeout=30)
+    assert preflight.status_code == 403
+    assert not [h for h in preflight.headers if h.lower().startswith("access-control-allow")]
+    assert requests.post(orch.url + "/v1/play", data=json.dumps({"source_path": source}),
+                         headers={"Content-Type": "text/plain"}, timeout=30).status_code == 415
+    assert orch.get("/v1/jobs").json()["jobs"] == [] and all(w.jobs() == [] for w in workers.values())
+
+    created = orch.post("/v1/play", {"source_path": source})  # a program: JSON, no Origin
+    assert created.status_code == 201, created.text
+    job_id = created.json()["job_id"]
+    seek = requests.post(f"{orch.url}/v1/jobs/{job_id}/seek", data='{"seek_time": "00:00:04"}', headers=page,
+                         timeout=30)
+    assert seek.status_code == 403
+    assert orch.job(job_id)["configuration"]["seek_time"] == "00:00:00"
+    assert orch.post(f"/v1/jobs/{job_id}/seek", {"seek_time": "00:00:04"}).status_code == 200
+    assert orch.job(job_id)["configuration"]["seek_time"] == "00:00:04"
+    # a player's page may still be sent to /play
+    play = requests.get(orch.url + "/play", params={"path": source}, headers={"Origin": "http://tv.example"},
+                        allow_redirects=False, timeout=30)
+    assert play.status_code == 302 and play.headers["Access-Control-Allow-Origin"] == "*"

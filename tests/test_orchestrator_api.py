@@ -1,8 +1,15 @@
 """The orchestrator's worker-facing endpoints in process (Flask test client, real SQLite)."""
+import json
+import socket
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import pytest
+import requests
+import responses
 
 from transcode_worker.orchestrator.app import create_app
 from transcode_worker.schemas import seek_time
@@ -120,3 +127,203 @@ def test_an_unknown_job_is_404_everywhere(client, method, path):
     response = getattr(c, method)(path, json={"seek_time": "00:01:00"} if method == "post" else None,
                                   headers=TOKEN)
     assert response.status_code == 404 and response.get_json()["error"] == "unknown job"
+
+
+# -- what a source is: asked of a worker, never probed here; no lock across a call -----------
+W1, W2 = "http://w1.test:8081", "http://w2.test:8081"
+HEVC = {"source_path": "/srv/nas/film.mkv", "video": {"codec": "hevc"}, "audio": [], "subtitles": []}
+H264 = {**HEVC, "video": {"codec": "h264"}}
+
+
+def placed(job_id, worker_url):
+    return {"job_id": job_id, "state": "STARTING", "playlist_url": f"{worker_url}/{job_id}.m3u8"}
+
+
+def job_answer(worker_url):
+    """A worker's 202 to a job command, for whatever job id it names."""
+    def answer(request):
+        body = json.loads(request.body)
+        return 202, {}, json.dumps(placed(body["job_id"], worker_url))
+    return answer
+
+
+@pytest.fixture
+def pool(client):
+    """w1 (software only) and w2 (an HEVC encoder, one job running) registered, with `responses`
+    standing in for them."""
+    c, ctx = client
+    c.post("/v1/workers", json={**REG, "id": "w1", "url": W1}, headers=TOKEN)
+    c.post("/v1/workers", json={**REG, "id": "w2", "url": W2, "encoders": ["libx264", "hevc_nvenc"]}, headers=TOKEN)
+    c.post("/v1/workers/w2/heartbeats", json={**beat(datetime.now(timezone.utc)), "active_jobs": 1}, headers=TOKEN)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield c, ctx, rsps
+
+
+def asked(rsps, path):
+    return [call.request.url for call in rsps.calls if urlsplit(call.request.url).path == path]
+
+
+def test_a_worker_says_what_a_source_is_and_its_refusal_is_the_answer(pool):
+    c, ctx, rsps = pool
+    why = "'/srv/nas/film.mkv': no such file"
+    rsps.get(W1 + "/v1/media", status=404, json={"error": why, "fields": {"source_path": [why]}})
+    rsps.get(W2 + "/v1/media", status=404, json={"error": why, "fields": {"source_path": [why]}})
+    rsps.add_callback(responses.POST, W1 + "/v1/jobs", callback=job_answer(W1))
+    rsps.add_callback(responses.POST, W2 + "/v1/jobs", callback=job_answer(W2))
+    answer = c.get("/play?path=/srv/nas/film.mkv")
+    assert answer.status_code == 404, answer.get_json()
+    assert answer.get_json()["error"] == why and answer.get_json()["fields"] == {"source_path": [why]}
+    assert asked(rsps, "/v1/media") and not asked(rsps, "/v1/jobs")  # nothing started
+    assert ctx.store.jobs() == []
+
+
+def test_an_hevc_source_goes_to_the_worker_that_decodes_it(pool):
+    c, ctx, rsps = pool
+    rsps.get(W1 + "/v1/media", json=HEVC)  # w1 is the less loaded: the first asked
+    rsps.add_callback(responses.POST, W1 + "/v1/jobs", callback=job_answer(W1))
+    rsps.add_callback(responses.POST, W2 + "/v1/jobs", callback=job_answer(W2))
+    answer = c.post("/v1/play", json={"source_path": "/srv/nas/film.mkv"}, headers=TOKEN)
+    assert answer.status_code == 201 and answer.get_json()["worker_id"] == "w2"
+    assert asked(rsps, "/v1/jobs") == [W2 + "/v1/jobs"]
+
+
+def test_a_worker_that_does_not_answer_is_skipped_and_answers_are_kept_once_per_path(pool):
+    c, ctx, rsps = pool
+    rsps.get(W1 + "/v1/media", body=requests.ConnectTimeout("no answer"))
+    rsps.get(W2 + "/v1/media", json=H264)
+    rsps.add_callback(responses.POST, W1 + "/v1/jobs", callback=job_answer(W1))
+    rsps.add_callback(responses.POST, W2 + "/v1/jobs", callback=job_answer(W2))
+    first = c.post("/v1/play", json={"source_path": "/srv/nas/./film.mkv"}, headers=TOKEN)
+    assert first.status_code == 201 and first.get_json()["worker_id"] == "w2"
+    assert len(asked(rsps, "/v1/media")) == 2
+    # another spelling of the same path: known already, nobody is asked again
+    again = c.post("/v1/play", json={"source_path": "//srv/nas/x/../film.mkv"}, headers=TOKEN)
+    assert again.status_code == 201 and len(asked(rsps, "/v1/media")) == 2
+
+
+def test_what_workers_said_is_kept_bounded_and_for_a_while():
+    from transcode_worker.orchestrator.dispatch import SourceFacts, path_key
+
+    now = [0.0]
+    facts = SourceFacts(size=2, ttl_s=60.0, clock=lambda: now[0])
+    for n in range(3):
+        facts.put(f"/m/{n}.mkv", "h264")
+    assert len(facts) == 2 and facts.get("/m/0.mkv") is None and facts.get("/m/./2.mkv") == "h264"
+    assert path_key("//m//a/../2.mkv") == "/m/2.mkv"
+    now[0] = 61.0
+    assert facts.get("/m/2.mkv") is None
+
+
+def test_no_placement_waits_for_a_call_another_one_makes(pool):
+    c, ctx, rsps = pool
+    seen = {}
+
+    def second_play():
+        ctx.store.add_job("j-b", "/srv/nas/b.mkv", {"bitrate_bps": 1})
+        seen["b"] = ctx.dispatcher.place("j-b", "/srv/nas/b.mkv", {"bitrate_bps": 1})[0]["id"]
+
+    def slow(answer):
+        def callback(request):  # while the first play's call is on its way, the second one is placed
+            if "first" not in seen:
+                seen["first"] = request.url
+                seen["other"] = threading.Thread(target=second_play, name="second-play")
+                seen["other"].start()
+                seen["other"].join(5)
+                seen["b_done_meanwhile"] = not seen["other"].is_alive()
+            return answer(request)
+        return callback
+
+    media = lambda request: (200, {}, json.dumps(H264))  # noqa: E731
+    for url in (W1, W2):
+        rsps.add_callback(responses.GET, url + "/v1/media", callback=slow(media))
+        rsps.add_callback(responses.POST, url + "/v1/jobs", callback=slow(job_answer(url)))
+    answer = c.get("/play?path=/srv/nas/a.mkv")
+    seen["other"].join(10)  # (where a lock is held across the call, the second play waits for it)
+    assert answer.status_code == 302
+    assert seen["b_done_meanwhile"] and seen["b"]
+
+
+def test_a_seek_the_holder_refuses_is_refused(pool):
+    c, ctx, rsps = pool
+    ctx.store.add_job("j3", "/srv/nas/film.mkv", {"bitrate_bps": 1})
+    ctx.store.update_job("j3", worker_id="w1", state="RUNNING")
+    why = "seek_time is beyond the source's end"
+    for url in (W1, W2):
+        rsps.get(url + "/v1/media", json=H264)
+        rsps.post(url + "/v1/jobs", status=422, json={"error": why, "fields": {"configuration": {"seek_time": [why]}}})
+    answer = c.post("/v1/jobs/j3/seek", json={"seek_time": "09:00:00"}, headers=TOKEN)
+    assert answer.status_code == 422 and answer.get_json()["error"] == why
+    assert ctx.store.job("j3")["worker_id"] == "w1"
+
+
+# -- a web page cannot change anything; programs can ------------------------------------------
+@pytest.mark.parametrize("path", ["/v1/workers", "/v1/workers/w1/heartbeats", "/v1/play", "/v1/jobs/j1/seek"])
+def test_a_call_that_changes_something_takes_json_from_a_program_only(client, path):
+    c, ctx = client
+    c.post("/v1/workers", json=REG, headers=TOKEN)
+    calls = len(ctx.store.jobs()), ctx.store.worker("w1")["last_seen"]
+    text = c.post(path, data=json.dumps(REG), content_type="text/plain", headers=TOKEN)
+    assert text.status_code == 415 and "application/json" in text.get_json()["error"]
+    form = c.post(path, data={"source_path": "/m/x.mkv"}, headers=TOKEN)
+    assert form.status_code == 415
+    page = {**TOKEN, "Origin": "http://evil.example"}
+    assert c.post(path, data=json.dumps(REG), content_type="text/plain", headers=page).status_code == 403
+    assert c.post(path, json=REG, headers=page).status_code == 403
+    preflight = c.options(path, headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST",
+                                         "Access-Control-Request-Headers": "content-type"})
+    assert preflight.status_code == 403
+    assert not [h for h in preflight.headers.keys() if h.lower().startswith("access-control-allow")]
+    assert (len(ctx.store.jobs()), ctx.store.worker("w1")["last_seen"]) == calls
+    assert c.patch("/v1/workers/w1", data="status=OFFLINE", content_type="application/x-www-form-urlencoded",
+                   headers=TOKEN).status_code == 415
+    for foreign in ("null", "http://localhost:8081", "http://evil.example:80"):  # null: a sandboxed page, a file
+        assert c.post("/v1/workers", json=REG, headers={**TOKEN, "Origin": foreign}).status_code == 403, foreign
+    # the orchestrator's own origin is not foreign (the test client's host is localhost)
+    for own in ("http://localhost", "http://localhost:80"):
+        assert c.post("/v1/workers", json=REG, headers={**TOKEN, "Origin": own}).status_code == 201, own
+
+
+def test_play_is_open_to_pages(client):
+    c, _ = client
+    answer = c.get("/play?path=/m/x.mkv", headers={"Origin": "http://tv.example"})
+    assert answer.status_code == 503 and answer.headers["Access-Control-Allow-Origin"] == "*"
+    preflight = c.options("/play", headers={"Origin": "http://tv.example", "Access-Control-Request-Method": "GET"})
+    assert preflight.status_code == 200 and preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "GET" in preflight.headers["Access-Control-Allow-Methods"]
+
+
+def test_a_worker_that_trickles_its_answer_is_cut_off_at_the_deadline():
+    """requests' timeout bounds each read; the dispatcher bounds the whole answer."""
+    from transcode_worker.orchestrator.dispatch import Dispatcher
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    done = threading.Event()
+
+    def trickle():  # headers at once, then a byte of the body every 0.1 s for up to 10 s
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+            for _ in range(100):
+                if done.wait(0.1):
+                    return
+                try:
+                    conn.sendall(b" ")
+                except OSError:  # the caller hung up
+                    return
+
+    thread = threading.Thread(target=trickle, name="trickling-worker")
+    thread.start()
+    store = SimpleNamespace(update_job=lambda job_id, **values: 1)  # what a whole 202 would record
+    dispatcher = Dispatcher(SimpleNamespace(api_token="", worker_timeout_s=0.5), store=store)
+    worker = {"id": "slow", "url": f"http://127.0.0.1:{server.getsockname()[1]}"}
+    started = time.monotonic()
+    try:
+        assert dispatcher.command(worker, "j1", "/m/x.mkv", {}) is None  # skipped like an unreachable one
+        assert time.monotonic() - started < 3
+    finally:
+        done.set()
+        thread.join(15)
+        server.close()

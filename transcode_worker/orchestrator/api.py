@@ -1,16 +1,22 @@
 """The orchestrator's HTTP API: one blueprint for workers (the endpoint map's outbound calls),
-one for players and programs (play, seek, stop, state)."""
+one for players and programs (play, seek, stop, state).
+
+Only ``GET /play`` is open to web pages (CORS): it is what a player is sent to. A call that
+changes something takes ``application/json`` only and no foreign ``Origin``: a page may send a
+text/plain or form POST to any site without asking first (no CORS preflight), and a browser names
+the page's origin on every cross-site POST, where programs (the workers, curl, requests) send none.
+"""
 import hmac
 import time
 import uuid
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, jsonify, redirect, request
 from marshmallow import EXCLUDE, ValidationError
 
 from ..schemas import ConfigurationSchema, DeathNoteSchema, HeartbeatSchema, RegistrationSchema, seek_seconds
 from .dispatch import NoWorker
-from .store import OFFLINE
 
 workers_bp = Blueprint("workers", __name__)
 play_bp = Blueprint("play", __name__)
@@ -36,17 +42,70 @@ def _authorised():
     return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
+PLAYER_CORS = (
+    ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS"),
+    ("Access-Control-Expose-Headers", "X-Job-Id"),
+)
+CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _host_port(netloc, scheme):
+    """("host", "port") of `host[:port]`, the scheme's port when none is written."""
+    host, _, port = netloc.lower().rpartition(":")
+    if not host or not port.isdigit():  # no port ("orch.lan", "[::1]")
+        host, port = netloc.lower(), "443" if scheme == "https" else "80"
+    return host, port
+
+
+def _foreign_origin():
+    """True when a browser sent this request from a page of another origin (`Origin: null`, a
+    sandboxed page or a file, included). Same origin: the host and port the request was sent to
+    (the scheme is left out: a proxy in front may take TLS off)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False  # a program
+    page = urlsplit(origin)
+    return not page.netloc or _host_port(page.netloc, page.scheme) != _host_port(request.host, page.scheme)
+
+
+def _cross_site_refusal():
+    """403 for a call that would change something from another site's page (and for its
+    preflight), 415 for a body that is not JSON; None when the call may go on."""
+    if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+        if _foreign_origin():  # no Access-Control-Allow-* in the answer: the browser stops here
+            return error(403, "cross-origin calls to the API are not allowed (only GET /play is open to pages)")
+    elif request.method in CHANGES:
+        if _foreign_origin():
+            return error(403, "a call from another origin's page is refused: send it from a program")
+        if request.method != "DELETE" and request.mimetype != "application/json":
+            return error(415, "the body must be JSON (Content-Type: application/json)")
+    return None
+
+
 @workers_bp.before_request
-def require_token():
-    if not _authorised():
+def guard_worker_calls():
+    refusal = _cross_site_refusal()
+    if refusal is None and not _authorised():
         return error(401, "missing or wrong bearer token")
+    return refusal
 
 
 @play_bp.before_request
-def require_token_for_programs():
-    # GET /play stays open: a TV cannot send a token; /v1/* controls jobs and needs it
-    if request.path.startswith("/v1/") and not _authorised():
+def guard_player_calls():
+    if request.path == "/play":  # open to players and their pages (CORS): a TV cannot send a token
+        return None
+    refusal = _cross_site_refusal()
+    if refusal is None and not _authorised():  # /v1/* controls jobs and needs the token
         return error(401, "missing or wrong bearer token")
+    return refusal
+
+
+@play_bp.after_request
+def player_cors(response):
+    if request.path == "/play":
+        response.headers.update(PLAYER_CORS)
+    return response
 
 
 def _body():
@@ -227,14 +286,10 @@ def seek(job_id):
         return error(422, "invalid seek", fields=err.messages)
     configuration = {**job["configuration"], "seek_time": wanted}
     holder = c.store.worker(job["worker_id"]) if job["worker_id"] else None
-    # the holder first: there a seek is a restart at the new position (allowed even at capacity)
-    if holder is None or holder["status"] == OFFLINE or not c.dispatcher.command(
-            holder, job_id, job["source_path"], configuration):
-        try:
-            c.dispatcher.place(job_id, job["source_path"], configuration,
-                               exclude={holder["id"]} if holder else ())
-        except NoWorker as exc:
-            return error(exc.status, str(exc))
+    try:  # the holder first: there a seek is a restart at the new position (allowed even at capacity)
+        c.dispatcher.place(job_id, job["source_path"], configuration, holder=holder)
+    except NoWorker as exc:
+        return error(exc.status, str(exc))
     c.store.update_job(job_id, position_s=seek_seconds(wanted), progress=None)
     return jsonify(_job_view(c.store.job(job_id)))
 

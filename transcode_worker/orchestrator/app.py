@@ -37,6 +37,7 @@ class OrchestratorContext:
 
     def shutdown(self):
         self._stop.set()
+        self.dispatcher.close()  # a placement under way ends at its next step, not its last worker
         if self._thread is not None:
             self._thread.join(10)
         self.store.close()

@@ -4,24 +4,35 @@ Dispatcher.place() asks select_worker() for the best worker and posts the job co
 a worker that does not answer or refuses for want of room is skipped for the next best. A job
 whose worker is lost is re-queued at its last known position (``seek_time``) under the same id,
 on another worker; when none fits it waits as QUEUED and the monitor tries again each round.
+
+What a source is (HEVC or not: a worker that decodes HEVC comes first) is asked of a worker,
+``GET /v1/media``, never probed here: the files may be mounted on the workers only, and a path a
+viewer names (a device, a FIFO) must cost the orchestrator nothing. The worker that says there is
+no such file, or none it may play, is answered through to the player.
+
+The dispatcher's lock guards its bookkeeping only (the slots being taken, the jobs being placed):
+no lock is held across a call to a worker, and every call has a deadline for its whole answer.
 """
+import json
 import logging
-import os
+import posixpath
 import threading
 import time
-from functools import lru_cache
+from collections import OrderedDict
+from contextlib import contextmanager
 
 import requests
+import urllib3
 
-from .. import media
 from ..schemas import seek_time
-from .selection import select_worker
+from .selection import can_decode_hevc, select_worker
 from .store import OFFLINE, QUEUED
 
 log = logging.getLogger(__name__)
 
 # jobs that still need a worker when theirs is lost (a COMPLETED job's segments went with it too)
 MOVABLE_STATES = ("STARTING", "RUNNING", "COMPLETED", QUEUED)
+MAX_ANSWER_BYTES = 1 << 20  # a worker's answer (a job's state, a source's tracks) is a few KiB
 
 
 class NoWorker(Exception):
@@ -33,79 +44,204 @@ class NoWorker(Exception):
         self.body = body or {"error": reason}
 
 
+class JobBusy(NoWorker):
+    """Another request is placing this job right now (a seek during a re-queue)."""
+
+    def __init__(self, job_id):
+        super().__init__(409, f"job {job_id} is being placed on a worker right now; try again")
 
 
-@lru_cache(maxsize=1024)
-def _codec(path, size, mtime_ns):
-    try:
-        return media.run_ffprobe("ffprobe", path).video.codec
-    except media.ProbeError:
-        return None
+def path_key(path):
+    """The path made lexically plain, so that its spellings (``/dev/./ptmx``, ``//dev//ptmx``,
+    ``/dev/x/../ptmx``) are one key. Only text: the orchestrator never looks at the path."""
+    plain = posixpath.normpath(path)
+    return "/" + plain.lstrip("/") if plain.startswith("/") else plain
 
 
-def needs_hevc(source_path):
-    """True when the source is HEVC, as far as this machine can see it (the NAS may be mounted
-    only on the workers: then nothing is assumed)."""
-    try:
-        st = os.stat(source_path)
-    except OSError:
-        return False
-    return _codec(source_path, st.st_size, st.st_mtime_ns) == "hevc"
+class SourceFacts:
+    """What workers said sources are (the video codec), bounded and expiring, keyed by path_key().
+
+    A hint for the selection only: the worker that gets the job resolves the path itself."""
+
+    def __init__(self, size=1024, ttl_s=300.0, clock=time.monotonic):
+        self.size, self.ttl_s, self.clock = size, ttl_s, clock
+        self._entries = OrderedDict()  # key -> (codec, when)
+        self._lock = threading.Lock()
+
+    def get(self, path):
+        key = path_key(path)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or self.clock() - entry[1] > self.ttl_s:
+                self._entries.pop(key, None)
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, path, codec):
+        with self._lock:
+            self._entries[path_key(path)] = (codec, self.clock())
+            self._entries.move_to_end(path_key(path))
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def __len__(self):
+        return len(self._entries)
 
 
 class Dispatcher:
     def __init__(self, settings, store):
         self.settings = settings
         self.store = store
+        self.facts = SourceFacts()
         self.http = requests.Session()
         if settings.api_token:
             self.http.headers["Authorization"] = f"Bearer {settings.api_token}"
-        self._lock = threading.Lock()  # one placement at a time: two plays never race for one slot
+        # held for bookkeeping only, never across a call to a worker: two plays never take the
+        # same last slot, and one job is placed by one request at a time
+        self._lock = threading.Lock()
+        self._taking = {}  # worker id -> job commands posted there and not answered yet
+        self._placing = set()  # ids of the jobs being placed
+        self._closing = threading.Event()
+
+    def close(self):
+        """The orchestrator is stopping: placements end at their next step, and calls with it."""
+        self._closing.set()
+        self.http.close()
 
     # -- calls to a worker --------------------------------------------------------------------
-    def _post_job(self, worker, body):
-        response = self.http.post(worker["url"].rstrip("/") + "/v1/jobs", json=body,
-                                  timeout=self.settings.worker_timeout_s)
+    def _call(self, method, worker, path, **kwargs):
+        """(status, JSON object) of one call to `worker`, the whole answer within
+        worker_timeout_s: requests' timeout bounds each read only, so a worker that trickles
+        its answer would hold the caller as long as it liked. RequestException otherwise."""
+        limit = self.settings.worker_timeout_s
+        deadline = time.monotonic() + limit
+        url = worker["url"].rstrip("/") + path
+        with self.http.request(method, url, timeout=limit, stream=True, **kwargs) as response:
+            data = bytearray()
+            try:
+                while chunk := response.raw.read1(64 * 1024, decode_content=True):  # what has come
+                    data += chunk
+                    if len(data) > MAX_ANSWER_BYTES:
+                        raise requests.RequestException(f"{url}: an answer over {MAX_ANSWER_BYTES} bytes")
+                    if time.monotonic() > deadline:
+                        raise requests.Timeout(f"{url}: no whole answer within {limit:g}s")
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise requests.ConnectionError(f"{url}: {exc}") from exc
+            status = response.status_code
         try:
-            return response.status_code, response.json()
+            body = json.loads(data)
         except ValueError:
-            return response.status_code, {"error": response.text[:300]}
+            body = None
+        return status, body if isinstance(body, dict) else {"error": data[:300].decode(errors="replace")}
+
+    def describe(self, worker, source_path):
+        """What `worker` says the source is: its ``GET /v1/media`` answer (a dict); a refusal
+        (status, reason, body) when it says there is no such file (404) or none it may play
+        (422: outside its roots, not a regular file, not media); None when it did not answer in
+        time or answered something else (skipped like an unreachable worker)."""
+        try:
+            status, body = self._call("GET", worker, "/v1/media", params={"source_path": source_path})
+        except requests.RequestException as exc:
+            log.warning("worker %s did not say what %r is: %s", worker["id"], source_path, exc)
+            return None
+        if status == 200:
+            return body
+        if status in (404, 422) and "source_path" in (body.get("fields") or {}):
+            return status, body.get("error", "refused"), body
+        log.warning("worker %s did not say what %r is: HTTP %d %s", worker["id"], source_path, status, body)
+        return None
 
     def delete_on_worker(self, worker_id, job_id):
         worker = self.store.worker(worker_id) if worker_id else None
         if worker is None:
             return None
         try:
-            return self.http.delete(f"{worker['url'].rstrip('/')}/v1/jobs/{job_id}",
-                                    timeout=self.settings.worker_timeout_s).status_code
+            return self._call("DELETE", worker, f"/v1/jobs/{job_id}")[0]
         except requests.RequestException as exc:
             log.warning("job %s: DELETE on worker %s failed: %s", job_id, worker_id, exc)
             return None
 
     # -- placing ------------------------------------------------------------------------------
-    def place(self, job_id, source_path, configuration, *, client_ip=None, exclude=()):
-        """Start the job on the best worker that accepts it; returns the worker's job body."""
+    @contextmanager
+    def _claim(self, job_id):
+        """This request places `job_id`; JobBusy when another one is at it."""
         with self._lock:
-            return self._place(job_id, source_path, configuration, client_ip, set(exclude))
+            if job_id in self._placing:
+                raise JobBusy(job_id)
+            self._placing.add(job_id)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._placing.discard(job_id)
 
-    def _place(self, job_id, source_path, configuration, client_ip, tried):
-        hevc = needs_hevc(source_path)
-        refusal = None
-        while True:
+    def _take_slot(self, tried, hevc, configuration, client_ip):
+        """The best worker not in `tried` (a Choice), counted as taking a job until _give_back():
+        commands on their way count like the active jobs the heartbeats report."""
+        with self._lock:  # the store's reads are local and quick; no call to a worker in here
+            workers = [{**w, "active_jobs": w["active_jobs"] + self._taking.get(w["id"], 0)}
+                       for w in self.store.workers()]
             choice = select_worker(
-                self.store.workers(), time.time(), seen_within_s=self.settings.seen_within_s,
-                needs_hevc=hevc, encoder=configuration.get("encoder"), client_ip=client_ip,
+                workers, time.time(), seen_within_s=self.settings.seen_within_s, needs_hevc=bool(hevc),
+                encoder=configuration.get("encoder"), client_ip=client_ip,
                 prefer_same_subnet=self.settings.prefer_same_subnet, exclude=tried)
+            if choice.worker is not None:
+                self._taking[choice.worker["id"]] = self._taking.get(choice.worker["id"], 0) + 1
+            return choice
+
+    def _give_back(self, worker_id, took):
+        with self._lock:
+            self._taking[worker_id] -= 1
+            if not self._taking[worker_id]:
+                del self._taking[worker_id]
+            if took:  # count it now: the next play must not pick this slot before the next heartbeat
+                self.store.bump_active_jobs(worker_id)
+
+    def place(self, job_id, source_path, configuration, *, client_ip=None, exclude=(), holder=None):
+        """Start the job on the best worker that accepts it; returns (worker, job row).
+
+        `holder`, the worker that has the job now (a seek), is asked first, even when full:
+        there a seek is a restart at the new position. NoWorker when none takes it."""
+        with self._claim(job_id):
+            return self._place(job_id, source_path, configuration, client_ip, set(exclude), holder)
+
+    def _place(self, job_id, source_path, configuration, client_ip, tried, holder=None):
+        refusal = None
+        if holder is not None:
+            tried.add(holder["id"])
+            if holder["status"] != OFFLINE:
+                answer = self.command(holder, job_id, source_path, configuration)
+                if answer is True:
+                    return holder, self.store.job(job_id)
+                refusal = answer or None
+        codec = self.facts.get(source_path)  # None: not known yet; asked of the first candidate
+        while True:
+            if self._closing.is_set():
+                raise NoWorker(503, "the orchestrator is stopping")
+            choice = self._take_slot(tried, codec == "hevc", configuration, client_ip)
             worker = choice.worker
             if worker is None:
-                if refusal is not None:  # a worker judged the command itself: pass its answer on
+                if refusal is not None:  # a worker judged the source or the command: pass its answer on
                     raise NoWorker(*refusal)
                 raise NoWorker(503, choice.reason)
-            tried.add(worker["id"])
-            answer = self.command(worker, job_id, source_path, configuration)
+            answer = None
+            try:
+                if codec is None:
+                    facts = self.describe(worker, source_path)
+                    if not isinstance(facts, dict):
+                        tried.add(worker["id"])
+                        refusal = facts or refusal
+                        continue
+                    codec = (facts.get("video") or {}).get("codec") or ""
+                    self.facts.put(source_path, codec)
+                    if codec == "hevc" and not can_decode_hevc(worker):
+                        continue  # choose again, knowing: a worker that decodes HEVC comes first
+                tried.add(worker["id"])
+                answer = self.command(worker, job_id, source_path, configuration)
+            finally:
+                self._give_back(worker["id"], took=answer is True)
             if answer is True:
-                # count it now: the next play must not pick this slot before the next heartbeat
-                self.store.bump_active_jobs(worker["id"])
                 return worker, self.store.job(job_id)
             if answer:
                 refusal = answer
@@ -115,14 +251,17 @@ class Dispatcher:
         None, or (status, message, body) when it judged the command itself (a 4xx)."""
         command = {"job_id": job_id, "source_path": source_path, "configuration": configuration}
         try:
-            status, body = self._post_job(worker, command)
+            status, body = self._call("POST", worker, "/v1/jobs", json=command)
         except requests.RequestException as exc:
             log.warning("worker %s did not take job %s: %s", worker["id"], job_id, exc)
             return None
         if status in (200, 202):
-            self.store.update_job(job_id, worker_id=worker["id"], state=body.get("state", "STARTING"),
-                                  playlist_url=body.get("playlist_url"), configuration=configuration,
-                                  position_s=body.get("position_s") or 0.0, error=None, reported_at=None)
+            if not self.store.update_job(job_id, worker_id=worker["id"], state=body.get("state", "STARTING"),
+                                         playlist_url=body.get("playlist_url"), configuration=configuration,
+                                         position_s=body.get("position_s") or 0.0, error=None, reported_at=None):
+                # DELETE /v1/jobs/<id> came while the command was on its way: nobody wants it
+                self.delete_on_worker(worker["id"], job_id)
+                raise NoWorker(404, "unknown job (deleted while it was being placed)")
             log.info("job %s: on worker %s (%s)", job_id, worker["id"], body.get("playlist_url"))
             return True
         log.warning("worker %s refused job %s: HTTP %d %s", worker["id"], job_id, status, body)
@@ -132,15 +271,25 @@ class Dispatcher:
 
     # -- healing ------------------------------------------------------------------------------
     def requeue(self, job, why, exclude=()):
-        """Move `job` (a store row) to another worker at its last known position."""
-        configuration = {**job["configuration"], "seek_time": seek_time(job["position_s"] or 0.0)}
-        # counted first: whoever sees the job on its new worker sees the re-queue counted too
-        self.store.update_job(job["id"], requeues=job["requeues"] + 1)
+        """Move `job` (a store row) to another worker at its last known position. Nothing is
+        done when the job has moved or gone since the row was read, or is being placed."""
         try:
-            worker, _ = self.place(job["id"], job["source_path"], configuration, exclude=exclude)
-        except NoWorker as exc:
-            self.store.update_job(job["id"], state=QUEUED, worker_id=None, playlist_url=None, error=str(exc))
-            log.warning("job %s: %s; no worker for it yet (%s): queued", job["id"], why, exc)
+            with self._claim(job["id"]):
+                now = self.store.job(job["id"])
+                if now is None or now["worker_id"] != job["worker_id"]:
+                    return False  # deleted, or placed by a seek since
+                configuration = {**now["configuration"], "seek_time": seek_time(now["position_s"] or 0.0)}
+                # counted first: whoever sees the job on its new worker sees the re-queue counted too
+                self.store.update_job(job["id"], requeues=now["requeues"] + 1)
+                try:
+                    worker, _ = self._place(job["id"], now["source_path"], configuration, None, set(exclude))
+                except NoWorker as exc:
+                    self.store.update_job(job["id"], state=QUEUED, worker_id=None, playlist_url=None,
+                                          error=str(exc))
+                    log.warning("job %s: %s; no worker for it yet (%s): queued", job["id"], why, exc)
+                    return False
+        except JobBusy:
+            log.info("job %s: %s; another request is placing it", job["id"], why)
             return False
         log.warning("job %s: %s; re-queued on %s at %s", job["id"], why, worker["id"], configuration["seek_time"])
         return True

@@ -52,7 +52,9 @@ PLACING = "PLACING"  # a new job while the play request looks for a worker
 class Store:
     def __init__(self, path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # the lock is held only while SQLite works on this local file, and SQLite waits for another
+        # process's lock on it (a second orchestrator, the sqlite3 shell) 5 s at most
+        self._db = sqlite3.connect(path, timeout=5.0, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
         with self._lock:
