@@ -12,7 +12,7 @@ import pytest
 import requests
 
 import media_files as mf
-from worker_process import WorkerProcess, wait_for
+from worker_process import ProcessWatch, WorkerProcess, wait_for
 
 
 class OpenWatch:
@@ -112,33 +112,6 @@ def test_a_film_beside_them_plays_and_the_watch_can_fail(guarded_worker, disguis
             proc.wait()
 
 
-class SpawnWatch:
-    """Every FFmpeg or ffprobe the service starts while the watch is on (its process tree, polled)."""
-
-    def __init__(self, worker):
-        self.worker, self.seen = worker, {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="spawn-watch", daemon=True)
-
-    def _watch(self):
-        while not self._stop.wait(0.01):
-            for proc in self.worker.descendants():
-                try:
-                    cmdline = proc.cmdline()
-                except Exception:  # gone between the listing and the look
-                    continue
-                if any(os.path.basename(arg) in ("ffmpeg", "ffprobe") for arg in cmdline[:6]):
-                    self.seen.setdefault(proc.pid, cmdline)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(5)
-
-
 @pytest.mark.parametrize("refusal", ["at capacity", "overlapping output_path"])
 def test_a_refused_command_starts_nothing(make_worker, media_root, refusal):
     """A subtitled film's text tracks and an HDR film's tone-map LUT are made by FFmpeg on a
@@ -151,13 +124,14 @@ def test_a_refused_command_starts_nothing(make_worker, media_root, refusal):
     try:
         busy = set(worker.ffmpeg_pids())
         extra = {"output_path": "running/inside"} if refusal == "overlapping output_path" else {}
-        with SpawnWatch(worker) as watch:
+        with ProcessWatch(worker) as watch:
             for n, name in enumerate((mf.SUBTITLED, mf.HDR10)):
                 answer = worker.post_job({"job_id": f"refused-{n}", "source_path": str(media_root / name),
                                           "configuration": {}, **extra})
                 assert answer.status_code == (503 if refusal == "at capacity" else 422), answer.text
             time.sleep(0.3)
-        started = {pid: argv for pid, argv in watch.seen.items() if pid not in busy}
+        started = {pid: argv for pid, argv in watch.seen.items() if pid not in busy
+                   and any(os.path.basename(arg) in ("ffmpeg", "ffprobe") for arg in argv[:6])}
         if refusal == "overlapping output_path":  # the command is validated: its source probed, nothing more
             started = {pid: argv for pid, argv in started.items() if not any("ffprobe" in a for a in argv[:6])}
         assert started == {}, started

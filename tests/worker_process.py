@@ -297,3 +297,29 @@ def first_frame_luma(url, at=None):
                           "-frames:v", "1", "-vf", "scale=1:1:flags=area", "-pix_fmt", "gray",
                           "-f", "rawvideo", "-"], capture_output=True, timeout=60, check=True)
     return out.stdout[0]
+
+
+class ProcessWatch:
+    """Every process a service (its gunicorn master and below) started while the watch was on:
+    {pid: argv}, polled every 10 ms."""
+
+    def __init__(self, service):
+        self.service, self.seen = service, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="process-watch", daemon=True)
+
+    def _watch(self):
+        while not self._stop.wait(0.01):
+            for proc in self.service.descendants():
+                try:
+                    self.seen.setdefault(proc.pid, proc.cmdline() or [proc.name()])
+                except psutil.Error:  # gone between the listing and the look
+                    pass
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
