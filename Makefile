@@ -54,4 +54,11 @@ $(STAMP): setup.cfg setup.py
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache docs/_build
+
+# the manual (docs/, Sphinx, alabaster) into docs/_build/html; any warning fails it.
+# It installs the `docs` extra of setup.cfg into the venv when Sphinx is missing there.
+.PHONY: docs
+docs: $(STAMP)
+	@$(BIN)/python -c 'import sphinx' 2>/dev/null || $(BIN)/pip install -q -e '.[docs]'
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
