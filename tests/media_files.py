@@ -366,3 +366,32 @@ def _corrupt_copy(good, bad):
         data[i] = (i * 7919) % 251
     bad.write_bytes(bytes(data))
     tmp.unlink()
+
+
+# -- a film whose pictures tell their frame number --------------------------------------------
+COUNTED_FPS = (24000, 1001)
+COUNTED_SIZE = (160, 96)
+COUNTED_BITS = 16  # vertical bars, least significant on the left: white where the bit is set
+COUNTED_KEYFRAMES = (0, 1.0, 2.5, 7.0, 8.0, 14.5, 16.0, 20.0, 26.5, 27.5, 33.0, 38.0, 40.0, 46.5, 47.5, 53.0)
+
+
+def make_counted(path, seconds=60, keyframes=COUNTED_KEYFRAMES):
+    """H.264 + AAC at 24000/1001 fps whose frame n shows n in binary bars, with keyframes 1 to
+    6.5 s apart (only where `keyframes` says: a remux's grid is made of them)."""
+    width, height = COUNTED_SIZE
+    bar = width // COUNTED_BITS
+    rate = f"{COUNTED_FPS[0]}/{COUNTED_FPS[1]}"
+    _ffmpeg("-f", "lavfi", "-i", f"color=c=black:s={width}x{height}:r={rate}:d={seconds}",
+            "-f", "lavfi", "-i", f"sine=f=440:r=48000:d={seconds}",
+            "-vf", f"geq=lum='if(bitand(N\\,pow(2\\,floor(X/{bar}))),235,16)':cb=128:cr=128",
+            "-c:v", "libx264", "-preset", "veryfast", "-g", "1000", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
+            "-force_key_frames", ",".join(str(k) for k in keyframes), "-c:a", "aac", "-shortest", str(path))
+    return path
+
+
+def counted_frame(gray):
+    """The frame number a picture of make_counted shows (gray: its luma plane, row by row)."""
+    width, height = COUNTED_SIZE
+    bar = width // COUNTED_BITS
+    row = gray[(height // 2) * width:(height // 2 + 1) * width]
+    return sum(1 << i for i in range(COUNTED_BITS) if row[i * bar + bar // 2] > 128)

@@ -1,53 +1,35 @@
 import m3u8
-import pytest
 
-from transcode_worker.playlist import START_TAG, for_players, target_duration
+from transcode_worker import grid
+from transcode_worker.playlist import duration, media_playlist
 
-# What FFmpeg writes after a remux's third segment ran past the first two (target 5 now, 2 before)
-FFMPEG = """#EXTM3U
-#EXT-X-VERSION:6
-#EXT-X-TARGETDURATION:5
-#EXT-X-MEDIA-SEQUENCE:7
-#EXT-X-PLAYLIST-TYPE:EVENT
-#EXT-X-INDEPENDENT-SEGMENTS
-#EXTINF:2.000000,
-m_7.ts
-#EXTINF:2.000000,
-m_8.ts
-#EXTINF:4.480000,
-m_9.ts
-#EXT-X-ENDLIST
-"""
+FILM = grid.for_transcode(600.6, 24000 / 1001, 4.0, first_s=1.0)
 
 
-@pytest.mark.parametrize("segment_s, remux, expected", [
-    (4.0, False, 4), (2.5, False, 3), (6.0, True, 16), (1.0, False, 1),
-])
-def test_target_duration(segment_s, remux, expected):
-    assert target_duration(segment_s, remux) == expected
+def test_the_whole_film_at_once_as_vod():
+    parsed = m3u8.loads(media_playlist(FILM, lambda n: f"j_{n}.ts"))
+    assert parsed.playlist_type == "vod" and parsed.is_endlist and parsed.is_independent_segments
+    assert [s.uri for s in parsed.segments] == [f"j_{n}.ts" for n in range(len(FILM))]
+    assert abs(sum(s.duration for s in parsed.segments) - 600.6) < 1e-3
+    assert parsed.media_sequence == 0 and "#EXT-X-DISCONTINUITY" not in media_playlist(FILM, str)
 
 
-def test_the_target_is_the_jobs_not_ffmpegs():
-    parsed = m3u8.loads(for_players(FFMPEG, 12, completed=True))
-    assert parsed.target_duration == 12
-    assert [s.uri for s in parsed.segments] == ["m_7.ts", "m_8.ts", "m_9.ts"]
-    assert parsed.media_sequence == 7 and parsed.playlist_type == "event" and parsed.is_independent_segments
+def test_no_segment_is_longer_than_the_target():
+    parsed = m3u8.loads(media_playlist(FILM, str))
+    assert all(s.duration <= parsed.target_duration for s in parsed.segments)
+    assert parsed.target_duration == 5  # 4.004 s: 96 frames at 23.976
 
 
-def test_players_start_at_the_beginning():
-    text = for_players(FFMPEG, 12, completed=False)
-    assert START_TAG in text.splitlines()
-    assert m3u8.loads(text).start.time_offset == 0
+def test_it_starts_where_the_seek_is():
+    parsed = m3u8.loads(media_playlist(FILM, str, start_s=300.0))
+    assert parsed.start.time_offset == 300.0 and parsed.start.precise == "YES"
 
 
-@pytest.mark.parametrize("completed", [False, True])
-def test_endlist_when_and_only_when_completed(completed):
-    # FFmpeg writes EXT-X-ENDLIST when it stops in order, whatever the job's fate
-    text = for_players(FFMPEG, 12, completed=completed)
-    assert m3u8.loads(text).is_endlist is completed
-    assert text.count("#EXT-X-ENDLIST") == int(completed) and text.endswith("\n")
+def test_fmp4_names_its_init_segment_once():
+    text = media_playlist(FILM, lambda n: f"j_{n}.m4s", init_uri="j_init_0.mp4")
+    assert text.count("#EXT-X-MAP:") == 1 and '#EXT-X-MAP:URI="j_init_0.mp4"' in text
+    assert "#EXT-X-VERSION:7" in text
 
 
-def test_endlist_added_when_ffmpeg_had_not_written_it_yet():
-    growing = FFMPEG.replace("#EXT-X-ENDLIST\n", "")
-    assert for_players(growing, 12, completed=True).splitlines()[-1] == "#EXT-X-ENDLIST"
+def test_duration_adds_the_extinfs():
+    assert abs(duration(media_playlist(FILM, str)) - 600.6) < 1e-3

@@ -280,8 +280,21 @@ def first_uri(playlist_url):
 
 
 def first_segment_url(multivariant_url):
-    """The first segment of a job's stream, found the way a player finds it."""
-    return first_uri(first_uri(multivariant_url))
+    """The segment a player begins with, found the way a player finds it: the one that holds
+    the media playlist's EXT-X-START offset (the first, without one)."""
+    media_url = first_uri(multivariant_url)
+    text = requests.get(media_url, timeout=30).text
+    start = next((float(line.split("TIME-OFFSET=")[1].split(",")[0]) for line in text.splitlines()
+                  if line.startswith("#EXT-X-START:")), 0.0)
+    position, duration = 0.0, None
+    for line in text.splitlines():
+        if line.startswith("#EXTINF:"):
+            duration = float(line[8:].split(",")[0])
+        elif line and not line.startswith("#"):
+            if position + duration > start + 1e-6:
+                return urljoin(media_url, line)
+            position += duration
+    raise AssertionError(f"no segment holds the start {start}s of {media_url}")
 
 
 def probe_duration(path_or_url):

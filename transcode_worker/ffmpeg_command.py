@@ -6,6 +6,7 @@ character of segment_root ever reaches the HLS muxer's name templates.
 import math
 from dataclasses import dataclass
 
+from . import grid as grid_
 from . import hls_names, inputs, tonemap
 from .hardware import (OPENCL_DEVICE_ARGS, OPENCL_TONEMAP, QSV_DEVICE_ARGS, QSV_UPLOAD, VAAPI_TONEMAP,
                        VAAPI_UPLOAD)
@@ -87,28 +88,44 @@ def pixel_format_filter(encoder):
 
 # The fastest frame rate whose keyframe interval -g still spans a whole segment.
 MAX_FPS = 120
+# A run lists at most this many cuts to FFmpeg (an argument has a size limit): one that gets there
+# ends, and the next run goes on from there (JobManager.sweep).
+RUN_SEGMENTS = 1000
+# fMP4 segments, one fragment each, whose decode times are the job's clock (frag_discont with no
+# edit list), so every run's init segment is the same and any run's segment follows any other's.
+FMP4_OPTIONS = "movflags=+frag_keyframe+empty_moov+default_base_moof+frag_discont+skip_trailer:" \
+               "use_editlist=0:avoid_negative_ts=disabled"
 
 
 @dataclass(frozen=True)
 class HlsOutput:
+    """What one run of FFmpeg writes: the segments of `grid` from `start_number` on, into its own
+    staging folder (segments.py moves each one into the job's folder once it is complete)."""
     job_id: str
-    segment_s: float
+    grid: grid_.Grid
     start_number: int = 0
-    first_segment_s: float = 0.0  # a transcode's first segment; 0: all segment_s long
     fmp4: bool = False  # fMP4 segments with an init segment (HEVC), else MPEG-TS
 
-    def ramp(self, remux):
-        """Where the short segments a transcode starts with end, in seconds of output: the first
-        is first_segment_s long, each next one as long as all before it, until one would reach
-        segment_s. A player starts on the first; the next are ready before it needs them as long
-        as FFmpeg runs faster than twice real time. Empty for a remux (its cuts are the source's
-        keyframes) or without a first_segment_s shorter than segment_s."""
-        if remux or not 0 < self.first_segment_s < self.segment_s:
-            return []
-        ends = [self.first_segment_s]
-        while ends[-1] < self.segment_s:
-            ends.append(2 * ends[-1])
-        return ends
+    @property
+    def segment_s(self):
+        """The longest a segment is (the target duration)."""
+        return self.grid.target_s
+
+    @property
+    def end_number(self):
+        """The last segment this run writes (RUN_SEGMENTS at most)."""
+        return min(len(self.grid) - 1, self.start_number + RUN_SEGMENTS - 1)
+
+    @property
+    def seek_s(self):
+        """Where FFmpeg starts reading (-ss, film seconds): where the run's first segment is cut for
+        a transcode (grid.cut: its accurate seek keeps the frames from there), half a frame after
+        its keyframe for a remux (the seek goes back to the keyframe); 0 for the film's start."""
+        if self.start_number == 0:
+            return 0.0
+        if self.grid.remux:
+            return self.grid.start(self.start_number) + self.grid.frame_s / 2
+        return self.grid.cut(self.start_number)
 
     @property
     def playlist(self):
@@ -123,17 +140,25 @@ class HlsOutput:
     def segment_extension(self):
         return "m4s" if self.fmp4 else "ts"
 
-    @property
-    def segment_template(self):
-        return hls_names.segment(self.job_id, "%d", self.segment_extension)
-
     def segment(self, number):
         return hls_names.segment(self.job_id, number, self.segment_extension)
 
     @property
     def init_segment(self):
-        """The fMP4 init segment of this run; None in MPEG-TS."""
-        return hls_names.init_segment(self.job_id, self.start_number) if self.fmp4 else None
+        """The job's fMP4 init segment (the same for every run); None in MPEG-TS."""
+        return hls_names.init_segment(self.job_id, 0) if self.fmp4 else None
+
+    @property
+    def staging(self):
+        return hls_names.staging(self.job_id, self.start_number)
+
+    def staged(self, number):
+        """A segment's name as this run's FFmpeg writes it, in its staging folder."""
+        return hls_names.segment(self.job_id, number, "mp4" if self.fmp4 else "ts")
+
+    @property
+    def segment_list(self):
+        return f"{self.staging}/{hls_names.SEGMENT_LIST}"
 
 
 def delivers_hevc(spec):
@@ -154,12 +179,13 @@ def target_height(bitrate_bps, source_height):
     return min(height, source_height) if source_height else height
 
 
-def keyframe_expr(segment_s, ramp):
-    """-force_key_frames expression: a keyframe at 0, at each end of the ramp, then every segment_s."""
-    after = f"{ramp[-1]:g}+(n_forced-{len(ramp)})*{segment_s:g}" if ramp else f"n_forced*{segment_s:g}"
-    for number, end in reversed(list(enumerate(ramp, start=1))):
-        after = f"if(eq(n_forced,{number}),{end:g},{after})"
-    return f"expr:gte(t,{after})"
+def forced_keyframes(output):
+    """-force_key_frames of a run: every boundary of the grid after its first segment, in the
+    source's own timestamps (-copyts), so every run forces the same frames (its first frame is
+    a keyframe anyway)."""
+    grid = output.grid
+    return ",".join(f"{grid.cut(n) + grid.origin_s:.6f}" for n in range(output.start_number + 1,
+                                                                        output.end_number + 1)) or "0"
 
 
 def output_size(spec):
@@ -185,12 +211,16 @@ def heavy_source(spec, hardware_tonemap=()):
         (video.height or 0) > HEAVY_HEIGHT or tone_mapper(spec, hardware_tonemap) == "cpu")
 
 
-def first_segment_s(spec, configured, hardware_tonemap=()):
-    """The length of the job's first segment: first_segment_s as configured, halved for a heavy
-    source, whose first second takes FFmpeg about a second to make: 4K HDR10 to 720p made its
-    first playlist in 0.96 s with 0.5 s against 1.34 s with 1 s, measured by hand here. A light
-    source's first segment is out in half a second anyway."""
-    return configured / 2 if heavy_source(spec, hardware_tonemap) else configured
+def first_segment_s(spec, configured):
+    """The length of the grid's first segment: first_segment_s as configured, halved for a source
+    heavy to transcode anywhere (taller than 1080p, or HDR to tone-map), whose first second takes
+    FFmpeg about a second to make: 4K HDR10 to 720p made its first playlist in 0.96 s with 0.5 s
+    against 1.34 s with 1 s, measured by hand here. A remux has no ramp (its cuts are keyframes).
+    A function of the source and the command only: every worker cuts the same grid."""
+    video = spec.media.video
+    if spec.force_remux:
+        return 0.0
+    return configured / 2 if (video.height or 0) > HEAVY_HEIGHT or spec.tone_mapped else configured
 
 
 def light_from_start(spec, preset, hardware_tonemap=()):
@@ -221,15 +251,16 @@ def tone_mapper(spec, hardware_tonemap=()):
     return "cpu"
 
 
-def picture_args(spec, hardware_tonemap=(), burn_file=None, fonts_dir=None, tonemap_lut=None):
+def picture_args(spec, hardware_tonemap=(), burn_file=None, fonts_dir=None, tonemap_lut=None, origin_s=0.0):
     """(-map arguments, filter arguments) of the video: deinterlaced, scaled, tone-mapped,
     subtitles drawn in, made 8-bit 4:2:0 (or uploaded to the GPU) in that order.
 
     Text subtitles are drawn by libass from `burn_file`, the extracted track in the job's folder
     (libass reading the source itself would read the whole film first), with the fonts the file
-    carries (`fonts_dir`); the frames' timestamps start at the seek point, so they are moved to
-    movie time around it. Picture subtitles (PGS, DVD, DVB) come from the source itself, scaled
-    to the picture and laid over it (FFmpeg's seek takes them along)."""
+    carries (`fonts_dir`); the frames keep the source's timestamps (-copyts), so they are moved to
+    film time around it (`origin_s`: the source's first timestamp). Picture subtitles (PGS, DVD,
+    DVB) come from the source itself, scaled to the picture and laid over it (FFmpeg's seek takes
+    them along)."""
     video = spec.media.video
     if spec.force_remux:
         return ["-map", f"0:{video.index}"], []
@@ -249,10 +280,12 @@ def picture_args(spec, hardware_tonemap=(), burn_file=None, fonts_dir=None, tone
     last = VAAPI_TONEMAP if mapper == "vaapi" else pixel_format_filter(spec.encoder)
     subtitle = spec.subtitle if spec.burn else None
     if subtitle is not None and subtitle.text:
-        shift = f"{spec.seek_s:.3f}"
         fonts = f":fontsdir={fonts_dir}" if fonts_dir else ""
-        filters += ["format=yuv420p", f"setpts=PTS+{shift}/TB", f"subtitles={burn_file}{fonts}",
-                    f"setpts=PTS-{shift}/TB"]
+        # an .ass file is libass's own: read by the ass filter, never by a demuxer (its header is
+        # the source file's words, which could be a playlist naming other files)
+        draw = f"ass={burn_file}{fonts}" if burn_file.endswith(".ass") else f"subtitles={burn_file}{fonts}"
+        filters += ["format=yuv420p", *([f"setpts=PTS-{origin_s:.6f}/TB", draw, f"setpts=PTS+{origin_s:.6f}/TB"]
+                                        if origin_s else [draw])]
     elif subtitle is not None:
         graph = (f"[0:{video.index}]{','.join(filters) or 'null'}[v];[0:{subtitle.index}][v]scale2ref[s][main];"
                  f"[main][s]overlay=eof_action=pass,{last}[picture]")
@@ -273,7 +306,10 @@ def video_args(spec, output, preset, hardware_tonemap=()):
         "-c:v", spec.encoder, *ENCODER_OPTIONS.get(spec.encoder, lambda p: [])(preset),
         "-b:v", rate, "-maxrate", rate, "-bufsize", str(2 * video_bitrate(spec)),
         # A keyframe on every segment boundary, so each segment starts decodable, and no others.
-        "-force_key_frames", keyframe_expr(output.segment_s, output.ramp(remux=False)),
+        "-force_key_frames", forced_keyframes(output),
+        # the source's own timestamps, not rounded to the frame rate: a source whose frames sit
+        # between its ticks (Matroska's milliseconds) keeps them the same in every run
+        "-enc_time_base:v", "1:90000",
         "-g", str(math.ceil(output.segment_s * MAX_FPS)),
         *(tonemap.OUTPUT_TAGS if spec.tone_mapped else []),
         *(["-tag:v", "hvc1"] if output.fmp4 else []),
@@ -295,7 +331,8 @@ def audio_args(stream, remux, fmp4=False):
 
 def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_device=None, hardware_tonemap=(),
                   burn_file=None, fonts_dir=None, tonemap_lut=None):
-    """argv that turns `spec` into an HLS event playlist plus segments in the working directory.
+    """argv of a run that writes the segments of output.grid from output.start_number on (into
+    its staging folder, under the job's folder, FFmpeg's working directory).
 
     `hardware_tonemap`: the GPU tone-mappers trials proved ("opencl", "vaapi"); `burn_file`,
     `fonts_dir`: names in the job's folder of the text subtitles to draw and their fonts;
@@ -309,9 +346,14 @@ def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_dev
             argv += OPENCL_DEVICE_ARGS
         if light_decode(spec, hardware_tonemap):
             argv += LIGHT_DECODE
-    if spec.seek_s > 0:
-        argv += ["-ss", f"{spec.seek_s:.3f}"]  # input-side: fast, and output starts at 0
-    video_map, filter_args = picture_args(spec, hardware_tonemap, burn_file, fonts_dir, tonemap_lut)
+    # the source's own timestamps throughout (segment_args moves them onto the job's clock)
+    argv += ["-copyts"]
+    if output.seek_s > 0:
+        argv += ["-ss", f"{output.seek_s:.6f}"]  # input-side: fast; a transcode's is accurate
+    if output.end_number < len(output.grid) - 1:  # a run ends where its last segment does
+        argv += ["-to", f"{output.grid.cut(output.end_number + 1):.6f}"]
+    video_map, filter_args = picture_args(spec, hardware_tonemap, burn_file, fonts_dir, tonemap_lut,
+                                          output.grid.origin_s)
     argv += [*inputs.GUARD, "-i", inputs.url(spec.source), *filter_args, *video_map]
     audio = spec.audio
     if audio is not None:
@@ -320,16 +362,27 @@ def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_dev
     argv += video_args(spec, output, preset, hardware_tonemap)
     if audio is not None:
         argv += audio_args(audio, spec.force_remux, output.fmp4)
-    # The muxer cuts at the first keyframe past each hls_time: with a ramp, at every keyframe.
-    ramp = output.ramp(spec.force_remux)
-    argv += [
-        "-f", "hls", "-hls_time", f"{ramp[0] if ramp else output.segment_s:g}", "-hls_list_size", "0",
-        "-hls_playlist_type", "event",
-        *(["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", output.init_segment] if output.fmp4
-          else ["-hls_segment_type", "mpegts"]),
-        # temp_file: segments and playlist appear by rename, so nobody reads half a file
-        "-hls_flags", "independent_segments+temp_file",
-        "-start_number", str(output.start_number),
-        "-hls_segment_filename", output.segment_template, output.media_playlist,
-    ]
+    argv += segment_args(output)
     return argv
+
+
+def segment_args(output):
+    """FFmpeg's segment muxer, cutting exactly on the grid's boundaries (the first keyframe at or
+    after each: a transcode forces one there, a remux's grid is the source's keyframes), every
+    timestamp the film's time plus grid.CLOCK_S, each segment listed in the run's segment list
+    once it is complete."""
+    grid = output.grid
+    cuts = [grid.cut(n) + grid_.CLOCK_S for n in range(output.start_number + 1, output.end_number + 1)]
+    args = []
+    if output.fmp4:
+        args += ["-segment_format", "mp4", "-segment_format_options", FMP4_OPTIONS]
+    else:
+        args += ["-segment_format", "mpegts"]
+    if cuts:
+        args += ["-segment_times", ",".join(f"{t:.6f}" for t in cuts)]
+    return [
+        *args, "-output_ts_offset", f"{grid_.CLOCK_S - grid.origin_s:.6f}",
+        "-f", "segment", "-reset_timestamps", "0", "-segment_start_number", str(output.start_number),
+        "-segment_list", output.segment_list, "-segment_list_type", "csv",
+        f"{output.staging}/{output.staged('%d')}",
+    ]

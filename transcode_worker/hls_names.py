@@ -2,13 +2,16 @@
 
 - ``<job>.m3u8``: the multivariant playlist (the URL players and the orchestrator are given);
   the worker writes it, from what FFmpeg wrote (multivariant.py).
-- ``<job>.media.m3u8``: FFmpeg's media playlist (the dot keeps it apart from any job id).
+- ``<job>.media.m3u8``: the media playlist, the whole film (the dot keeps it apart from any job id).
 - ``<job>_<n>.ts``: MPEG-TS segments (H.264); ``<job>_<n>.m4s``: fMP4 segments (HEVC), whose
-  init segment is ``<job>_init_<n>.mp4``, n the first segment number of the run that wrote it.
+  init segment is ``<job>_init_0.mp4`` (the same for every run of the job); n is the segment's
+  place in the job's grid (grid.py).
 - ``<job>.sub<k>.m3u8`` and ``<job>_sub<k>_<n>.vtt``: the WebVTT rendition of the source's
   subtitle track k (its position among the file's subtitles), segment n beside video segment n;
   the worker writes them when asked, nothing is on disk.
-FFmpeg writes each under ``<name>.tmp`` first (``temp_file``) and renames it. A job that burns
+A run of FFmpeg writes its segments into its own staging folder ``<job>.run<n>`` (n: its first
+segment), never served; segments.py moves each into the job's folder once the run's list says it
+is complete, so a file there is always whole. A job that burns
 text subtitles also holds ``<job>.burn.<ass|vtt>`` (the track) and ``<job>.fonts`` (a link to
 the fonts of its file), never served.
 """
@@ -22,7 +25,8 @@ INIT = re.compile(rf"({_ID})_init_(\d{{1,9}})\.mp4")
 SUBTITLE_PLAYLIST = re.compile(rf"({_ID})\.sub(\d{{1,3}})\.m3u8")
 SUBTITLE_SEGMENT = re.compile(rf"({_ID})_sub(\d{{1,3}})_(\d{{1,9}})\.vtt")
 # Anything FFmpeg or the worker leaves in a job's folder (crash recovery knows its own by this).
-ANY_FILE = re.compile(rf"{_ID}(\.m3u8|\.media\.m3u8|_\d+\.(ts|m4s)|_init_\d+\.mp4|\.burn\.(ass|vtt)|\.fonts)(\.tmp)?")
+ANY_FILE = re.compile(rf"{_ID}(\.m3u8|\.media\.m3u8|_\d+\.(ts|m4s)|_init_\d+\.mp4|\.burn\.(ass|vtt)|\.fonts|\.run\d+)(\.tmp)?")
+SEGMENT_LIST = "segments.csv"  # a run's list of the segments it has completed (FFmpeg's segment muxer)
 
 
 def multivariant(job_id):
@@ -39,6 +43,10 @@ def segment(job_id, number, extension):
 
 def init_segment(job_id, start_number):
     return f"{job_id}_init_{start_number}.mp4"
+
+
+def staging(job_id, start_number):
+    return f"{job_id}.run{start_number}"
 
 
 def subtitle_playlist(job_id, stream):

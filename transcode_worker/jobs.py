@@ -1,33 +1,41 @@
 """Jobs and the JobManager that creates, replaces, stops and forgets them.
 
-A Job is one run of FFmpeg for a job id. A new command for a known id (a seek, another bitrate)
-replaces the Job with a new one under the same id; its segments keep counting up, so a segment
-name is never reused for other content while the job id lives. The speed guard (speed_guard.py)
-replaces a Job too, but keeps what it wrote: the new run continues where the old one stopped,
-in the same folder and playlist, after an EXT-X-DISCONTINUITY (Job.earlier).
+A job is a viewer's stream of one film in one configuration: its grid (grid.py: every segment of
+the film, listed in the VOD playlist before FFmpeg runs), the record of which segments are made
+(segments.py), and one run of FFmpeg at a time filling the grid from some segment on. A Job object
+is one such run; the next run of the same job (a player asked far ahead, a seek, the speed guard's
+step) is a new Job under the same id that carries the grid, the record and the folder on, so what is
+made stays made and every segment is the same whichever run made it. A command that changes the
+pictures or the sound (another bitrate, audio track or burned subtitle) is a new stream: its folder
+starts empty.
 """
 import dataclasses
 import logging
 import os
 import shutil
-import subprocess
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from . import hls_names, playlist, speed_guard, step_memory, timeline, tonemap, webvtt
+from . import grid as grid_
+from . import hls_names, keyframes, segments, speed_guard, step_memory, tonemap
 from .ffmpeg_command import (HlsOutput, build_command, delivers_hevc, first_segment_s, light_from_start, output_size,
                              tone_mapper)
+from .media import PROBE_TIMEOUT_S
 from .multivariant import READ_BYTES
-from .progress import percent, segment_numbers
-from .schemas import seek_time
+from .progress import percent
 from .states import ACTIVE_STATES, ENDED_STATES, WRITING_STATES, JobState, check_transition
 from .supervisor import JobSupervisor
 from .validation import is_inside
 
 log = logging.getLogger(__name__)
+
+# A player gives up on a segment whose first byte takes 10 s (hls.js, Shaka); a run that will not
+# have the segment asked for within this many seconds (at its measured speed) is replaced by one
+# that starts there, which has it in about the time one segment takes to make.
+PATIENCE_S = 4.0
 
 
 class Refused(Exception):
@@ -43,39 +51,38 @@ def _iso(ts):
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
 
 
+KEYFRAME_CACHE = 64  # sources whose keyframes are kept
 SAMPLES = 600  # progress samples kept per run: 5 minutes of FFmpeg's twice-a-second reports
 
 
 class Job:
-    """State, progress and outcome of one FFmpeg run. Every state change goes through
-    change_state(), under `changed` (a Condition that wakes anyone waiting on the job)."""
+    """State, progress and outcome of one run of FFmpeg of a job, with the job's lasting parts (its
+    grid and made segments, where players are). Every state change goes through change_state(),
+    under `changed` (a Condition that wakes anyone waiting on the job)."""
 
-    def __init__(self, spec, output, *, restarts=0, on_transition=None):
+    def __init__(self, spec, output, *, restarts=0, on_transition=None, made=None):
         self.spec = spec  # what this run of FFmpeg does
-        self.command = spec  # what the orchestrator asked (a step down's run differs: its seek, its step)
+        self.command = spec  # what the orchestrator asked (a step down's run differs: its step)
         self.output = output
-        self.earlier = ()  # the job's earlier runs, oldest first (speed guard), each an ended Job
-        self.header_lines = []  # this run's playlist header, once it has ended (speed guard)
-        self.segment_lines = []  # this run's segment lines of the job's playlist, likewise
+        self.made = made if made is not None else segments.Made()
+        self.collector = segments.Collector(spec.folder, output, self.made, on_made=self.record_segment)
         self.steps = []  # speed_guard.Step list, from what was asked to the lightest; [] for a remux
         self.kind = None  # step_memory.kind_of: what the guard learns under
         self.guard = None  # the speed guard's last speed_guard.Decision on this run
         self.stepped = None  # why the job runs at a lighter step than asked (None: it does not)
-        self.superseded = False  # a run the speed guard stopped to start the next: the job goes on
+        self.superseded = False  # a run replaced by the job's next: the job goes on
         self.samples = deque(maxlen=SAMPLES)  # (monotonic, output seconds) of this run, for the guard
         self.restarts = restarts
         self.state = JobState.STARTING
         self.pid = None
         self.exit_code = None
         self.progress = None
-        self.speed = None
-        self.position_s = spec.seek_s
+        self.speed = None  # FFmpeg's, as it says it ("2.5x")
+        self.rate = None  # the same as a number: film seconds made per second
+        self.position_s = output.grid.start(output.start_number)
         self.last_segment_id = None
         self.codecs = None  # what the multivariant playlist says FFmpeg wrote, once read
         self.subtitles = None  # subtitles.Extraction of the source's text tracks (None: none)
-        self.ffprobe = "ffprobe"  # what reads the source's timestamps for timeline()
-        self._timeline = None
-        self._timeline_lock = threading.Lock()
         self.error = None
         self.stderr_tail = []
         self.created_at = self.updated_at = time.time()
@@ -96,6 +103,15 @@ class Job:
     @property
     def folder(self):
         return self.spec.folder
+
+    @property
+    def grid(self):
+        return self.output.grid
+
+    @property
+    def first_number(self):
+        """The first segment of this run."""
+        return self.output.start_number
 
     def change_state(self, new, **attrs):
         """The one way a job changes state; refuses transitions states.py does not allow."""
@@ -124,13 +140,15 @@ class Job:
         with self.changed:
             if snapshot.out_time_s is not None:
                 self.samples.append((time.monotonic(), snapshot.out_time_s))
-                # FFmpeg reports a small negative time before the first frame
-                position = self.spec.seek_s + max(0.0, snapshot.out_time_s)
+                # FFmpeg reports a small negative time before the first frame; its time is the run's
+                position = self.output.seek_s + max(0.0, snapshot.out_time_s)
                 if position > self.position_s or snapshot.ended:  # a stall repeats the same time
                     self.last_progress_at = time.monotonic()
-                self.position_s = position
-                self.progress = percent(self.spec.seek_s, snapshot.out_time_s, self.spec.media.duration_s)
+                self.position_s = max(position, self.position_s)
+                self.progress = percent(0.0, self.position_s, self.spec.media.duration_s)
             self.speed = snapshot.speed or self.speed
+            if snapshot.speed:
+                self.rate = float(snapshot.speed.rstrip("x")) or None
             self.updated_at = time.time()
 
     def record_request(self, segment=None):
@@ -139,108 +157,57 @@ class Job:
         if segment is not None and (self.furthest_requested is None or segment > self.furthest_requested):
             self.furthest_requested = segment
 
-    @property
-    def first_number(self):
-        """The number of the job's first segment (of its first run)."""
-        return self.earlier[0].output.start_number if self.earlier else self.output.start_number
-
-    def own_text(self):
-        """This run's media playlist as FFmpeg writes it; None before its first."""
-        try:
-            return (self.folder / self.output.media_playlist).read_bytes().decode(errors="replace")
-        except FileNotFoundError:
-            return None
-
-    def media_text(self):
-        """The job's media playlist: its earlier runs' segments, a discontinuity, this run's
-        (FFmpeg's file); None while none of them lists anything."""
-        text = self.own_text()
-        if not self.earlier:
-            return text
-        header = self.earlier[0].header_lines
-        own = playlist.split(text)[1] if text is not None else []
-        return playlist.joined(header, [*(run.segment_lines for run in self.earlier), own])
-
-    def run_of(self, number):
-        """(the run's own media playlist text, the run) that wrote segment `number`; the text
-        is None while this run has listed nothing."""
-        if number >= self.output.start_number or not self.earlier:
-            return self.own_text(), self
-        run = next(r for r in reversed(self.earlier) if number >= r.output.start_number)
-        return "\n".join(run.segment_lines), run
-
-    def init_segment_of(self, number):
-        """The fMP4 init segment named for a run that starts at `number`, else None."""
-        runs = (*self.earlier, self)
-        return next((r.output.init_segment for r in runs if r.output.start_number == number), None)
-
     def watched_position(self):
-        """Movie time of the start of the furthest segment a player asked for (where a viewer
-        is), else of the job's start."""
+        """Film time of the start of the furthest segment a player asked for (where a viewer is),
+        else of where the command asked the stream to begin."""
         with self.changed:
             furthest = self.furthest_requested
-        window = webvtt.windows(self.media_text() or "", self.job_id).get(furthest)
-        return self.command.seek_s + (window[0] if window else 0.0)
+        if furthest is None or not 0 <= furthest < len(self.grid):
+            return self.command.seek_s
+        return self.grid.start(furthest)
 
     def lead_s(self):
-        """How much movie FFmpeg has written beyond the furthest segment a player asked for."""
+        """How much film this run has made beyond the furthest segment a player asked for."""
         if self.last_segment_id is None:
             return 0.0
-        furthest = max(self.furthest_requested if self.furthest_requested is not None else -1,
-                       self.first_number - 1)  # a request from before a seek counts as none
-        return max(0, self.last_segment_id - furthest) * self.output.segment_s
-
-    def record_playlist(self, text):
-        """Note the newest segment a playlist lists (read by the supervisor or for a player's
-        request, whichever comes first); False when it lists none yet."""
-        numbers = segment_numbers(text, self.job_id)
-        if numbers:
-            self.record_segment(numbers[-1])
-        return bool(numbers)
+        furthest = self.furthest_requested
+        if furthest is None or furthest < self.first_number:  # a request from before this run counts as its start
+            furthest = self.first_number
+        return max(0.0, self.grid.end(self.last_segment_id) - self.grid.start(min(furthest, len(self.grid) - 1)))
 
     def record_segment(self, number):
+        """Segment `number` is made (segments.Collector): the first one makes the run RUNNING."""
         with self.changed:
-            if self.last_segment_id is not None and number <= self.last_segment_id:
-                return
-            self.last_segment_id = number
+            if self.last_segment_id is None or number > self.last_segment_id:
+                self.last_segment_id = number
             if self.state is JobState.STARTING:  # STARTING -> RUNNING: the stream is playable
                 self.change_state(JobState.RUNNING)
             self.changed.notify_all()
+
+    def collect(self):
+        """Put this run's newly complete segments in place (segments.Collector)."""
+        return self.collector.collect()
 
     def wait_changed(self, timeout):
         with self.changed:
             self.changed.wait(timeout)
 
     def read_head(self, name):
-        """The first bytes of a file of this run (its tables and first packets say what it holds)."""
+        """The first bytes of a file of the job (its tables and first packets say what it holds)."""
         with open(self.folder / name, "rb") as fh:
             return fh.read(READ_BYTES)
 
-    def timeline(self):
-        """Which video timestamp shows which movie time in this run (timeline.py); None until
-        FFmpeg has written the first segment. Read once per run."""
-        with self._timeline_lock:
-            if self._timeline is None:
-                init = self.output.init_segment
-                try:
-                    segment = self.read_head(self.output.segment(self.output.start_number))
-                    init = self.read_head(init) if init else None
-                except FileNotFoundError:
-                    return None
-                pts = timeline.first_video_pts(segment, init)
-                if pts is None:
-                    return None
-                try:
-                    packets, start = timeline.source_packets(self.ffprobe, self.spec.source,
-                                                             self.spec.media.video.index, self.spec.seek_s)
-                except (OSError, ValueError, subprocess.SubprocessError) as exc:
-                    # the source is gone or unreadable now: the seek point is within a GOP of it
-                    log.warning("job %s: cannot read the source's timestamps (%s); subtitles are "
-                                "placed from the seek point", self.job_id, exc)
-                    packets, start = [], 0.0
-                movie_s = timeline.first_frame_time(packets, start, self.spec.seek_s, self.spec.force_remux)
-                self._timeline = timeline.timeline(pts, movie_s)
-            return self._timeline
+    def eta_s(self, number):
+        """Seconds until this run has made segment `number`, at its measured speed; None when it
+        never will (it starts after it, ends before it, or has ended)."""
+        if self.state not in WRITING_STATES or not self.first_number <= number <= self.output.end_number:
+            return None
+        if not self.paused and self.rate is not None and time.monotonic() - self.last_progress_at > PATIENCE_S:
+            return None  # it has not moved for a while (a hung read): it will not get there
+        missing = self.grid.end(number) - self.position_s
+        if missing <= 0:
+            return 0.0
+        return missing / (self.rate or 1.0)
 
     def guard_report(self):
         """The speed guard's view of the job: its step, why, and what it measures (None for a
@@ -264,7 +231,7 @@ class Job:
                 "state": self.state.value,
                 "source_path": self.spec.source_path,
                 "output_path": str(self.folder),
-                "configuration": self.spec.configuration(),
+                "configuration": self.command.configuration(),
                 "tracks": self.spec.tracks(),
                 "playlist_url": f"{base_url.rstrip('/')}/{self.output.playlist}",
                 "pid": self.pid,
@@ -272,6 +239,8 @@ class Job:
                 "speed": self.speed,
                 "position_s": round(self.position_s, 3),
                 "duration_s": self.spec.media.duration_s,
+                "segments": len(self.grid),
+                "segments_made": len(self.made),
                 "first_segment_id": self.first_number,
                 "last_segment_id": self.last_segment_id,
                 "restarts": self.restarts,
@@ -350,27 +319,6 @@ def _burn_files(spec, extraction):
     return {"burn_file": burn_file, "fonts_dir": fonts_dir}
 
 
-def _clear_unlisted(folder, job_id, next_number):
-    """After a run the speed guard stopped: its media playlist (the job's is Job.media_text), its
-    half-written files and any segment it wrote but did not list (from `next_number` on)."""
-    pattern = hls_names.segment_pattern(job_id)
-    for name in os.listdir(folder):
-        match = pattern.fullmatch(name)
-        if name.endswith(".tmp") or name == hls_names.media_playlist(job_id) or (
-                match and int(match.group(1)) >= next_number):
-            os.unlink(os.path.join(folder, name))
-
-
-def next_segment_number(folder, job_id):
-    """One past the highest segment number on disk (finished or in progress), else 0."""
-    pattern = hls_names.segment_pattern(job_id)
-    try:
-        numbers = [int(m.group(1)) for name in os.listdir(folder) if (m := pattern.fullmatch(name))]
-    except FileNotFoundError:
-        return 0
-    return max(numbers) + 1 if numbers else 0
-
-
 class JobManager:
     """All jobs of this worker: capacity, idempotent commands, restarts, stops and clean-up.
 
@@ -388,6 +336,7 @@ class JobManager:
         self.hardware_tonemap = hardware_tonemap
         self.segment_root = os.path.realpath(settings.segment_root)
         self._build = ffmpeg_argv
+        self._keyframe_cache = {}  # (source, stream, mtime, size) -> keyframe times (a remux's grid)
         self._jobs = {}      # job_id -> current Job
         self._retiring = {}  # job_id -> Job being deleted (its folder still on disk)
         self._lock = threading.RLock()
@@ -435,8 +384,10 @@ class JobManager:
     def submit(self, spec):
         """Start, keep or replace the job for spec.job_id. Returns (job, started).
 
-        Every check comes before anything is started: the subtitles' read-out and the tone-map LUT
-        are made only for a command that is taken (checked again after them, under the lock)."""
+        Every check comes before anything is started: the subtitles' read-out, the tone-map LUT and
+        a remux's keyframes are read only for a command that is taken (checked again after them,
+        under the lock). The same stream from another seek_time keeps the job, its folder and its
+        made segments: a run starts at the segment that holds the seek unless it is made."""
         with self._lock:
             current, retry = self._admit(spec)
             if retry:
@@ -449,22 +400,60 @@ class JobManager:
             if extraction.error is not None:
                 raise Refused(422, f"subtitle stream {spec.subtitle.stream}: {extraction.error}")
         self._tonemap_lut(spec)  # a new LUT takes 0.15 s: made here, not under the lock
+        grid = self.grid_of(spec)
         with self._lock:
             current, retry = self._admit(spec)
             if retry:
                 return current, False
-            start_number, restarts = 0, 0
-            if current is not None and current.command.other_subtitles_only(spec):
-                spec = dataclasses.replace(spec, seek_time=seek_time(current.watched_position()))
+            number = grid.segment_at(spec.seek_s)
+            if current is not None and current.command.same_stream(spec) and current.state is not JobState.FAILED:
+                current.command = dataclasses.replace(current.command, seek_time=spec.seek_time,
+                                                      subtitle=spec.subtitle, subtitle_chosen_by=spec.subtitle_chosen_by)
+                current.record_request(number)
+                if number not in current.made and current.eta_s(number) is None or (
+                        current.eta_s(number) or 0) > PATIENCE_S:
+                    current = self._restart(current, number, f"seek to {spec.seek_s:.1f}s", spec=spec)
+                return current, True
+            restarts = 0
             if current is not None:
-                # A changed command: the old output is thrown away, so no SIGTERM grace.
+                # Another stream: the old output is thrown away, so no SIGTERM grace.
                 current.supervisor.stop(self.settings.stop_grace_s, kill_now=True)
-                start_number = next_segment_number(current.folder, spec.job_id)
                 restarts = current.restarts + 1
                 self._remove_folder(current.folder)
-            job = self._start(spec, start_number, restarts, extraction)
+            job = self._start(spec, grid, number, restarts, extraction)
             self._jobs[spec.job_id] = job
         return job, True
+
+    def grid_of(self, spec):
+        """The job's grid (grid.py): whole frames for a transcode; the source's keyframes, read from
+        its index (or scanned once, then kept), for a remux."""
+        media = spec.media
+        segment_s = self.settings.segment_duration_s
+        if not spec.force_remux:
+            return grid_.for_transcode(media.duration_s, media.video.frame_rate, segment_s,
+                                       first_segment_s(spec, self.settings.first_segment_s), origin_s=media.start_s)
+        return grid_.for_remux(self._keyframes(spec), media.duration_s, segment_s, media.video.frame_rate,
+                               origin_s=media.start_s)
+
+    def _keyframes(self, spec):
+        try:
+            stat = os.stat(spec.source)
+        except OSError as exc:
+            raise Refused(422, f"cannot read the source: {exc.strerror}") from None
+        key = (str(spec.source), spec.media.video.index, stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            found = self._keyframe_cache.get(key)
+        if found is None:
+            try:
+                found = keyframes.read(self.settings.ffprobe_path, spec.source, spec.media.video.index,
+                                       PROBE_TIMEOUT_S).times
+            except ValueError as exc:
+                raise Refused(422, f"cannot find the keyframes a remux is cut on: {exc}") from None
+            with self._lock:
+                self._keyframe_cache[key] = found
+                while len(self._keyframe_cache) > KEYFRAME_CACHE:
+                    self._keyframe_cache.pop(next(iter(self._keyframe_cache)))
+        return found
 
     def _admit(self, spec, job_id=None):
         """(the job's current Job or None, True when `spec` is a retry of its command); Refused
@@ -493,42 +482,77 @@ class JobManager:
                     is_inside(spec.folder, other.folder) or is_inside(other.folder, spec.folder)):
                 raise Refused(422, f"output_path overlaps the folder of job {other.job_id}")
 
-    def _start(self, spec, start_number, restarts, extraction=None, earlier=None):
-        """Start FFmpeg for `spec`: in a new folder, or after `earlier` (the Job the speed
-        guard stopped) in its folder, continuing its playlist."""
-        if earlier is None:
+    def _start(self, spec, grid, start_number, restarts, extraction=None, carry=None):
+        """Start a run of FFmpeg for `spec` at segment `start_number` of `grid`: in a new folder,
+        or as the next run of `carry` (the job's run before), in its folder, with its made segments."""
+        if carry is None:
             self._remove_folder(spec.folder)
             os.makedirs(spec.folder)
-        first = first_segment_s(spec, self.settings.first_segment_s, self.hardware_tonemap)
-        output = HlsOutput(spec.job_id, self.settings.segment_duration_s, start_number,
-                           first_segment_s=first, fmp4=delivers_hevc(spec))
-        if earlier is None:
+        output = HlsOutput(spec.job_id, grid, start_number, fmp4=delivers_hevc(spec))
+        if carry is None:
             command, (steps, kind) = spec, self._steps_of(spec)
         else:  # the same job: what the orchestrator asked, and its steps
-            command, steps, kind = earlier.command, earlier.steps, earlier.kind
+            command, steps, kind = carry.command, carry.steps, carry.kind
         stepped = None
-        if earlier is None and steps and 0 < (first := min(self.learnt.first_step(kind), len(steps) - 1)):
+        if carry is None and steps and 0 < (first := min(self.learnt.first_step(kind), len(steps) - 1)):
             spec = dataclasses.replace(spec, step=steps[first])
             stepped = (f"began at {steps[first].describe()}: jobs like this one fell behind real time "
                        "at the steps before it on this machine")
-        job = Job(spec, output, restarts=restarts, on_transition=self._notify)
+        job = Job(spec, output, restarts=restarts, on_transition=self._notify,
+                  made=carry.made if carry is not None else None)
         job.command, job.steps, job.kind, job.stepped = command, steps, kind, stepped
-        if earlier is not None:
-            job.earlier, job.codecs = (*earlier.earlier, earlier), earlier.codecs
-            job.created_at, job.last_request_at = earlier.created_at, earlier.last_request_at
-            job.furthest_requested = earlier.furthest_requested
-        job.subtitles, job.ffprobe = extraction, self.settings.ffprobe_path
+        if carry is not None:
+            job.codecs, job.stepped = carry.codecs, carry.stepped
+            job.created_at, job.last_request_at = carry.created_at, carry.last_request_at
+            job.furthest_requested = carry.furthest_requested
+        job.subtitles = extraction
         burn = _burn_files(spec, extraction) if spec.burn and spec.subtitle.text else {}
         lut = self._tonemap_lut(spec)
         argv = self._build(spec, output, ffmpeg=self.settings.ffmpeg_path, preset=self.settings.encoder_preset,
                            vaapi_device=self.vaapi_device, hardware_tonemap=self.hardware_tonemap,
                            tonemap_lut=lut, **burn)
+        job.collector.prepare()
         job.supervisor = JobSupervisor(job, argv)
         job.supervisor.start()
         job.supervisor.wait_spawned()
         if self.published is not None:
             self.published.publish(spec.job_id, spec.folder)
         return job
+
+    def _restart(self, job, number, reason, spec=None, step=None):
+        """The job's next run, at segment `number` (the old run stopped first: one run per job).
+        Called with the lock held."""
+        job.superseded = True
+        job.supervisor.stop(self.settings.stop_grace_s, kill_now=True)
+        spec = spec if spec is not None else job.spec
+        if step is not None:
+            spec = dataclasses.replace(spec, step=step)
+        elif job.spec.step is not None:
+            spec = dataclasses.replace(spec, step=job.spec.step)
+        new = self._start(spec, job.grid, number, job.restarts + 1, job.subtitles, carry=job)
+        if spec is not job.spec:
+            new.command = job.command
+        self._jobs[job.job_id] = new
+        log.info("job %s: a run from segment %d (%s)", job.job_id, number, reason, extra={"job_id": job.job_id})
+        return new
+
+    def want(self, job_id, number):
+        """A player asked for segment `number`, not made yet: let the running FFmpeg make it when it
+        will within PATIENCE_S at its speed, else start a run there. Racing requests start one run:
+        the second finds the first's run about to make what it wants."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or not self._accepting or not 0 <= number < len(job.grid) or number in job.made:
+                return
+            if job.state is JobState.FAILED or job.state is JobState.STOPPING:
+                return
+            if job.state in WRITING_STATES and job.first_number <= number <= job.output.end_number:
+                if job.paused:
+                    job.supervisor.resume()
+                eta = job.eta_s(number)
+                if eta is not None and (eta <= PATIENCE_S or (job.rate is None and number - job.first_number <= 2)):
+                    return  # (a run not measured yet has just started, here)
+            self._restart(job, number, f"a player asked for segment {number}")
 
     def _tonemap_lut(self, spec):
         """The LUT that tone-maps the job on the CPU (made the first time a film's peak is met),
@@ -558,7 +582,7 @@ class JobManager:
             samples = list(job.samples)
         step = job.spec.step.number if job.spec.step is not None else 0
         # FFmpeg has opened the source and filled its pipeline once its first segment is out
-        warmup = (job.output.ramp(remux=False) or [job.output.segment_s])[0]
+        warmup = job.grid.duration(job.first_number)
         decision = speed_guard.decide(samples, warmup_out_s=warmup, behind_s=self.settings.speed_guard_s,
                                       step=step, last_step=len(job.steps) - 1)
         if decision.stressed and not (job.guard is not None and job.guard.stressed):
@@ -574,24 +598,17 @@ class JobManager:
         return None
 
     def step_down(self, job, step, reason):
-        """Stop `job`'s FFmpeg and start the next run at `step` where it stopped: same job id,
-        folder and playlist URL, segment numbers going on, a discontinuity between the runs."""
+        """Stop `job`'s FFmpeg and start its next run at `step` from the first segment it had not
+        made: same grid, folder and playlist, no discontinuity."""
         with self._lock:
             if self._jobs.get(job.job_id) is not job or job.state not in WRITING_STATES:
                 return None
-            job.superseded = True
-            job.supervisor.stop(self.settings.stop_grace_s, kill_now=True)
-            job.header_lines, job.segment_lines = playlist.split(job.own_text() or "")
-            numbers = segment_numbers("\n".join(job.segment_lines), job.job_id)
-            next_number = numbers[-1] + 1 if numbers else job.output.start_number
-            _clear_unlisted(job.folder, job.job_id, next_number)
-            position = job.spec.seek_s + playlist.duration(job.segment_lines)
-            spec = dataclasses.replace(job.spec, seek_time=seek_time(position), step=step)
-            new = self._start(spec, next_number, job.restarts + 1, job.subtitles, earlier=job)
-            new.stepped = f"{reason} to {step.describe()} at {position:.1f}s"
-            if not numbers:  # it wrote nothing: the new run takes its place
-                new.earlier = job.earlier
-            self._jobs[job.job_id] = new
+            job.collect()
+            number = job.made.run_end(job.first_number) + 1
+            if number >= len(job.grid):
+                return None
+            new = self._restart(job, number, reason, step=step)
+            new.stepped = f"{reason} to {step.describe()} at {job.grid.start(number):.1f}s"
         log.warning("job %s: %s", job.job_id, new.stepped, extra={"job_id": job.job_id})
         return new
 

@@ -20,10 +20,11 @@ from .validation import is_inside
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "probe-cache.json"
-CACHE_VERSION = 9  # 2: MediaInfo.interlaced; 3: every track, HDR kind; 4: attached fonts; 5: PQ peak;
+CACHE_VERSION = 10  # 2: MediaInfo.interlaced; 3: every track, HDR kind; 4: attached fonts; 5: PQ peak;
 # 6: the peak of Dolby Vision on an HDR10 base layer; 7: HLG's peak; 8: a source is read by a media
 # container's demuxer only (a probe that found an HLS playlist or an ffconcat list is dropped);
-# 9: a file's tags are checked (languages that are tags, titles without control characters)
+# 9: a file's tags are checked (languages that are tags, titles without control characters);
+# 10: the file's start time (film time 0 of a remux's grid)
 SAVE_EVERY = 50  # probes between two saves during a long first scan
 VIDEO_EXTENSIONS = frozenset(
     ".mkv .mp4 .m4v .mov .avi .ts .m2ts .mts .webm .wmv .mpg .mpeg .flv .ogv .vob .3gp".split()

@@ -6,6 +6,7 @@ audio track and every subtitle track, numbered by their position among their own
 """
 import dataclasses
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ PROBE_TIMEOUT_S = 20
 # ffprobe's field orders of interlaced video (the others: progressive, unknown)
 INTERLACED = frozenset({"tt", "bb", "tb", "bt"})
 _ENTRIES = (
-    "format=duration,format_name,bit_rate"
+    "format=duration,format_name,bit_rate,start_time"
     ":stream=index,codec_type,codec_name,profile,pix_fmt,width,height,field_order,channels,"
     "channel_layout,avg_frame_rate,r_frame_rate,bits_per_raw_sample,color_range,color_space,"
     "color_transfer,color_primaries,bit_rate"
@@ -119,6 +120,7 @@ class MediaInfo:
     subtitles: tuple[SubtitleStream, ...] = ()
     bit_rate: int | None = None       # the whole file's, bits per second
     fonts: tuple[int, ...] = ()       # stream indexes of the fonts attached to the file
+    start_s: float = 0.0              # the file's first timestamp: film time 0 (FFmpeg's -ss counts from it)
 
 
 def language_code(tag):
@@ -253,7 +255,7 @@ def parse_probe(data, hdr10_plus=False):
         video=_video(video[0], hdr10_plus),
         audio=tuple(_audio(n, s) for n, s in enumerate(of_type("audio"))),
         subtitles=tuple(_subtitle(n, s) for n, s in enumerate(of_type("subtitle"))),
-        bit_rate=_int(fmt.get("bit_rate")),
+        bit_rate=_int(fmt.get("bit_rate")), start_s=_start(fmt.get("start_time")),
         fonts=tuple(s["index"] for s in of_type("attachment")
                     if FONT_TYPES.search(" ".join((s.get("tags") or {}).get(k, "") for k in ("mimetype", "filename")))),
     )
@@ -338,6 +340,14 @@ def run_ffprobe(ffprobe, path, prefix=()):
             video = dataclasses.replace(video, hdr="HDR10+")
         info = dataclasses.replace(info, video=video)
     return info
+
+
+def _start(value):
+    try:
+        start = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return start if math.isfinite(start) else 0.0
 
 
 def info_to_dict(info):

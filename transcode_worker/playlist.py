@@ -1,70 +1,32 @@
-"""The playlist players get: FFmpeg's, made to keep the promises RFC 8216 asks of a growing one.
+"""The media playlists players get: the whole film, from the job's grid, before FFmpeg has written
+anything (pure functions, no I/O).
 
-FFmpeg recomputes EXT-X-TARGETDURATION from the longest segment so far, so a playlist's target can
-grow while players poll it, which the RFC forbids; it writes EXT-X-ENDLIST on any orderly exit,
-failed or stopped ones too. The worker decides both instead (pure functions, no I/O).
+A VOD playlist never changes once answered (RFC 8216 6.2.1): it lists every segment of the grid
+with its exact length (grid.py), EXT-X-ENDLIST from the first answer, and never an
+EXT-X-DISCONTINUITY (every run writes the job's one clock). Only EXT-X-START follows the job's last
+seek: where a player that loads the playlist afresh begins.
 """
-import math
-
-# A remux cuts only on the source's own keyframes: a segment can run one keyframe interval past
-# its length. 10 s covers x264's default (250 frames at 24-25 fps); sources with keyframes further
-# apart get longer segments, and should be transcoded instead.
-REMUX_KEYFRAME_ALLOWANCE_S = 10.0
-# Start at the beginning of the stream (the seek point), not at the live edge where players put
-# the start of a playlist that is still growing.
-START_TAG = "#EXT-X-START:TIME-OFFSET=0,PRECISE=YES"
-TARGET_TAG = "#EXT-X-TARGETDURATION:"
 ENDLIST_TAG = "#EXT-X-ENDLIST"
 
 
-def target_duration(segment_s, remux):
-    """The EXT-X-TARGETDURATION a job declares from its first playlist to its last: a transcode's
-    segments are cut on keyframes forced every segment_s; a remux's where the source has one."""
-    return math.ceil(segment_s + (REMUX_KEYFRAME_ALLOWANCE_S if remux else 0.0) - 1e-3)
+def start_tag(offset_s):
+    """Where a player begins: the job's seek point, at its exact frame."""
+    return f"#EXT-X-START:TIME-OFFSET={offset_s:.3f},PRECISE=YES"
 
 
-def for_players(ffmpeg_text, target_s, completed):
-    """FFmpeg's playlist with the job's fixed target duration, a start at its beginning, and
-    EXT-X-ENDLIST when and only when the job completed."""
-    lines = []
-    for line in ffmpeg_text.splitlines():
-        line = line.strip()
-        if line.startswith(TARGET_TAG):
-            lines += [f"{TARGET_TAG}{target_s}", START_TAG]
-        elif line and line != ENDLIST_TAG:
-            lines.append(line)
-    if completed:
-        lines.append(ENDLIST_TAG)
+def media_playlist(grid, uri, start_s=0.0, init_uri=None):
+    """The VOD media playlist of `grid`, segment n named uri(n); `init_uri` for fMP4."""
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{7 if init_uri else 3}", f"#EXT-X-TARGETDURATION:{grid.target_s}",
+             "#EXT-X-MEDIA-SEQUENCE:0", "#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-INDEPENDENT-SEGMENTS",
+             start_tag(start_s)]
+    if init_uri:
+        lines.append(f'#EXT-X-MAP:URI="{init_uri}"')
+    for number in range(len(grid)):
+        lines += [f"#EXTINF:{grid.duration(number):.6f},", uri(number)]
+    lines.append(ENDLIST_TAG)
     return "\n".join(lines) + "\n"
 
 
-# A playlist's segment lines begin with the first of these (or with a segment URI).
-SEGMENT_TAGS = ("#EXTINF", "#EXT-X-MAP", "#EXT-X-DISCONTINUITY", "#EXT-X-BYTERANGE", "#EXT-X-PROGRAM-DATE-TIME")
-DISCONTINUITY_TAG = "#EXT-X-DISCONTINUITY"
-
-
-def split(text):
-    """(header lines, segment lines) of a media playlist: what comes before its first segment,
-    and its segments with their tags; EXT-X-ENDLIST left out."""
-    lines = [line.strip() for line in text.splitlines()]
-    lines = [line for line in lines if line and line != ENDLIST_TAG]
-    first = next((n for n, line in enumerate(lines) if not line.startswith("#") or line.startswith(SEGMENT_TAGS)),
-                 len(lines))
-    return lines[:first], lines[first:]
-
-
-def duration(segment_lines):
-    """Seconds of media the segment lines list (their EXTINF durations)."""
-    return sum(float(line[8:].split(",")[0]) for line in segment_lines if line.startswith("#EXTINF:"))
-
-
-def joined(header, runs):
-    """One media playlist: `header`, then each run's segment lines in order, with an
-    EXT-X-DISCONTINUITY where one run ends and the next begins (its timestamps start anew, and
-    its size or encoding may differ)."""
-    lines = list(header)
-    for n, segment_lines in enumerate(r for r in runs if r):
-        if n:
-            lines.append(DISCONTINUITY_TAG)
-        lines += segment_lines
-    return "\n".join(lines) + "\n"
+def duration(text):
+    """Seconds of media a playlist lists (its EXTINF durations)."""
+    return sum(float(line[8:].split(",")[0]) for line in text.splitlines() if line.startswith("#EXTINF:"))

@@ -53,7 +53,6 @@ class JobSupervisor(threading.Thread):
         self._spawned = threading.Event()
         self._stop_requested = False
         self._failure = None  # why the worker itself killed FFmpeg (a stall)
-        self._playlist_mtime = None
 
     # -- the thread ---------------------------------------------------------------------------
     def run(self):
@@ -81,7 +80,7 @@ class JobSupervisor(threading.Thread):
         self._follow_progress()
         exit_code = self._proc.wait()
         drain.join(timeout=REAP_WAIT_S)
-        self._check_playlist()
+        job.collector.finish()
         self._finish(exit_code)
 
     def _follow_progress(self):
@@ -90,27 +89,13 @@ class JobSupervisor(threading.Thread):
             snapshot = parser.feed(raw.decode(errors="replace"))
             if snapshot is not None:
                 self.job.record_progress(snapshot)
-                self._check_playlist()
+                self.job.collect()
 
     def _drain_stderr(self):
         for raw in self._proc.stderr:
             line = raw.decode(errors="replace").rstrip()
             if line:
                 self.stderr_tail.append(line[:STDERR_LINE_CHARS])
-
-    def _check_playlist(self):
-        """Note the newest finished segment; the first one makes the job RUNNING."""
-        path = os.path.join(self.job.folder, self.job.output.media_playlist)
-        try:
-            mtime = os.stat(path).st_mtime_ns
-            if mtime == self._playlist_mtime:
-                return
-            with open(path, encoding="utf-8", errors="replace") as fh:
-                text = fh.read()
-        except FileNotFoundError:
-            return
-        self._playlist_mtime = mtime
-        self.job.record_playlist(text)
 
     def _finish(self, exit_code):
         job = self.job

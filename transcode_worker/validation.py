@@ -53,6 +53,16 @@ class JobSpec:
         too): the viewer switched subtitles while watching."""
         return self._identity()[:-2] == other._identity()[:-2] and not self.same_command(other)
 
+    def same_stream(self, other):
+        """True when `other` asks for the same pictures and sound (perhaps from another seek_time,
+        or with other subtitles offered beside them): the same grid, the same segments."""
+        return self._picture() == other._picture()
+
+    def _picture(self):
+        burned = self.subtitle.index if self.burn and self.subtitle else None
+        return (self.job_id, self.source, self.folder, self.bitrate_bps, self.encoder, self.force_remux,
+                self.audio and self.audio.index, burned)
+
     def _identity(self):
         return (self.job_id, self.source, self.folder, self.seek_s, self.bitrate_bps,
                 self.encoder, self.force_remux, self.audio and self.audio.index,

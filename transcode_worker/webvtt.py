@@ -1,16 +1,18 @@
 """WebVTT for players (pure): the cues of an extracted track, cut into segments that line up with
 the video's, each carrying the X-TIMESTAMP-MAP that ties its cue times to the video's timestamps.
 
-Cue times stay in movie time (the source's own); the map in every segment says which MPEG-TS
-timestamp (90 kHz) a movie time has in this run of the job (timeline.py reads it from what
-FFmpeg wrote), so a cue shows on the frame where the source shows it, after any seek.
+Cue times stay in film time (the source's own); the map in every segment says which MPEG-TS
+timestamp (90 kHz) film time 0 has: one constant of the job (grid.py's clock, whichever run made
+the video), so a cue shows on the frame where the source shows it, after any seek.
 """
 import re
 from dataclasses import dataclass
 
+from .playlist import media_playlist
+
 _TIMING = re.compile(r"^\s*((?:\d+:)?\d{1,2}:\d{2}\.\d{3})\s+-->\s+((?:\d+:)?\d{1,2}:\d{2}\.\d{3})(.*)$")
-# a cue overlapping a segment's edge by less than this still goes into the neighbour too: the
-# segments' bounds are their EXTINF sums, a few milliseconds off the frames'
+# a cue overlapping a segment's edge by less than this still goes into the neighbour too (a
+# player that joins there shows it either way)
 EDGE_S = 0.5
 
 
@@ -66,31 +68,10 @@ def segment(cues, start_s, end_s, mpegts, local_s):
     return "\n".join(lines) + "\n"
 
 
-def playlist(video_playlist, job_id, stream):
-    """The subtitle media playlist of rendition `stream`: the video's (as players get it), each
-    segment's WebVTT twin in its place, so the two line up segment for segment."""
-    segment_uri = re.compile(rf"^{re.escape(job_id)}_(\d+)\.(?:ts|m4s)$")
-    lines = []
-    for line in video_playlist.splitlines():
-        if line.startswith(("#EXT-X-MAP", "#EXT-X-INDEPENDENT-SEGMENTS")):
-            continue
-        match = segment_uri.match(line)
-        lines.append(f"{job_id}_sub{stream}_{match.group(1)}.vtt" if match else line)
-    return "\n".join(lines) + "\n"
-
-
-def windows(video_playlist, job_id):
-    """{segment number: (start, end)} in seconds of output time from the first listed segment."""
-    segment_uri = re.compile(rf"^{re.escape(job_id)}_(\d+)\.(?:ts|m4s)$")
-    found, position, duration = {}, 0.0, None
-    for line in video_playlist.splitlines():
-        if line.startswith("#EXTINF:"):
-            duration = float(line[8:].split(",")[0])
-        elif (match := segment_uri.match(line)) and duration is not None:
-            found[int(match.group(1))] = (position, position + duration)
-            position += duration
-            duration = None
-    return found
+def playlist(grid, job_id, stream, start_s=0.0):
+    """The subtitle media playlist of rendition `stream`: the video's grid, each segment's WebVTT
+    twin in its place, so the two line up segment for segment."""
+    return media_playlist(grid, lambda number: f"{job_id}_sub{stream}_{number}.vtt", start_s)
 
 
 # ASS places a subtitle on a numpad grid (\an1-9; 2, bottom centre, is the default); WebVTT says

@@ -21,9 +21,9 @@ from flask import Blueprint, Response, abort, request, send_file
 from werkzeug.http import http_date
 from werkzeug.wsgi import wrap_file
 
-from .. import front, hls_names, multivariant, webvtt
+from .. import front, grid, hls_names, multivariant, webvtt
 from ..jobs import resume_due
-from ..playlist import for_players, target_duration
+from ..playlist import media_playlist
 from ..states import JobState, WRITING_STATES
 from . import context
 from .jobs import error
@@ -83,7 +83,8 @@ def hls_file(name):
         abort(404)
     kind, job_id, number, answer = parsed
     if kind == "segment":
-        return _measured(kind, job_id, lambda job: _segment_response(answer(job)), number)
+        want = (lambda: context().manager.want(job_id, number)) if number is not None else None
+        return _measured(kind, job_id, lambda job: _segment_response(answer(job)), number, want=want)
     # a WebVTT segment can still come after FFmpeg has finished: while its track is extracted
     pending = extracting if kind == "subtitle" else None
     return _measured("playlist" if kind == "playlist" else "segment", job_id,
@@ -93,9 +94,9 @@ def hls_file(name):
 ENDPOINT = f"{bp.name}.{hls_file.__name__}"  # the request metrics' label, on either path
 
 
-def _measured(kind, job_id, serve, segment=None, pending=None):
+def _measured(kind, job_id, serve, segment=None, pending=None, want=None):
     started = time.perf_counter()
-    response = _wait_and_serve(job_id, serve, segment, pending)
+    response = _wait_and_serve(job_id, serve, segment, pending, want)
     if response.status_code in (200, 206):
         context().metrics.observe_served(kind, started, response.content_length)
     return response
@@ -107,25 +108,35 @@ def _watched(job, segment, settings):
         job.supervisor.resume()  # a player came near: continue now, not at the next sweep
 
 
-def _wait_and_serve(job_id, serve, segment=None, pending=None):
+def _wait_and_serve(job_id, serve, segment=None, pending=None, want=None):
     """Call serve(job) until it answers, the job cannot write any more (nor `pending(job)` say
-    it is still coming), or the wait runs out.
+    it is still coming), or the wait runs out. `want()`: a segment not made yet is asked for (the
+    manager lets the running FFmpeg make it or starts a run there), again whenever the run changes.
 
     Requests that wait hold request threads: no more than playlist_wait_share of them may, so
     job commands, /healthz and ready files always find one; past it, 503 at once."""
     manager, settings = context().manager, context().settings
     deadline = time.monotonic() + settings.playlist_wait_s
     holding = False
+    asked = None  # the run that was asked for the segment
     try:
         while True:
-            job = manager.get(job_id)  # again each time: a seek replaces the job
+            job = manager.get(job_id)  # again each time: a seek or a jump replaces the run
             if job is None:
                 abort(404)
             _watched(job, segment, settings)
             response = serve(job)
+            if response is None:
+                job.collect()  # what FFmpeg has finished is put in place at once
+                response = serve(job)
             if response is not None:
                 return response
-            # (a run the speed guard is replacing: the next run's Job is there in a moment)
+            if want is not None and asked is not job:
+                asked = job
+                want()
+                if manager.get(job_id) is not job:
+                    continue
+            # (a run being replaced: the next run's Job is there in a moment)
             if job.state not in WRITING_STATES and not job.superseded and not (pending and pending(job)):
                 if job.state is JobState.FAILED:
                     return error(404, f"job {job_id} failed: {job.error}")
@@ -134,7 +145,7 @@ def _wait_and_serve(job_id, serve, segment=None, pending=None):
             if manager.closing:  # the worker is stopping: do not hold the shutdown up
                 return error(503, "the worker is shutting down", retry_after=1)
             if remaining <= 0:
-                return error(503, f"job {job_id} has not written it yet", retry_after=1)
+                return error(503, f"job {job_id} has not made it yet", retry_after=1)
             if not holding:
                 holding = context().waiting.acquire(blocking=False)
                 if not holding:
@@ -163,29 +174,37 @@ def _client_gone(environ):
         return True
 
 
-def playlist(job):
-    """(headers, body) of the media playlist players get, or None while FFmpeg's lists no segment.
-    A failed or stopped job has none: what FFmpeg left is not a stream."""
+def _streamable(job):
+    """Raise Unavailable for a job that has no stream: failed, or stopped for good."""
     if job.state is JobState.FAILED:
         raise Unavailable(f"job {job.job_id} failed: {job.error}")
     if job.state is JobState.STOPPED and not job.superseded:
         raise Unavailable(f"job {job.job_id} was stopped")
-    text = job.media_text()
-    if text is None or not job.record_playlist(text):
-        return None
-    target_s = target_duration(job.output.segment_s, job.spec.force_remux)
-    body = for_players(text, target_s, completed=job.state is JobState.COMPLETED).encode()
-    # no-cache: it grows while FFmpeg runs
-    return [("Content-Type", PLAYLIST_TYPE), ("Content-Length", str(len(body))), ("Cache-Control", NO_CACHE)], body
+
+
+def media_text(job):
+    """The job's media playlist: the whole film (its grid), whatever FFmpeg has made so far."""
+    output = job.output
+    return media_playlist(job.grid, output.segment, job.command.seek_s, output.init_segment)
+
+
+def playlist(job):
+    """(headers, body) of the media playlist players get: at once, the whole film."""
+    _streamable(job)
+    return _generated(PLAYLIST_TYPE, media_text(job).encode())
 
 
 def multivariant_playlist(job):
-    """(headers, body) of the multivariant playlist, once FFmpeg has written a first segment (its
-    codecs are read from it, once per run)."""
-    if playlist(job) is None:
-        return None
-    if job.codecs is None:  # read once per run (a seek starts another)
-        first = job.output.init_segment or job.output.segment(job.output.start_number)
+    """(headers, body) of the multivariant playlist, once FFmpeg has made a first segment (its
+    codecs are read from it, once per job)."""
+    _streamable(job)
+    if job.codecs is None:
+        if job.output.init_segment:
+            first = job.output.init_segment
+        elif job.last_segment_id is not None:
+            first = job.output.segment(job.last_segment_id)
+        else:
+            return None
         try:
             job.codecs = multivariant.codecs_of_segment(job.read_head(first), job.output.fmp4)
         except FileNotFoundError:
@@ -195,7 +214,7 @@ def multivariant_playlist(job):
 
 
 def _generated(content_type, body):
-    # no-cache: playlists grow; a WebVTT segment's name is reused only if a job id is
+    # no-cache: a re-POST may move EXT-X-START, another stream may take the job id
     return [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", NO_CACHE)], body
 
 
@@ -210,38 +229,31 @@ def _text_track(job, stream):
 
 
 def subtitle_playlist(job, stream):
-    """(headers, body) of the WebVTT media playlist of subtitle stream `stream`: the video's
-    playlist, segment for segment."""
+    """(headers, body) of the WebVTT media playlist of subtitle stream `stream`: the video's grid,
+    segment for segment."""
     _text_track(job, stream)
-    video = playlist(job)
-    if video is None:
-        return None
-    return _generated(PLAYLIST_TYPE, webvtt.playlist(video[1].decode(), job.job_id, stream).encode())
+    _streamable(job)
+    return _generated(PLAYLIST_TYPE, webvtt.playlist(job.grid, job.job_id, stream, job.command.seek_s).encode())
 
 
 def subtitle_segment(job, stream, number):
-    """(headers, body) of a WebVTT segment, once the track is extracted and the run's first
-    segment tells its timeline; None until then."""
+    """(headers, body) of a WebVTT segment, once the track is extracted: the cues of the video
+    segment's span, on the job's one clock."""
     _text_track(job, stream)
-    if number < job.first_number:
-        raise Unavailable(f"segment {number} is from before a seek")
+    if not 0 <= number < len(job.grid):
+        raise Unavailable(f"the film has no segment {number}")
     if not job.subtitles.ready.is_set():
         return None
     if job.subtitles.error is not None:
         raise Unavailable(job.subtitles.error)
-    if playlist(job) is None:  # (a failed or stopped job has none)
-        return None
-    text, run = job.run_of(number)  # each run of the job (speed guard) has its own timeline
-    windows = webvtt.windows(text, job.job_id) if text is not None else {}
-    timeline = run.timeline() if number in windows else None
-    if timeline is None:
-        return None
-    start, end = (timeline.local_s + t for t in windows[number])
+    _streamable(job)
     try:
         cues = job.subtitles.cues(stream)
     except OSError:  # the cache let it go: the file changed since the job began
         raise Unavailable(f"the subtitles of job {job.job_id} are gone: its source changed") from None
-    body = webvtt.segment(cues, start, end, timeline.mpegts, timeline.local_s)
+    delay = 0.0 if job.output.fmp4 else grid.MPEGTS_DELAY_S
+    mpegts = round((grid.CLOCK_S + delay) * 90000)
+    body = webvtt.segment(cues, job.grid.start(number), job.grid.end(number), mpegts, 0.0)
     return _generated(WEBVTT_TYPE, body.encode())
 
 
@@ -254,18 +266,17 @@ def _playlist_response(job, answer):
 
 
 def segment_path(job, number, extension):
-    """Where a segment of `job` is; None when it is from before a seek (gone for good) or of the
-    other segment format."""
-    if number < job.first_number or extension != job.output.segment_extension:
+    """Where a segment of `job` is (once made); None for one outside the film or of the other
+    segment format."""
+    if not 0 <= number < len(job.grid) or extension != job.output.segment_extension:
         return None
     return os.path.join(job.folder, job.output.segment(number))
 
 
 def init_path(job, number):
-    """Where the fMP4 init segment of a run of the job is (the speed guard's runs each have
-    one); None for any other (one from before a seek)."""
-    name = job.init_segment_of(number)
-    return os.path.join(job.folder, name) if name else None
+    """Where the job's fMP4 init segment is; None for any other name."""
+    name = job.output.init_segment
+    return os.path.join(job.folder, name) if name and number == 0 else None
 
 
 def _content_type(path):

@@ -1,0 +1,153 @@
+"""The whole film (issue 26), through the real service: a VOD playlist from the first answer that
+adds up to the film, segments made where the player asks, each the same pictures at the same
+times whichever run of FFmpeg made it. The film's pictures tell their frame number."""
+import concurrent.futures
+import json
+import math
+import os
+import signal
+import subprocess
+from fractions import Fraction
+from urllib.parse import urljoin
+
+import m3u8
+import pytest
+import requests
+
+import media_files as mf
+from transcode_worker import grid
+from worker_process import first_segment_url
+
+FPS = Fraction(*mf.COUNTED_FPS)
+FRAME_S = float(1 / FPS)
+SECONDS = 60
+
+
+@pytest.fixture(scope="module", params=["mp4", "mkv"])
+def counted(request, media_root):
+    path = media_root / f"counted.{request.param}"
+    if not path.exists():
+        mf.make_counted(path, SECONDS)
+    return str(path)
+
+
+def video_start(path):
+    """Film time of the source's first frame (Matroska may start its video a frame after 0)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=start_time", "-select_streams", "v",
+                          "-show_entries", "stream=start_time", "-of", "json", path], capture_output=True,
+                         check=True, timeout=30).stdout
+    data = json.loads(out)
+    return float(data["streams"][0]["start_time"]) - float(data["format"]["start_time"])
+
+
+def media_playlist(worker, job_id):
+    url = urljoin(worker.url + "/", m3u8.loads(requests.get(f"{worker.url}/{job_id}.m3u8", timeout=30).text)
+                  .playlists[0].uri)
+    text = requests.get(url, timeout=30).text
+    return url, text, m3u8.loads(text)
+
+
+def fetch(url):
+    response = requests.get(url, timeout=30)
+    assert response.status_code == 200, (url, response.status_code, response.text[:200])
+    return response.content
+
+
+def frames_of(data, init=b""):
+    """[(pts seconds, frame number shown)] of every video frame of a segment, decoded alone (with
+    its init segment)."""
+    blob = init + data
+    probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "frame=pts_time",
+                            "-of", "csv=p=0", "-"], input=blob, capture_output=True, check=True, timeout=60)
+    times = [float(line.strip().rstrip(",")) for line in probe.stdout.decode().split() if line.strip()]
+    width, height = mf.COUNTED_SIZE
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", "-", "-map", "0:v", "-f", "rawvideo", "-pix_fmt", "gray",
+                          "-vsync", "passthrough", "-"], input=blob, capture_output=True, check=True, timeout=60).stdout
+    size = width * height
+    numbers = [mf.counted_frame(raw[i:i + size]) for i in range(0, len(raw) - size + 1, size)]
+    assert len(numbers) == len(times), (len(numbers), len(times))
+    return list(zip(times, numbers))
+
+
+def check_segment(playlist, url, n, init=b"", v0=0.0):
+    """Segment n shows the frames of its span of film, at their film time plus the job's clock
+    (frame k of the source is at film time v0 + k frames)."""
+    segments = playlist.segments
+    start = sum(s.duration for s in segments[:n])
+    frames = frames_of(fetch(urljoin(url, segments[n].uri)), init)
+    clock = grid.CLOCK_S + (0.0 if init else grid.MPEGTS_DELAY_S)
+    first_pts, first_number = frames[0]
+    assert first_number == max(0, math.ceil((start - v0) / FRAME_S - 0.5)), (n, start, frames[:3])
+    for pts, number in frames:
+        assert abs(pts - clock - v0 - number * FRAME_S) < FRAME_S / 2, (n, pts, number)  # one clock
+    shown = (frames[-1][1] - frames[0][1] + 1) * FRAME_S
+    assert abs(shown - segments[n].duration) < FRAME_S / 2 + 1e-3, (n, shown, segments[n].duration)
+    return frames
+
+
+@pytest.mark.parametrize("remux", [False, True])
+def test_the_whole_film_from_the_first_answer_and_every_segment_right_after_jumps(worker, counted, remux):
+    job_id = f"whole-{int(remux)}-{counted.rsplit('.', 1)[1]}"
+    response = worker.post_job({"job_id": job_id, "source_path": counted,
+                                "configuration": {"force_remux": remux, "bitrate_bps": 500_000}})
+    assert response.status_code == 202, response.text
+    url, text, playlist = media_playlist(worker, job_id)
+    assert playlist.playlist_type == "vod" and playlist.is_endlist and "DISCONTINUITY" not in text
+    assert abs(sum(s.duration for s in playlist.segments) - SECONDS) < FRAME_S
+    assert all(s.duration <= playlist.target_duration for s in playlist.segments)
+    init = fetch(urljoin(url, playlist.segment_map[0].uri)) if playlist.segment_map else b""
+    last = len(playlist.segments) - 1
+    v0 = video_start(counted)
+    check_segment(playlist, url, 0, init, v0)
+    job = worker.job(job_id)
+    if not remux and job["state"] == "RUNNING":  # its FFmpeg hangs (a stuck read): it will not get there
+        os.kill(job["pid"], signal.SIGSTOP)
+    # a jump far ahead, the next, a jump back, the same again, the end
+    for n in (last * 3 // 4, last * 3 // 4 + 1, 1, 2, last * 3 // 4, last):
+        check_segment(playlist, url, n, init, v0)
+    again = requests.get(url, timeout=30).text
+    assert again == text  # a VOD playlist never changes
+    if not remux and job["state"] == "RUNNING":
+        assert worker.job(job_id)["restarts"] >= 1  # the jump ahead started a run there
+    assert worker.delete(job_id).status_code == 200
+
+
+def test_racing_requests_far_ahead_start_one_run(worker, counted):
+    job_id = "race"
+    assert worker.post_job({"job_id": job_id, "source_path": counted,
+                            "configuration": {"bitrate_bps": 500_000}}).status_code == 202
+    url, _, playlist = media_playlist(worker, job_id)
+    worker.wait_state(job_id, {"RUNNING", "COMPLETED"})
+    restarts = worker.job(job_id)["restarts"]
+    far = len(playlist.segments) - 3
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda n: requests.get(urljoin(url, playlist.segments[n].uri), timeout=30),
+                                [far, far, far + 1, far]))
+    assert [a.status_code for a in answers] == [200] * 4
+    assert answers[0].content == answers[1].content == answers[3].content
+    assert worker.job(job_id)["restarts"] == restarts + 1
+    check_segment(playlist, url, far + 1, v0=video_start(counted))
+    assert worker.delete(job_id).status_code == 200
+
+
+def test_the_seeds_seek_starts_the_viewer_there_on_the_same_grid(worker, counted):
+    job_id = "seek-grid"
+    assert worker.post_job({"job_id": job_id, "source_path": counted}).status_code == 202
+    url, text, playlist = media_playlist(worker, job_id)
+    second = worker.post_job({"job_id": job_id, "source_path": counted, "configuration": {"seek_time": "00:00:30"}})
+    assert second.status_code == 202, second.text
+    url, seeked_text, seeked = media_playlist(worker, job_id)
+    assert seeked.start.time_offset == 30.0 and seeked.start.precise == "YES"
+    assert [s.uri for s in seeked.segments] == [s.uri for s in playlist.segments]  # the same grid
+    assert [s.duration for s in seeked.segments] == [s.duration for s in playlist.segments]
+    frames = frames_of(fetch(first_segment_url(f"{worker.url}/{job_id}.m3u8")))
+    assert frames[0][1] * FRAME_S <= 30.0 < frames[-1][1] * FRAME_S + FRAME_S
+    assert worker.delete(job_id).status_code == 200
+
+
+def test_a_segment_outside_the_film_is_404_at_once(worker, counted):
+    assert worker.post_job({"job_id": "outside", "source_path": counted}).status_code == 202
+    _, _, playlist = media_playlist(worker, "outside")
+    answer = requests.get(f"{worker.url}/outside_{len(playlist.segments)}.ts", timeout=5)
+    assert answer.status_code == 404
+    assert worker.delete("outside").status_code == 200

@@ -1,0 +1,142 @@
+"""Which segments of a job are complete, and how a run's segments become servable.
+
+A run of FFmpeg writes into its own staging folder (hls_names.staging) and lists each segment in
+its segment list once it is complete. Collector reads that list and moves each listed segment into
+the job's folder by a rename, so a file there is always whole, whoever serves it (the app, or
+nginx alone); an fMP4 segment loses its own header on the way (every run's header is the same: it
+becomes the job's one init segment). Made is the job's record, kept across its runs: what is
+made stays (seeking back costs nothing) until the job is deleted.
+"""
+import logging
+import os
+import re
+import shutil
+import struct
+import threading
+
+log = logging.getLogger(__name__)
+
+
+class Made:
+    """The numbers of a job's complete segments (shared by all its runs)."""
+
+    def __init__(self):
+        self._numbers = set()
+        self._lock = threading.Lock()
+
+    def add(self, number):
+        with self._lock:
+            self._numbers.add(number)
+
+    def __contains__(self, number):
+        with self._lock:
+            return number in self._numbers
+
+    def __len__(self):
+        with self._lock:
+            return len(self._numbers)
+
+    def run_end(self, number):
+        """The last number of the unbroken run of made segments from `number` (number - 1 when
+        `number` itself is not made)."""
+        with self._lock:
+            while number in self._numbers:
+                number += 1
+        return number - 1
+
+
+def split_fmp4(data):
+    """(header, media) of a one-fragment MP4 file: ftyp+moov, and the moof+mdat that follow."""
+    offset = 0
+    while offset + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[offset:offset + 8])
+        if size == 1 and offset + 16 <= len(data):
+            size = struct.unpack(">Q", data[offset + 8:offset + 16])[0]
+        if kind == b"moof":
+            return data[:offset], data[offset:]
+        if size < 8:
+            break
+        offset += size
+    raise ValueError("no moof box in the segment FFmpeg wrote")
+
+
+def write_atomically(path, data):
+    temporary = f"{path}.tmp"
+    with open(temporary, "wb") as fh:
+        fh.write(data)
+    os.replace(temporary, path)
+
+
+class Collector:
+    """Moves one run's complete segments (its list says which) into the job's folder and records
+    them; collect() is called by whoever wants to know first (the run's supervisor on every
+    progress report, a player's request while it waits), so a segment is served as soon as it is
+    listed."""
+
+    def __init__(self, folder, output, made, on_made=None):
+        self.folder = folder
+        self.output = output
+        self.made = made
+        self.on_made = on_made  # on_made(number), after the segment is in place
+        self._offset = 0
+        self._partial = b""
+        self._lock = threading.Lock()
+        self._name = re.compile(rf"{re.escape(output.job_id)}_(\d+)\.(?:ts|mp4)")
+
+    @property
+    def staging(self):
+        return os.path.join(self.folder, self.output.staging)
+
+    def prepare(self):
+        """The run's staging folder, empty, before FFmpeg starts."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+        os.makedirs(self.staging)
+
+    def collect(self):
+        """Move what the run's list newly names into place; returns their numbers."""
+        with self._lock:
+            try:
+                with open(os.path.join(self.folder, self.output.segment_list), "rb") as fh:
+                    fh.seek(self._offset)
+                    data = fh.read()
+            except FileNotFoundError:
+                return []
+            self._offset += len(data)
+            lines = (self._partial + data).split(b"\n")
+            self._partial = lines.pop()
+            numbers = []
+            for line in lines:
+                match = self._name.fullmatch(line.split(b",")[0].decode(errors="replace").strip())
+                if match and self._promote(int(match.group(1))):
+                    numbers.append(int(match.group(1)))
+        for number in numbers:
+            if self.on_made is not None:
+                self.on_made(number)
+        return numbers
+
+    def _promote(self, number):
+        staged = os.path.join(self.staging, self.output.staged(number))
+        target = os.path.join(self.folder, self.output.segment(number))
+        try:
+            if self.output.fmp4:
+                with open(staged, "rb") as fh:
+                    header, media = split_fmp4(fh.read())
+                init = os.path.join(self.folder, self.output.init_segment)
+                if not os.path.exists(init):
+                    write_atomically(init, header)
+                write_atomically(target, media)
+                os.unlink(staged)
+            else:
+                os.replace(staged, target)
+        except (OSError, ValueError) as exc:
+            log.warning("job %s: segment %d cannot be put in place: %s", self.output.job_id, number, exc,
+                        extra={"job_id": self.output.job_id})
+            return False
+        self.made.add(number)
+        return True
+
+    def finish(self):
+        """After the run's FFmpeg has exited: collect what it listed last, drop what it left half
+        written."""
+        self.collect()
+        shutil.rmtree(self.staging, ignore_errors=True)
