@@ -77,7 +77,9 @@ def check_segment(playlist, url, n, init=b"", v0=0.0):
     frames = frames_of(fetch(urljoin(url, segments[n].uri)), init)
     clock = grid.CLOCK_S + (0.0 if init else grid.MPEGTS_DELAY_S)
     first_pts, first_number = frames[0]
-    assert first_number == max(0, math.ceil((start - v0) / FRAME_S - 0.5)), (n, start, frames[:3])
+    # the first frame at or after the boundary less half a frame (grid.Grid.cut)
+    cut = start - FRAME_S / 2 + grid.CUT_MARGIN_S if n else 0.0
+    assert first_number == max(0, math.ceil((cut - v0) / FRAME_S - 1e-6)), (n, start, frames[:3])
     for pts, number in frames:
         assert abs(pts - clock - v0 - number * FRAME_S) < FRAME_S / 2, (n, pts, number)  # one clock
     shown = (frames[-1][1] - frames[0][1] + 1) * FRAME_S

@@ -309,7 +309,7 @@ def video_args(spec, output, preset, hardware_tonemap=()):
         "-force_key_frames", forced_keyframes(output),
         # the source's own timestamps, not rounded to the frame rate: a source whose frames sit
         # between its ticks (Matroska's milliseconds) keeps them the same in every run
-        "-enc_time_base:v", "1:90000",
+        "-enc_time_base:v", "1:90000", "-fps_mode:v", "passthrough",
         "-g", str(math.ceil(output.segment_s * MAX_FPS)),
         *(tonemap.OUTPUT_TAGS if spec.tone_mapped else []),
         *(["-tag:v", "hvc1"] if output.fmp4 else []),
