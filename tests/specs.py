@@ -30,3 +30,11 @@ def job_spec(**overrides):
     if "audio" not in overrides:
         values["audio"], values["audio_chosen_by"] = choose_audio(values["media"])
     return JobSpec(**values)
+
+
+def hls_output(job_id="j1", segment_s=4.0, start_number=0, first_segment_s=0.0, fmp4=False, duration=600.0,
+               fps=25.0):
+    """What a run writes: a transcode's grid of `duration` at `fps`, from segment `start_number`."""
+    from transcode_worker import grid
+    from transcode_worker.ffmpeg_command import HlsOutput
+    return HlsOutput(job_id, grid.for_transcode(duration, fps, segment_s, first_segment_s), start_number, fmp4=fmp4)

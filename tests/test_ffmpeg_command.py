@@ -3,13 +3,14 @@ from dataclasses import replace
 
 import pytest
 
-from specs import job_spec, media_info
-from transcode_worker.ffmpeg_command import (LIGHT_X264, HlsOutput, build_command, delivers_hevc, first_segment_s,
+from specs import hls_output, job_spec, media_info
+from transcode_worker import grid
+from transcode_worker.ffmpeg_command import (LIGHT_X264, RUN_SEGMENTS, HlsOutput, build_command, delivers_hevc, first_segment_s,
                                              light_from_start, output_size, target_height)
 from transcode_worker.media import AudioStream
 from transcode_worker.speed_guard import Step
 
-OUT = HlsOutput("j1", 4.0)
+OUT = hls_output("j1", 4.0)
 
 
 def argv_of(**overrides):
@@ -43,57 +44,80 @@ def test_encoder_and_preset():
     assert value_after(argv, "-c:v") == "libx265" and value_after(argv, "-preset") == "faster"
 
 
-def test_keyframes_forced_on_segment_boundaries():
-    argv = build_command(job_spec(), HlsOutput("j1", 2.0))
-    assert value_after(argv, "-force_key_frames") == "expr:gte(t,n_forced*2)"
-    assert value_after(argv, "-hls_time") == "2"
+def test_keyframes_forced_on_the_grid_in_the_sources_timestamps():
+    argv = build_command(job_spec(), hls_output("j1", 2.0))
+    forced = value_after(argv, "-force_key_frames").split(",")
+    assert forced[:3] == ["1.981000", "3.981000", "5.981000"]  # half a frame (25 fps) before, a ms on
     assert value_after(argv, "-sc_threshold") == "0"  # no scene-cut keyframes between them
+    assert "-copyts" in argv and value_after(argv, "-enc_time_base:v") == "1:90000"
+    assert value_after(argv, "-fps_mode:v") == "passthrough"  # the source's own timestamps
 
 
-@pytest.mark.parametrize("segment_s, first_s, ends", [
-    (4.0, 1.0, [1, 2, 4]), (2.0, 1.0, [1, 2]), (6.0, 1.0, [1, 2, 4, 8]), (4.0, 1.5, [1.5, 3, 6]),
-    (4.0, 0.0, []), (4.0, 4.0, []), (4.0, 5.0, []),
-])
-def test_ramp_of_short_first_segments(segment_s, first_s, ends):
-    output = HlsOutput("j1", segment_s, first_segment_s=first_s)
-    assert output.ramp(remux=False) == ends
-    assert output.ramp(remux=True) == []  # a remux cuts on the source's keyframes
+def test_the_segment_muxer_cuts_on_the_grid_on_the_jobs_clock():
+    argv = build_command(job_spec(), hls_output("j1", 2.0))
+    times = value_after(argv, "-segment_times").split(",")
+    assert times[:2] == [f"{1.981 + grid.CLOCK_S:.6f}", f"{3.981 + grid.CLOCK_S:.6f}"]
+    assert value_after(argv, "-output_ts_offset") == f"{grid.CLOCK_S:.6f}"
+    assert value_after(argv, "-f") == "segment" and value_after(argv, "-reset_timestamps") == "0"
 
 
-def test_ramp_in_the_command():
-    argv = build_command(job_spec(), HlsOutput("j1", 4.0, first_segment_s=1.0))
-    assert value_after(argv, "-force_key_frames") == \
-        "expr:gte(t,if(eq(n_forced,1),1,if(eq(n_forced,2),2,if(eq(n_forced,3),4,4+(n_forced-3)*4))))"
-    assert value_after(argv, "-hls_time") == "1"  # the muxer cuts at every forced keyframe
-    remux = build_command(job_spec(force_remux=True), HlsOutput("j1", 4.0, first_segment_s=1.0))
-    assert value_after(remux, "-hls_time") == "4" and "-force_key_frames" not in remux
+def test_a_run_from_segment_k_seeks_there_and_numbers_from_k():
+    output = hls_output("j1", 4.0, start_number=12, first_segment_s=1.0)
+    argv = build_command(job_spec(), output)
+    assert value_after(argv, "-ss") == f"{output.grid.cut(12):.6f}" and argv.index("-ss") < argv.index("-i")
+    assert value_after(argv, "-force_key_frames").split(",")[0] == f"{output.grid.cut(13):.6f}"
+    assert value_after(argv, "-segment_start_number") == "12"
+    assert value_after(argv, "-segment_list") == "j1.run12/segments.csv"
+    assert argv[-1] == "j1.run12/j1_%d.ts"
+    assert "-ss" not in argv_of()  # from the film's start
+
+
+def test_a_remux_seeks_just_after_its_keyframe_and_forces_none():
+    g = grid.for_remux([0.0, 3.0, 7.5, 11.0], 20.0, 4.0, 25.0)
+    output = HlsOutput("j1", g, 2)
+    argv = build_command(job_spec(force_remux=True), output)
+    assert value_after(argv, "-ss") == "7.520000" and "-force_key_frames" not in argv
+    assert value_after(argv, "-segment_times") == f"{11.0 - 0.02 + 0.001 + grid.CLOCK_S:.6f}"
+
+
+def test_a_source_that_starts_late_is_moved_onto_the_clock():
+    output = HlsOutput("j1", grid.for_transcode(60.0, 25.0, 4.0, origin_s=3600.0))
+    argv = build_command(job_spec(), output)
+    assert value_after(argv, "-output_ts_offset") == f"{grid.CLOCK_S - 3600.0:.6f}"
+    assert value_after(argv, "-force_key_frames").split(",")[0] == f"{3600.0 + 3.981:.6f}"
+
+
+def test_a_long_film_is_made_in_runs_of_at_most_run_segments(monkeypatch):
+    output = hls_output("j1", 1.0, duration=3 * 3600.0)
+    argv = build_command(job_spec(), output)
+    assert len(value_after(argv, "-segment_times").split(",")) == RUN_SEGMENTS - 1
+    assert value_after(argv, "-to") == f"{output.grid.cut(RUN_SEGMENTS):.6f}"
+    assert "-to" not in argv_of()
 
 
 @pytest.mark.parametrize("encoder", ["libx264", "libx265"], ids=["mpegts", "fmp4"])
-def test_ffmpeg_cuts_the_ramp_then_full_segments(tmp_path, encoder):
-    """The command as FFmpeg runs it: segments of 1, 1, 2, then 4 s, after a seek's start number
-    too, in MPEG-TS and in fMP4 (HEVC)."""
+def test_ffmpeg_cuts_the_grid_from_any_segment(tmp_path, encoder):
+    """The command as FFmpeg runs it, from segment 3 of a grid with a ramp (1, 1, 2, 4, 4, 3 s):
+    each segment it lists is as long as the grid says, in MPEG-TS and in fMP4 (HEVC)."""
     source = tmp_path / "clip.mkv"
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "lavfi", "-i",
                     "testsrc2=size=160x90:rate=25:duration=15", "-c:v", "libx264", "-preset", "ultrafast",
                     "-g", "7", str(source)], check=True, timeout=60)
-    spec = job_spec(source=source, folder=tmp_path, media=media_info(height=90, audio=()), encoder=encoder)
-    output = HlsOutput("j1", 4.0, start_number=9, first_segment_s=1.0, fmp4=delivers_hevc(spec))
-    argv = build_command(spec, output, preset="ultrafast")
-    subprocess.run(argv, cwd=tmp_path, check=True, timeout=60, capture_output=True)
-    playlist = (tmp_path / "j1.media.m3u8").read_text()
-    durations = [round(float(line[8:].rstrip(",")), 2) for line in playlist.splitlines() if line.startswith("#EXTINF:")]
-    assert durations == [1, 1, 2, 4, 4, 3], playlist
-    assert output.segment(9) in playlist.splitlines() and (tmp_path / output.segment(9)).exists()
-    if output.fmp4:
-        assert '#EXT-X-MAP:URI="j1_init_9.mp4"' in playlist and (tmp_path / "j1_init_9.mp4").exists()
-
-
-def test_seek_is_input_side():
-    argv = argv_of(seek_time="01:02:03.500")
-    assert value_after(argv, "-ss") == "3723.500"
-    assert argv.index("-ss") < argv.index("-i")
-    assert "-ss" not in argv_of()
+    spec = job_spec(source=source, folder=tmp_path, media=media_info(height=90, audio=(), duration=15.0),
+                    encoder=encoder)
+    output = hls_output("j1", 4.0, start_number=3, first_segment_s=1.0, fmp4=delivers_hevc(spec), duration=15.0)
+    assert output.grid.durations() == [1, 1, 2, 4, 4, 3]
+    (tmp_path / output.staging).mkdir()
+    subprocess.run(build_command(spec, output, preset="ultrafast"), cwd=tmp_path, check=True, timeout=60,
+                   capture_output=True)
+    listed = [line.split(",")[0] for line in (tmp_path / output.segment_list).read_text().splitlines()]
+    assert listed == [output.staged(n) for n in (3, 4, 5)]
+    for n in (3, 4, 5):
+        probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "packet=pts_time",
+                                "-of", "csv=p=0", str(tmp_path / output.staging / output.staged(n))],
+                               capture_output=True, check=True, timeout=30).stdout.decode()
+        times = sorted(float(t.strip(",")) for t in probe.split())
+        assert abs(times[-1] - times[0] + 0.04 - output.grid.duration(n)) < 0.021, (n, times[0], times[-1])
 
 
 def test_scaled_by_the_bitrate_ladder_and_8bit():
@@ -144,15 +168,6 @@ def test_no_audio_maps_video_only():
     argv = argv_of(media=media_info(audio=()))
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "-map"] == ["0:0"]
     assert "-c:a" not in argv
-
-
-def test_hls_output_names_and_numbering():
-    argv = build_command(job_spec(), HlsOutput("j1", 4.0, start_number=12))
-    assert argv[-1] == "j1.media.m3u8"
-    assert value_after(argv, "-hls_segment_filename") == "j1_%d.ts"
-    assert value_after(argv, "-start_number") == "12"
-    assert value_after(argv, "-hls_playlist_type") == "event"
-    assert "temp_file" in value_after(argv, "-hls_flags")
 
 
 HDR10 = dict(video_codec="hevc", color_transfer="smpte2084", color_primaries="bt2020", color_space="bt2020nc",
@@ -212,13 +227,13 @@ def test_a_heavy_source_is_analysed_and_decoded_lightly_from_the_start(media, en
 @pytest.mark.parametrize("media, remux, hardware, expected", [
     (dict(height=1080), False, (), 1.0),  # a light source: as configured
     (dict(height=2160), False, (), 0.5),  # 4K to decode
-    (dict(height=720, **HDR10), False, (), 0.5),  # tone-mapped on the CPU
-    (dict(height=720, **HDR10), False, ("opencl",), 1.0),  # on the GPU
-    (dict(height=2160, **HDR10), True, (), 1.0),  # a remux cuts on the source's keyframes
+    (dict(height=720, **HDR10), False, (), 0.5),  # tone-mapped
+    (dict(height=720, **HDR10), False, ("opencl",), 0.5),  # on any machine: the grid is the source's
+    (dict(height=2160, **HDR10), True, (), 0.0),  # a remux cuts on the source's keyframes
 ])
 def test_a_heavy_source_starts_with_a_shorter_first_segment(media, remux, hardware, expected):
     spec = job_spec(media=media_info(**media), force_remux=remux)
-    assert first_segment_s(spec, 1.0, hardware) == expected
+    assert first_segment_s(spec, 1.0) == expected
 
 
 @pytest.mark.parametrize("transfer, hdr", [("smpte2084", "HDR10"), ("arib-std-b67", "HLG")])
@@ -247,11 +262,12 @@ def test_sdr_and_a_remux_of_hdr_are_not_tone_mapped():
 
 def test_hevc_goes_out_in_fmp4_under_hvc1():
     remux = job_spec(media=media_info(**HDR10), force_remux=True)
-    output = HlsOutput("j1", 4.0, start_number=7, fmp4=delivers_hevc(remux))
+    output = hls_output("j1", 4.0, start_number=7, fmp4=delivers_hevc(remux))
     argv = build_command(remux, output)
-    assert value_after(argv, "-hls_segment_type") == "fmp4" and value_after(argv, "-tag:v") == "hvc1"
-    assert value_after(argv, "-hls_fmp4_init_filename") == "j1_init_7.mp4"
-    assert value_after(argv, "-hls_segment_filename") == "j1_%d.m4s"
+    assert value_after(argv, "-segment_format") == "mp4" and value_after(argv, "-tag:v") == "hvc1"
+    assert "frag_discont" in value_after(argv, "-segment_format_options")  # decode times on the job's clock
+    assert argv[-1] == "j1.run7/j1_%d.mp4" and output.init_segment == "j1_init_0.mp4"
+    assert output.segment(7) == "j1_7.m4s"
     assert delivers_hevc(job_spec(encoder="libx265")) and not delivers_hevc(job_spec())
     assert not delivers_hevc(job_spec(force_remux=True))  # H.264 stays in MPEG-TS
 
@@ -259,7 +275,7 @@ def test_hevc_goes_out_in_fmp4_under_hvc1():
 def test_mp3_is_copied_into_mpeg_ts_but_not_into_fmp4():
     mp3 = media_info(audio=(("mp3", True),))
     assert value_after(argv_of(media=mp3, force_remux=True), "-c:a") == "copy"
-    fmp4 = build_command(job_spec(media=mp3, force_remux=True), HlsOutput("j1", 4.0, fmp4=True))
+    fmp4 = build_command(job_spec(media=mp3, force_remux=True), hls_output("j1", 4.0, fmp4=True))
     assert value_after(fmp4, "-c:a") == "aac"
 
 

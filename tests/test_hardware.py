@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from specs import job_spec, media_info
+from specs import hls_output, job_spec, media_info
 from transcode_worker.capabilities import detect, parse_hwaccels
-from transcode_worker.ffmpeg_command import HlsOutput, build_command
+from transcode_worker.ffmpeg_command import build_command
 from transcode_worker.hardware import OPENCL_TONEMAP, VAAPI_TONEMAP, plan_trials
 
 FAKE = Path(__file__).parent / "fake_hw_ffmpeg.py"
@@ -84,14 +84,14 @@ HDR10 = media_info(video_codec="hevc", color_transfer="smpte2084", hdr="HDR10")
 ])
 def test_hdr_is_tone_mapped_on_the_gpu_once_proven(encoder, proven, chain):
     spec = job_spec(media=HDR10, encoder=encoder)
-    argv = build_command(spec, HlsOutput("j1", 4), vaapi_device="/dev/dri/renderD128", hardware_tonemap=proven)
+    argv = build_command(spec, hls_output("j1", 4), vaapi_device="/dev/dri/renderD128", hardware_tonemap=proven)
     filters = argv[argv.index("-vf") + 1]
     assert chain in filters and sum(c in filters for c in ("zscale", OPENCL_TONEMAP, VAAPI_TONEMAP)) == 1
     assert ("opencl=ocl" in argv[:argv.index("-i")]) is (chain == OPENCL_TONEMAP)
     if chain == VAAPI_TONEMAP:
         assert filters.endswith(VAAPI_TONEMAP)  # on the GPU already: no second upload
     assert argv[argv.index("-color_trc") + 1] == "bt709"
-    sdr = build_command(job_spec(encoder=encoder), HlsOutput("j1", 4), hardware_tonemap=proven)
+    sdr = build_command(job_spec(encoder=encoder), hls_output("j1", 4), hardware_tonemap=proven)
     assert "opencl=ocl" not in sdr and "tonemap" not in sdr[sdr.index("-vf") + 1]  # no HDR: none of it
 
 
@@ -117,7 +117,7 @@ def test_parse_hwaccels():
     ("h264_nvenc", [], "format=yuv420p"),
 ])
 def test_jobs_use_the_device_the_trial_proved(encoder, device_args, upload):
-    argv = build_command(job_spec(encoder=encoder), HlsOutput("j1", 4), vaapi_device="/dev/dri/renderD129")
+    argv = build_command(job_spec(encoder=encoder), hls_output("j1", 4), vaapi_device="/dev/dri/renderD129")
     before_input = argv[:argv.index("-i")]
     for arg in device_args:
         assert arg in before_input
@@ -125,5 +125,5 @@ def test_jobs_use_the_device_the_trial_proved(encoder, device_args, upload):
 
 
 def test_remux_opens_no_device():
-    argv = build_command(job_spec(encoder="h264_vaapi", force_remux=True), HlsOutput("j1", 4))
+    argv = build_command(job_spec(encoder="h264_vaapi", force_remux=True), hls_output("j1", 4))
     assert "-vaapi_device" not in argv

@@ -8,10 +8,9 @@ import pytest
 import requests
 import responses
 
-from specs import job_spec
+from specs import hls_output, job_spec
 from transcode_worker import speed_guard
 from transcode_worker.capabilities import Capabilities
-from transcode_worker.ffmpeg_command import HlsOutput
 from transcode_worker.heartbeat import Heartbeat
 from transcode_worker.jobs import Job
 from transcode_worker.progress import Progress
@@ -46,7 +45,7 @@ class FakeManager:
         return list(self.list)
 
     def add(self, job_id, created_at):
-        job = Job(job_spec(job_id=job_id), HlsOutput(job_id, 4.0),
+        job = Job(job_spec(job_id=job_id), hls_output(job_id, 4.0),
                   on_transition=lambda j, o, n: [cb(j, o, n) for cb in self.listeners])
         job.created_at = created_at
         self.list.append(job)

@@ -24,9 +24,8 @@ import requests
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from specs import job_spec
+from specs import hls_output, job_spec
 from transcode_worker import hls_names, media, multivariant, tracks, untrusted
-from transcode_worker.ffmpeg_command import HlsOutput
 from transcode_worker.media import SubtitleStream
 from worker_process import WorkerProcess, wait_for
 
@@ -112,7 +111,7 @@ def check_entry(info):
 def multivariant_of(info, job_id="j1", fmp4=False):
     text_tracks = [s for s in info.subtitles if s.text]
     spec = job_spec(job_id=job_id, media=info, subtitle=text_tracks[0] if text_tracks else None)
-    text = multivariant.playlist_text(spec, HlsOutput(job_id, 4.0, fmp4=fmp4), ["avc1.64001f", "mp4a.40.2"],
+    text = multivariant.playlist_text(spec, hls_output(job_id, 4.0, fmp4=fmp4), ["avc1.64001f", "mp4a.40.2"],
                                       subtitles=True)
     return text, [s.stream for s in text_tracks]
 

@@ -6,9 +6,8 @@ import struct
 import m3u8
 import pytest
 
-from specs import job_spec, media_info
+from specs import hls_output, job_spec, media_info
 from transcode_worker import multivariant
-from transcode_worker.ffmpeg_command import HlsOutput
 
 
 def box(kind, payload):
@@ -62,25 +61,25 @@ def test_nothing_readable_gives_no_codecs():
 
 def test_bandwidths_of_a_transcode_cover_a_whole_encoder_buffer_in_a_segment():
     spec = job_spec(bitrate_bps=4_000_000)
-    peak, average = multivariant.bandwidths(spec, HlsOutput("j1", 4.0))
+    peak, average = multivariant.bandwidths(spec, hls_output("j1", 4.0))
     assert average == pytest.approx((4_000_000 + 160_000) * 1.10, abs=1)
     assert peak == pytest.approx((4_000_000 * 1.5 + 160_000) * 1.10, abs=1)
 
 
 def test_bandwidths_of_a_remux_come_from_the_source():
     spec = job_spec(force_remux=True)  # a 5 Mb/s file, its AAC copied (no bit rate given: 192 kb/s)
-    peak, average = multivariant.bandwidths(spec, HlsOutput("j1", 4.0))
+    peak, average = multivariant.bandwidths(spec, hls_output("j1", 4.0))
     assert average == pytest.approx(5_000_000 * 1.10, abs=1) and peak == 2 * average
 
 
 def test_the_playlist_players_parse():
     spec = job_spec(media=media_info(height=2160, video_codec="hevc", color_transfer="smpte2084", hdr="HDR10"),
                     force_remux=True)
-    text = multivariant.playlist_text(spec, HlsOutput("j1", 4.0, fmp4=True), ["hvc1.2.4.L153.B0", "mp4a.40.2"])
+    text = multivariant.playlist_text(spec, hls_output("j1", 4.0, fmp4=True), ["hvc1.2.4.L153.B0", "mp4a.40.2"])
     playlist = m3u8.loads(text)
     assert playlist.is_variant and [p.uri for p in playlist.playlists] == ["j1.media.m3u8"]
     info = playlist.playlists[0].stream_info
     assert info.codecs == "hvc1.2.4.L153.B0,mp4a.40.2" and info.resolution == (3840, 2160)
     assert info.frame_rate == 25.0 and info.video_range == "PQ" and info.bandwidth > info.average_bandwidth
-    tone_mapped = multivariant.playlist_text(job_spec(media=spec.media), HlsOutput("j1", 4.0), ["avc1.64001f"])
+    tone_mapped = multivariant.playlist_text(job_spec(media=spec.media), hls_output("j1", 4.0), ["avc1.64001f"])
     assert "VIDEO-RANGE=SDR" in tone_mapped and "RESOLUTION=1280x720" in tone_mapped

@@ -13,7 +13,7 @@ import requests
 
 import media_files as mf
 from transcode_worker.runstate import LOCK_FILE
-from worker_process import first_frame_luma, first_segment_url, play, probe_duration, process_gone, wait_for
+from worker_process import ffmpeg_slow_at, first_frame_luma, first_segment_url, play, probe_duration, process_gone, wait_for
 
 SEGMENT_S = 2.0  # the test workers' segment_duration_s
 
@@ -318,17 +318,18 @@ def test_sigkill_leaves_no_ffmpeg(make_worker, media_root, victim):
 
 
 @pytest.mark.parametrize("front", ["nginx", "none"])
-def test_a_waiting_player_that_gives_up_frees_its_share(make_worker, media_root, front):
+def test_a_waiting_player_that_gives_up_frees_its_share(make_worker, media_root, front, tmp_path):
     # one request thread may wait; its player hangs up: the next player may wait at once
-    worker = make_worker(http_threads=2, playlist_wait_share=0.5, playlist_wait_s=20.0, front=front)
+    worker = make_worker(http_threads=2, playlist_wait_share=0.5, playlist_wait_s=20.0, front=front,
+                         ffmpeg_path=ffmpeg_slow_at("veryfast", tmp_path, rate=0.2), speed_guard_s=0)
     assert worker.post_job({"job_id": "far", "source_path": source(media_root, mf.LONG),
                             "configuration": {"bitrate_bps": 300_000}}).status_code == 202
     worker.wait_state("far", {"RUNNING"})
-    with pytest.raises(requests.Timeout):
-        requests.get(f"{worker.url}/far_500.ts", timeout=1.0)
+    with pytest.raises(requests.Timeout):  # a run starts there, at a fifth of real time: it waits
+        requests.get(f"{worker.url}/far_200.ts", timeout=1.0)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         time.sleep(0.5)
-        waiting = pool.submit(requests.get, f"{worker.url}/far_501.ts", timeout=60)
+        waiting = pool.submit(requests.get, f"{worker.url}/far_200.ts", timeout=60)
         time.sleep(1.0)
         assert not waiting.done(), waiting.result().text  # it waits: the share was free again
         worker.delete("far")
@@ -336,18 +337,20 @@ def test_a_waiting_player_that_gives_up_frees_its_share(make_worker, media_root,
 
 
 @pytest.mark.parametrize("front", ["nginx", "none"])  # nginx says no itself; without it, the app does
-def test_waiting_players_beyond_their_share_get_503_at_once_and_commands_still_work(make_worker, media_root, front):
+def test_waiting_players_beyond_their_share_get_503_at_once_and_commands_still_work(make_worker, media_root, front,
+                                                                                    tmp_path):
     # 4 request threads, half of them for waiting: two players wait, the third is told at once
-    worker = make_worker(http_threads=4, playlist_wait_share=0.5, playlist_wait_s=15.0, front=front)
+    worker = make_worker(http_threads=4, playlist_wait_share=0.5, playlist_wait_s=15.0, front=front,
+                         ffmpeg_path=ffmpeg_slow_at("veryfast", tmp_path, rate=0.2), speed_guard_s=0)
     assert worker.post_job({"job_id": "far", "source_path": source(media_root, mf.LONG),
                             "configuration": {"bitrate_bps": 300_000}}).status_code == 202
     worker.wait_state("far", {"RUNNING"})
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        # segments far ahead of FFmpeg: each waits the whole playlist_wait_s
-        waiting = [pool.submit(requests.get, f"{worker.url}/far_{n}.ts", timeout=60) for n in (500, 501)]
+        # a segment far ahead: a run starts there at a fifth of real time; both wait for it
+        waiting = [pool.submit(requests.get, f"{worker.url}/far_200.ts", timeout=60) for _ in range(2)]
         time.sleep(1.0)
         started = time.monotonic()
-        third = requests.get(f"{worker.url}/far_502.ts", timeout=60)
+        third = requests.get(f"{worker.url}/far_200.ts", timeout=60)
         assert third.status_code == 503 and third.headers["Retry-After"] == "1"
         assert "waiting for FFmpeg" in third.json()["error"]
         assert time.monotonic() - started < 1.0

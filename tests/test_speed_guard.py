@@ -1,7 +1,7 @@
 """The speed guard's decision (pure: progress samples in, step out) and its steps."""
 import pytest
 
-from transcode_worker import playlist, speed_guard
+from transcode_worker import speed_guard
 from transcode_worker.speed_guard import Step, decide, has_headroom, steps
 
 
@@ -108,18 +108,3 @@ def test_headroom_needs_a_sustained_margin():
     assert has_headroom(run_at([(40, 2.5)]), warmup_out_s=0.0)
     assert not has_headroom(run_at([(20, 2.5)]), warmup_out_s=0.0)  # not long enough
     assert not has_headroom(run_at([(30, 2.5), (6, 1.5)]), warmup_out_s=0.0)  # lately less
-
-
-def test_runs_join_into_one_playlist_with_a_discontinuity():
-    first = ("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:0\n"
-             "#EXT-X-PLAYLIST-TYPE:EVENT\n#EXTINF:4.000000,\nj_0.ts\n#EXTINF:4.000000,\nj_1.ts\n")
-    second = ("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:2\n"
-              "#EXT-X-PLAYLIST-TYPE:EVENT\n#EXTINF:4.000000,\nj_2.ts\n#EXT-X-ENDLIST\n")
-    header, lines = playlist.split(first)
-    assert header[-1] == "#EXT-X-PLAYLIST-TYPE:EVENT" and lines[0] == "#EXTINF:4.000000,"
-    assert playlist.duration(lines) == 8.0
-    text = playlist.joined(header, [lines, [], playlist.split(second)[1]])
-    assert text.count("#EXT-X-DISCONTINUITY") == 1 and "#EXT-X-MEDIA-SEQUENCE:0" in text
-    assert text.index("j_1.ts") < text.index("#EXT-X-DISCONTINUITY") < text.index("j_2.ts")
-    assert "#EXT-X-ENDLIST" not in text  # the job decides that (for_players)
-    assert playlist.joined(header, [lines]) == "\n".join(header + lines) + "\n"

@@ -6,8 +6,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from specs import job_spec, media_info
-from transcode_worker.ffmpeg_command import HlsOutput
+from specs import hls_output, job_spec, media_info
 from transcode_worker.jobs import Job, Limits, janitor_verdict
 from transcode_worker.states import JobState
 from transcode_worker.supervisor import JobSupervisor
@@ -21,7 +20,7 @@ def run_fake(tmp_path):
     started = []
 
     def run(mode):
-        job = Job(job_spec(folder=tmp_path, media=media_info(duration=8.0)), HlsOutput("j1", 2.0))
+        job = Job(job_spec(folder=tmp_path, media=media_info(duration=8.0)), hls_output("j1", 2.0))
         job.supervisor = JobSupervisor(job, [sys.executable, FAKE, mode])
         job.supervisor.start()
         assert job.supervisor.wait_spawned()
@@ -75,15 +74,18 @@ def test_exit_without_a_segment_is_a_failure(run_fake):
     assert "without writing a segment" in job.error
 
 
-def test_completion_reads_progress_and_playlist(run_fake):
+def test_completion_reads_progress_and_the_segment_list(run_fake):
     job = run_fake("playlist")
     wait_until(lambda: job.state is JobState.COMPLETED)
     assert job.last_segment_id == 1 and job.progress == 100.0 and job.speed == "2.5x"
     assert job.ended_at is not None
+    # what the run listed is in the job's folder, its staging folder gone
+    assert (job.folder / "j1_0.ts").exists() and (job.folder / "j1_1.ts").exists()
+    assert not (job.folder / "j1.run0").exists() and 0 in job.made and 1 in job.made
 
 
 def test_missing_executable_fails_the_job(tmp_path):
-    job = Job(job_spec(folder=tmp_path), HlsOutput("j1", 2.0))
+    job = Job(job_spec(folder=tmp_path), hls_output("j1", 2.0))
     job.supervisor = JobSupervisor(job, [str(tmp_path / "no-ffmpeg")])
     job.supervisor.start()
     job.supervisor.join(5)

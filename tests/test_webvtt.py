@@ -1,10 +1,10 @@
-"""WebVTT for players and the run's timeline (pure), and the subtitle rule."""
+"""WebVTT for players (pure), and the subtitle rule."""
 import re
 
 import pytest
 
 from specs import media_info
-from transcode_worker import timeline, webvtt
+from transcode_worker import grid, webvtt
 from transcode_worker.media import AudioStream, MediaInfo, SubtitleStream
 from transcode_worker.tracks import TrackChoiceError, choose_subtitle
 
@@ -63,59 +63,13 @@ def test_a_player_reads_the_cues_a_segment_was_written_with():
         (f"{webvtt.stamp(c.start)} --> {webvtt.stamp(c.end)}{c.settings}", c.text.split("\n")) for c in cues]
 
 
-PLAYLIST = """#EXTM3U
-#EXT-X-VERSION:7
-#EXT-X-TARGETDURATION:4
-#EXT-X-MEDIA-SEQUENCE:5
-#EXT-X-PLAYLIST-TYPE:EVENT
-#EXT-X-INDEPENDENT-SEGMENTS
-#EXT-X-MAP:URI="j_1_init_5.mp4"
-#EXTINF:1.000000,
-j_1_5.m4s
-#EXTINF:2.500000,
-j_1_6.m4s
-#EXT-X-ENDLIST
-"""
-
-
-def test_the_subtitle_playlist_is_the_video_one_segment_for_segment():
-    text = webvtt.playlist(PLAYLIST, "j_1", 0)
-    assert "j_1_sub0_5.vtt\n#EXTINF:2.500000,\nj_1_sub0_6.vtt\n#EXT-X-ENDLIST" in text
-    assert "EXT-X-MAP" not in text and "#EXT-X-MEDIA-SEQUENCE:5" in text
-    assert webvtt.windows(PLAYLIST, "j_1") == {5: (0.0, 1.0), 6: (1.0, 3.5)}
-
-
-ASS = """[V4+ Styles]
-Format: Name, Fontname, Alignment
-Style: Default,Arial,2
-Style: Top,Arial,8
-
-[Events]
-Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
-Dialogue: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,bottom, as usual
-Dialogue: 0,0:00:03.00,0:00:04.00,Top,,0,0,0,,the style says top
-Dialogue: 0,0:00:05.50,0:00:06.00,Default,,0,0,0,,{\\an4}left, middle, with a comma
-"""
-
-
-def test_ass_placement_becomes_cue_settings():
-    assert webvtt.ass_positions(ASS) == [(3.0, " line:0"), (5.5, " line:50%,center position:5% align:start")]
-    cues = webvtt.with_positions([webvtt.Cue(1.0, 2.0, "", "a"), webvtt.Cue(3.004, 4.0, "", "b")],
-                                 webvtt.ass_positions(ASS))
-    assert [c.settings for c in cues] == ["", " line:0"]
-
-
-def test_the_first_frame_of_a_run():
-    # keyframes every second, 25 fps, the file starting at 0.02
-    packets = [(0.02 + n * 0.04, n % 25 == 0) for n in range(250)]
-    assert timeline.first_frame_time(packets, 0.02, 5.3, remux=False) == pytest.approx(5.32)  # first at or after
-    assert timeline.first_frame_time(packets, 0.02, 5.3, remux=True) == pytest.approx(5.0)  # keyframe before
-    assert timeline.first_frame_time(packets, 0.02, 0.0, remux=False) == 0.0
-
-
-def test_the_map_is_in_whole_milliseconds():
-    mapped = timeline.timeline(first_pts=128090, movie_s=5.3234)
-    assert mapped.local_s == 5.323 and mapped.mpegts == 128090 - 36  # 0.4 ms = 36 ticks earlier
+def test_the_subtitle_playlist_is_the_video_grid_segment_for_segment():
+    g = grid.for_transcode(3.5, 25.0, 2.5, first_s=1.0)
+    text = webvtt.playlist(g, "j_1", 0, start_s=1.2)
+    assert g.durations() == [1.0, 1.0, 1.5]
+    assert "#EXTINF:1.000000,\nj_1_sub0_1.vtt\n#EXTINF:1.500000,\nj_1_sub0_2.vtt\n#EXT-X-ENDLIST" in text
+    assert "EXT-X-MAP" not in text and "#EXT-X-PLAYLIST-TYPE:VOD" in text
+    assert "#EXT-X-START:TIME-OFFSET=1.200,PRECISE=YES" in text
 
 
 def subtitles(*tracks):

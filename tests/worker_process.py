@@ -212,23 +212,23 @@ def _raise_open_files_limit(wanted):
 
 
 SLOW_FFMPEG = """#!{python}
-# FFmpeg held to half real time at one preset ({preset}), as a machine too slow for the source
-# would be: -readrate 0.5 before the input. Any other preset, or the speed guard's light analysis
+# FFmpeg held to {rate} of real time at one preset ({preset}), as a machine too slow for the source
+# would be: -readrate before the input. Any other preset, or the speed guard's light analysis
 # (x264 settings of its own), runs at full speed.
 import os, sys
 args = sys.argv[1:]
 if "{preset}" in args and "-x264-params" not in args:
     at = args.index("-i")
-    args[at:at] = ["-readrate", "0.5"]
+    args[at:at] = ["-readrate", "{rate}"]
 os.execvp("ffmpeg", ["ffmpeg", *args])
 """
 
 
-def ffmpeg_slow_at(preset, folder):
+def ffmpeg_slow_at(preset, folder, rate=0.5):
     """An ffmpeg_path whose jobs at `preset` (as it is: not the speed guard's light analysis of
-    it) run at half real time (the speed guard's tests)."""
+    it) run at `rate` of real time (the speed guard's tests, players that wait)."""
     path = Path(folder) / f"ffmpeg-slow-at-{preset}"
-    path.write_text(SLOW_FFMPEG.format(python=sys.executable, preset=preset))
+    path.write_text(SLOW_FFMPEG.format(python=sys.executable, preset=preset, rate=rate))
     path.chmod(0o755)
     return str(path)
 

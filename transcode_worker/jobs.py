@@ -167,13 +167,15 @@ class Job:
         return self.grid.start(furthest)
 
     def lead_s(self):
-        """How much film this run has made beyond the furthest segment a player asked for."""
+        """How much film this run has made beyond the furthest segment a player asked for (from
+        the run's start while nobody has asked for one of its segments)."""
         if self.last_segment_id is None:
             return 0.0
         furthest = self.furthest_requested
-        if furthest is None or furthest < self.first_number:  # a request from before this run counts as its start
-            furthest = self.first_number
-        return max(0.0, self.grid.end(self.last_segment_id) - self.grid.start(min(furthest, len(self.grid) - 1)))
+        made_to = self.grid.end(self.last_segment_id)
+        if furthest is None or furthest < self.first_number:
+            return max(0.0, made_to - self.grid.start(self.first_number))
+        return max(0.0, made_to - self.grid.end(min(furthest, len(self.grid) - 1)))
 
     def record_segment(self, number):
         """Segment `number` is made (segments.Collector): the first one makes the run RUNNING."""
@@ -570,6 +572,10 @@ class JobManager:
         preset = self.settings.encoder_preset
         light = light_from_start(command, preset, self.hardware_tonemap)
         steps = speed_guard.steps(command.encoder, preset, size[1], command.bitrate_bps, light=light)
+        # A VOD playlist announces one picture size: the guard's steps keep it (a lighter preset,
+        # a lighter analysis); the lower rungs wait for the quality ladder.
+        same_size = [s for s in steps if s.height == steps[0].height]
+        steps = [dataclasses.replace(s, number=n) for n, s in enumerate(same_size)]
         return steps, step_memory.kind_of(command, preset, size[1], light)
 
     # -- the speed guard ------------------------------------------------------------------------
