@@ -32,9 +32,15 @@ def starts_with_keyframe(url):
 
 
 def stream_starts(url):
-    """{"video": first pts in seconds, "audio": ...} of one segment."""
+    """{"video": first pts in seconds, "video_dts": the first packet's decode time, "audio": first
+    pts} of one segment."""
     streams = ffprobe_json(url, "-show_entries", "stream=codec_type,start_time")["streams"]
-    return {s["codec_type"]: float(s["start_time"]) for s in streams if "start_time" in s}
+    found = {s["codec_type"]: float(s["start_time"]) for s in streams if "start_time" in s}
+    first = ffprobe_json(url, "-select_streams", "v:0", "-read_intervals", "%+#1", "-show_entries",
+                         "packet=dts_time")["packets"]
+    if first and "dts_time" in first[0]:
+        found["video_dts"] = float(first[0]["dts_time"])
+    return found
 
 
 # ffprobe's names of what the CODECS attribute encodes (RFC 6381, ISO/IEC 14496-15 annex E)
@@ -62,23 +68,22 @@ def codec_matches(codec, stream):
 
 class PlaylistWatcher:
     """Reads a job's playlists the way a player does: the multivariant playlist once, then the
-    media playlist it names, polled, checking each answer against the rules a growing playlist
-    must keep, and against the job's state around the request."""
+    media playlist it names, polled, checking each answer against the rules of a VOD playlist:
+    the whole film from the first answer, never changing."""
 
-    def __init__(self, worker, job_id, fmp4=False):
-        self.worker, self.job_id, self.fmp4 = worker, job_id, fmp4
+    def __init__(self, worker, job_id, fmp4=False, start_s=0.0):
+        self.worker, self.job_id, self.fmp4, self.start_s = worker, job_id, fmp4, start_s
         self.url = f"{worker.url}/{job_id}.m3u8"
         self.media_url = None
         self.variant = None  # the multivariant playlist's one variant
-        self.target = self.media_sequence = None
-        self.segments = []  # (uri, duration) of the latest answer
+        self.text = None  # the first answer: every later one is the same
+        self.segments = []  # (uri, duration)
         self.answers = 0
 
     def poll(self):
         """One request; returns the parsed media playlist (None before it is playable)."""
         before = self.worker.job(self.job_id)["state"]
         response = requests.get(self.media_url or self.url, timeout=30)
-        after = self.worker.job(self.job_id)["state"]
         if response.status_code != 200:
             assert before == "STARTING" and response.status_code == 503, (response.status_code, response.text)
             return None
@@ -86,7 +91,7 @@ class PlaylistWatcher:
             self.check_multivariant(m3u8.loads(response.text, uri=self.url))
             return self.poll()
         playlist = m3u8.loads(response.text)
-        self.check(playlist, before, after)
+        self.check(playlist, response.text)
         self.answers += 1
         return playlist
 
@@ -100,53 +105,46 @@ class PlaylistWatcher:
         self.media_url = self.variant.absolute_uri
         assert self.media_url == f"{self.worker.url}/{self.job_id}.media.m3u8"
 
-    def check(self, playlist, state_before, state_after):
-        assert playlist.playlist_type == "event"
-        assert playlist.is_independent_segments
-        assert playlist.start is not None and playlist.start.time_offset == 0
-        assert playlist.segments, "a playlist is served only once it lists a segment"
-        # EXT-X-ENDLIST when and only when the job completed
-        if playlist.is_endlist:
-            assert state_after == "COMPLETED"
-        else:
-            assert state_before != "COMPLETED"
-        # one target duration from the first answer to the last, at least every rounded EXTINF
-        if self.target is None:
-            self.target, self.media_sequence = playlist.target_duration, playlist.media_sequence
-        assert playlist.target_duration == self.target
-        assert all(round(s.duration) <= self.target for s in playlist.segments), \
-            [s.duration for s in playlist.segments]
-        # the media sequence never moves, and segment n is the n-th after it
-        assert playlist.media_sequence == self.media_sequence
+    def check(self, playlist, text):
+        assert playlist.playlist_type == "vod" and playlist.is_endlist  # the whole film, at once
+        assert playlist.is_independent_segments and "#EXT-X-DISCONTINUITY" not in text
+        assert playlist.start is not None and playlist.start.time_offset == self.start_s
+        assert playlist.segments
+        # no segment longer than the target duration (Apple HLS Authoring 7.7)
+        assert all(s.duration <= playlist.target_duration for s in playlist.segments), \
+            ([s.duration for s in playlist.segments], playlist.target_duration)
+        # segment n is the n-th of the film
+        assert playlist.media_sequence == 0
         uris = [s.uri for s in playlist.segments]
         extension = "m4s" if self.fmp4 else "ts"
-        assert uris == [f"{self.job_id}_{self.media_sequence + i}.{extension}" for i in range(len(uris))]
-        # fMP4: one init segment, named after the run's first segment; MPEG-TS: none
+        assert uris == [f"{self.job_id}_{i}.{extension}" for i in range(len(uris))]
+        # fMP4: one init segment for the job; MPEG-TS: none
         maps = {s.init_section.uri for s in playlist.segments if s.init_section}
-        assert maps == ({f"{self.job_id}_init_{self.media_sequence}.mp4"} if self.fmp4 else set())
-        # a segment once listed keeps its place and duration: the playlist only grows
-        segments = [(s.uri, s.duration) for s in playlist.segments]
-        assert segments[:len(self.segments)] == self.segments
-        self.segments = segments
+        assert maps == ({f"{self.job_id}_init_0.mp4"} if self.fmp4 else set())
+        # a VOD playlist never changes once answered (RFC 8216 6.2.1)
+        if self.text is None:
+            self.text = text
+        assert text == self.text
+        self.segments = [(s.uri, s.duration) for s in playlist.segments]
 
     def until_completed(self, timeout=120):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             playlist = self.poll()
-            if playlist is not None and playlist.is_endlist:
+            if playlist is not None and self.worker.job(self.job_id)["state"] == "COMPLETED":
                 return playlist
             time.sleep(0.05)
         raise AssertionError(f"{self.url} did not complete in {timeout}s")
 
 
-def fetch_segments(worker, playlist, folder):
-    """Each listed segment downloaded into `folder` as a file ffprobe can read alone (an fMP4
-    one after its init segment, as a player joins them); returns the paths."""
+def fetch_segments(worker, playlist, folder, first=0):
+    """Each listed segment from `first` on downloaded into `folder` as a file ffprobe can read
+    alone (an fMP4 one after its init segment, as a player joins them); returns the paths."""
     init = b""
     if playlist.segments[0].init_section:
         init = requests.get(f"{worker.url}/{playlist.segments[0].init_section.uri}", timeout=30).content
     paths = []
-    for segment in playlist.segments:
+    for segment in playlist.segments[first:]:
         url = f"{worker.url}/{segment.uri}"
         assert requests.head(url, timeout=30).status_code == 200, url
         path = folder / segment.uri
@@ -155,18 +153,21 @@ def fetch_segments(worker, playlist, folder):
     return paths
 
 
-def check_segments(worker, playlist, expected_s, folder):
-    """Every listed segment is fetchable and starts with a keyframe; the first and last have
-    audio and video starting together; the durations add up to the expected length."""
-    paths = fetch_segments(worker, playlist, folder)
+def check_segments(worker, playlist, expected_s, folder, first=0):
+    """Every listed segment (from `first` on) is fetchable and starts with a keyframe; the first
+    and last have audio and video starting together; the durations add up to the expected length."""
+    paths = fetch_segments(worker, playlist, folder, first)
     for path in paths:
         assert starts_with_keyframe(path), f"{path} does not start with a keyframe"
     for path in {paths[0], paths[-1]}:
         starts = stream_starts(path)
         if "audio" in starts:
-            gap = abs(starts["audio"] - starts["video"])
-            assert gap < MAX_AV_GAP_S, f"{path}: audio and video start {gap * 1000:.0f} ms apart"
-    total = sum(s.duration for s in playlist.segments)
+            # segments are cut by decode time: the audio starts with the video's first decode
+            # (a B-frame source's reorder delay before its first picture) or its first picture
+            earliest = min(starts["video"], starts.get("video_dts", starts["video"]))
+            assert earliest - MAX_AV_GAP_S < starts["audio"] < starts["video"] + MAX_AV_GAP_S, \
+                f"{path}: audio starts at {starts['audio']}, video at {earliest}-{starts['video']}"
+    total = sum(s.duration for s in playlist.segments[first:])
     assert abs(total - expected_s) <= SEGMENT_S, (total, expected_s)
     return paths
 
@@ -212,25 +213,26 @@ def test_the_remainder_after_a_seek_conforms_and_stays_in_sync(worker, media_roo
     worker.wait_state(job_id, {"RUNNING", "COMPLETED"})
     body["configuration"]["seek_time"] = f"00:09:{seek_s - 540:02d}"
     assert worker.post_job(body).status_code == 202
-    watcher = PlaylistWatcher(worker, job_id, fmp4=encoder == "libx265")
+    watcher = PlaylistWatcher(worker, job_id, fmp4=encoder == "libx265", start_s=seek_s)
     playlist = watcher.until_completed()
-    assert watcher.media_sequence > 0, "the segments after a seek take new numbers"
-    paths = check_segments(worker, playlist, probe_duration(src) - seek_s, tmp_path)
+    # the segment that holds the seek, and what follows it to the end of the film
+    ends = [sum(s.duration for s in playlist.segments[:n + 1]) for n in range(len(playlist.segments))]
+    first = next(n for n, end in enumerate(ends) if end > seek_s)
+    paths = check_segments(worker, playlist, probe_duration(src) - seek_s, tmp_path, first)
     check_codecs(watcher, paths[0])
     worker.delete(job_id)
 
 
-def test_a_growing_playlist_keeps_the_rules_at_every_poll(worker, media_root, tmp_path):
-    job_id = "conform-grow"
+def test_the_playlist_is_the_whole_film_and_never_changes_while_ffmpeg_runs(worker, media_root, tmp_path):
+    job_id = "conform-vod"
     src = str(media_root / mf.LONG)
     response = worker.post_job({"job_id": job_id, "source_path": src, "configuration": {"bitrate_bps": 1_000_000}})
     assert response.status_code == 202
     watcher = PlaylistWatcher(worker, job_id)
-    while len(watcher.segments) < 10:
+    while watcher.answers < 10:
         playlist = watcher.poll()
-        assert playlist is None or not playlist.is_endlist
         time.sleep(0.02)
-    assert watcher.answers >= 3 and watcher.target == 2
-    assert worker.job(job_id)["state"] == "RUNNING"
-    check_segments(worker, playlist, SEGMENT_S * len(playlist.segments), tmp_path)
+    assert worker.job(job_id)["state"] == "RUNNING"  # FFmpeg is far from the end: the whole film anyway
+    assert abs(sum(d for _, d in watcher.segments) - probe_duration(src)) < 0.05
+    check_segments(worker, playlist, SEGMENT_S * 3, tmp_path, first=len(playlist.segments) - 3)
     worker.delete(job_id)
