@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import media_files as mf
 from transcode_worker.health import WRITE_CHECK_PREFIX
 from transcode_worker.runstate import LOCK_FILE
-from worker_process import play, process_gone, wait_for
+from worker_process import ffmpeg_slow_at, play, process_gone, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,9 @@ def test_a_stalled_ffmpeg_is_killed_and_the_waiting_player_answered(make_worker,
     w.wait_state("stall1", {"RUNNING"})
     os.killpg(pid, signal.SIGSTOP)  # alive, and going nowhere (a hung NFS read looks the same)
     started = time.monotonic()
-    answer = requests.get(f"{w.url}/stall1_900.ts", timeout=60)  # a segment far ahead: it waits
+    # a segment the run would make within seconds at its speed, had it not hung: the player waits
+    ahead = w.job("stall1")["last_segment_id"] + 40
+    answer = requests.get(f"{w.url}/stall1_{ahead}.ts", timeout=60)
     waited = time.monotonic() - started
     assert answer.status_code == 404 and "stalled" in answer.json()["error"]
     assert waited < 30  # answered by the stall, not by the 60 s wait running out
@@ -116,13 +118,14 @@ def test_json_logs_carry_the_job_id(make_worker, media_root):
     assert any(e["logger"] == "gunicorn.error" for e in entries)
 
 
-def test_sigterm_is_not_held_up_by_waiting_players(make_worker, media_root):
-    w = make_worker(playlist_wait_s=60.0, stop_grace_s=2.0, shutdown_timeout_s=12.0)
+def test_sigterm_is_not_held_up_by_waiting_players(make_worker, media_root, tmp_path):
+    w = make_worker(playlist_wait_s=60.0, stop_grace_s=2.0, shutdown_timeout_s=12.0, speed_guard_s=0,
+                    ffmpeg_path=ffmpeg_slow_at("veryfast", tmp_path, rate=0.1))  # a tenth of real time
     pid = start_job(w, media_root, "wait1", bitrate_bps=300_000)["pid"]
     w.wait_state("wait1", {"RUNNING"})
     answers = []
     players = [threading.Thread(target=lambda: answers.append(
-        requests.get(f"{w.url}/wait1_900.ts", timeout=90).status_code)) for _ in range(3)]
+        requests.get(f"{w.url}/wait1_200.ts", timeout=90).status_code)) for _ in range(3)]
     for player in players:
         player.start()
     time.sleep(0.5)

@@ -26,6 +26,7 @@ from .ffmpeg_command import (HlsOutput, build_command, delivers_hevc, first_segm
 from .media import PROBE_TIMEOUT_S
 from .multivariant import READ_BYTES
 from .progress import percent
+from .schemas import seek_time
 from .states import ACTIVE_STATES, ENDED_STATES, WRITING_STATES, JobState, check_transition
 from .supervisor import JobSupervisor
 from .validation import is_inside
@@ -89,7 +90,7 @@ class Job:
         self.ended_at = None
         self.ended_mono = None
         # monotonic clocks for the janitor: when FFmpeg last moved forward, when a player last asked
-        self.last_progress_at = self.last_request_at = time.monotonic()
+        self.last_progress_at = self.last_request_at = self.started_mono = time.monotonic()
         self.changed = threading.Condition()
         self.supervisor = None
         self.paused = False  # SIGSTOPped on purpose (throttling): not a stall
@@ -204,12 +205,19 @@ class Job:
         never will (it starts after it, ends before it, or has ended)."""
         if self.state not in WRITING_STATES or not self.first_number <= number <= self.output.end_number:
             return None
-        if not self.paused and self.rate is not None and time.monotonic() - self.last_progress_at > PATIENCE_S:
+        if not self.paused and time.monotonic() - self.last_progress_at > PATIENCE_S:
             return None  # it has not moved for a while (a hung read): it will not get there
-        missing = self.grid.end(number) - self.position_s
+        made_to = self.grid.end(self.last_segment_id) if self.last_segment_id is not None else None
+        position = max(self.position_s, made_to or 0.0)
+        missing = self.grid.end(number) - position
         if missing <= 0:
             return 0.0
-        return missing / (self.rate or 1.0)
+        rate = self.rate
+        if rate is None and made_to is not None:  # FFmpeg has not said yet: what it made so far
+            rate = (made_to - self.grid.start(self.first_number)) / max(time.monotonic() - self.started_mono, 0.1)
+        if rate is None:  # it has made nothing yet: its first segments only
+            return 0.0 if number - self.first_number <= 2 else None
+        return missing / rate
 
     def guard_report(self):
         """The speed guard's view of the job: its step, why, and what it measures (None for a
@@ -417,6 +425,10 @@ class JobManager:
                     current = self._restart(current, number, f"seek to {spec.seek_s:.1f}s", spec=spec)
                 return current, True
             restarts = 0
+            if current is not None and current.command.other_subtitles_only(spec):
+                # other subtitles drawn in: the same viewer, from where they are
+                spec = dataclasses.replace(spec, seek_time=seek_time(current.watched_position()))
+                number = grid.segment_at(spec.seek_s)
             if current is not None:
                 # Another stream: the old output is thrown away, so no SIGTERM grace.
                 current.supervisor.stop(self.settings.stop_grace_s, kill_now=True)
@@ -552,8 +564,8 @@ class JobManager:
                 if job.paused:
                     job.supervisor.resume()
                 eta = job.eta_s(number)
-                if eta is not None and (eta <= PATIENCE_S or (job.rate is None and number - job.first_number <= 2)):
-                    return  # (a run not measured yet has just started, here)
+                if eta is not None and eta <= PATIENCE_S:
+                    return
             self._restart(job, number, f"a player asked for segment {number}")
 
     def _tonemap_lut(self, spec):
