@@ -2,6 +2,7 @@
 would follow to files outside the media roots. Refused by GET /v1/media and by every kind of job,
 with a reason, and nothing outside the roots is opened. And a refused command (422, 503) starts no
 FFmpeg of any kind: no subtitle read-out, no tone-map LUT, not even a probe when at capacity."""
+import concurrent.futures
 import os
 import shutil
 import subprocess
@@ -179,3 +180,30 @@ def test_a_burned_ass_track_whose_header_is_a_playlist_opens_nothing(tmp_path):
                           "color=s=320x180:d=0.2", *filters, "-f", "null", "-"],
                          cwd=folder, capture_output=True, timeout=30)  # (blocked on the FIFO: TimeoutExpired)
     assert b"libass" in run.stderr and b"secret" not in run.stderr, run.stderr.decode()
+
+
+def test_commands_that_arrive_together_are_refused_before_any_read_out(make_worker, media_root, tmp_path):
+    """At capacity 1, six burn-in commands for six films never played: one is taken, five are
+    503, and only one read-out of a film's subtitles starts (a slot is held from the first check)."""
+    slow = tmp_path / "ffmpeg"
+    slow.write_text('#!/bin/sh\ncase "$*" in *"-c:s webvtt"*) sleep 2;; esac\nexec ffmpeg "$@"\n')
+    slow.chmod(0o755)
+    worker = make_worker(max_concurrent_jobs=1, ffmpeg_path=str(slow), http_threads=8)
+    films = [media_root / f"race {n}.mkv" for n in range(6)]
+    for film in films:
+        shutil.copyfile(media_root / mf.SUBTITLED, film)
+    try:
+        with ProcessWatch(worker) as watch, concurrent.futures.ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda n: worker.post_job({
+                "job_id": f"burn-{n}", "source_path": str(films[n]),
+                "configuration": {"subtitle_stream": 0, "burn_subtitles": True}}), range(6)))
+    finally:
+        for film in films:
+            film.unlink()
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [202] + [503] * 5, [a.text for a in answers]
+    read_outs = [argv for argv in watch.seen.values() if any("webvtt" in arg for arg in argv)]
+    assert len(read_outs) <= 2, read_outs  # one read-out (its shell wrapper and FFmpeg)
+    for answer in answers:
+        if answer.status_code == 202:
+            worker.delete(answer.json()["job_id"])

@@ -349,6 +349,7 @@ class JobManager:
         self._keyframe_cache = {}  # (source, stream, mtime, size) -> keyframe times (a remux's grid)
         self._jobs = {}      # job_id -> current Job
         self._retiring = {}  # job_id -> Job being deleted (its folder still on disk)
+        self._preparing = {}  # job_id -> commands for it being prepared (holding a slot)
         self._lock = threading.RLock()
         self._accepting = True
         self._listeners = []
@@ -402,6 +403,18 @@ class JobManager:
             current, retry = self._admit(spec)
             if retry:
                 return current, False  # an orchestrator's retry: keep the progress
+            # the slot is held while the command is prepared: commands that arrive together are
+            # counted against capacity before any of them starts a read-out
+            self._preparing[spec.job_id] = self._preparing.get(spec.job_id, 0) + 1
+        try:
+            return self._prepared_submit(spec)
+        finally:
+            with self._lock:
+                self._preparing[spec.job_id] -= 1
+                if not self._preparing[spec.job_id]:
+                    del self._preparing[spec.job_id]
+
+    def _prepared_submit(self, spec):
         extraction = self.subtitles.get(spec.source, spec.media) if self.subtitles is not None else None
         if spec.burn and spec.subtitle.text:  # libass draws from the extracted track: wait for it once
             if not extraction.ready.wait(self.settings.playlist_wait_s):
@@ -486,7 +499,9 @@ class JobManager:
             raise Refused(503, f"this worker cannot take jobs now: {reason}", retry_after=30)
         if spec is not None:
             self._check_folder_free(spec)
-        if self.active_count(excluding=job_id) >= self.settings.max_concurrent_jobs:
+        # jobs running, and commands being prepared (each holds its slot from its first check)
+        held = {j.job_id for j in self._jobs.values() if j.state in ACTIVE_STATES} | set(self._preparing)
+        if len(held - {job_id}) >= self.settings.max_concurrent_jobs:
             raise Refused(503, f"at capacity: {self.settings.max_concurrent_jobs} jobs running", retry_after=5)
         return current, False
 
