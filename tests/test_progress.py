@@ -2,7 +2,6 @@ from pathlib import Path
 
 import pytest
 
-from transcode_worker.jobs import next_segment_number
 from transcode_worker.progress import ProgressParser, format_speed, percent, segment_numbers
 
 RECORDED = Path(__file__).parent / "data" / "progress_seek2_of_20s.txt"  # real FFmpeg 5.1 output, -ss 2
@@ -57,14 +56,6 @@ def test_segment_numbers_of_fmp4():
     text = ('#EXTM3U\n#EXT-X-MAP:URI="j_init_3.mp4"\n#EXTINF:4.0,\nj_3.m4s\n#EXTINF:4.0,\nj_4.m4s\n'
             "j_5.m4s.tmp\nj_init_6.mp4\n")
     assert segment_numbers(text, "j") == [3, 4]
-
-
-def test_next_segment_number_counts_segments_of_either_format(tmp_path):
-    for name in ("j_init_3.mp4", "j_3.m4s", "j_4.m4s", "j_5.m4s.tmp", "j.media.m3u8", "k_9.ts"):
-        (tmp_path / name).write_text("x")
-    assert next_segment_number(tmp_path, "j") == 6
-    assert next_segment_number(tmp_path, "k") == 10
-    assert next_segment_number(tmp_path / "gone", "j") == 0
 
 
 def test_nonsense_at_the_start_never_reaches_the_wire():
