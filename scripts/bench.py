@@ -3,11 +3,15 @@
 medians over --runs repetitions. Prints a table; asserts nothing (speed is measured here, never
 in timed tests).
 
-- first playable playlist (POST, then the playlist answers 200 with a segment) for a 1080p H.264
-  source transcoded to 720p and for a remux: the worker, its FFmpeg command run by hand, and FFmpeg
-  with Jellyfin's default HLS settings;
-- seek: a re-POST with a new seek_time until the new playlist is playable, beside a cold start at
-  that position;
+- first playlist (POST, then a player's requests: the multivariant playlist, the media playlist,
+  segment 0 to its last byte) for a 1080p H.264 source transcoded to 720p and for a remux: the
+  worker; its FFmpeg command run by hand (until its run's segment list names a first segment);
+  and FFmpeg with Jellyfin's default HLS settings (until it has begun its second segment);
+- seek: a re-POST with a new seek_time until the segment that holds it is fetched, beside a cold
+  start at that position;
+- the whole film: a player that has segment 0 jumps to 75 % of the film (its request starts a
+  run there), beside Jellyfin's first segment; the same segment asked for again; the keyframe
+  index of a 2-hour film in Matroska and MP4 (scripts/bench_keyframes.py);
 - 50 HLS clients on loopback (2 MB segments): the worker under gunicorn beside nginx (Debian's
   nginx-light, sendfile on) serving the same folder, measured by wrk; and a worker behind its own
   nginx front (front = "nginx") beside the same nginx;
@@ -44,10 +48,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test suite's real-service helper
 from worker_process import SlowClients, WorkerProcess, free_port, wait_for  # noqa: E402
 
-from transcode_worker import hls_names, media, speed_guard, tonemap  # noqa: E402
+sys.path.insert(0, str(ROOT / "scripts"))
+import bench_keyframes  # noqa: E402
+
+from transcode_worker import grid as grid_, hls_names, keyframes, media, speed_guard, tonemap  # noqa: E402
 from transcode_worker.config import SettingsSchema  # noqa: E402
-from transcode_worker.ffmpeg_command import LIGHT_DECODE, HlsOutput, build_command, first_segment_s  # noqa: E402
-from transcode_worker.progress import segment_numbers  # noqa: E402
+from transcode_worker.ffmpeg_command import (LIGHT_DECODE, HlsOutput, build_command, delivers_hevc,  # noqa: E402
+                                             first_segment_s)
 from transcode_worker.telemetry import Telemetry  # noqa: E402
 from transcode_worker.tracks import choose_audio  # noqa: E402
 from transcode_worker.validation import JobSpec  # noqa: E402
@@ -56,6 +63,7 @@ DEFAULTS = SimpleNamespace(**SettingsSchema().load({}))  # the settings a user s
 SEGMENT_S = DEFAULTS.segment_duration_s
 BITRATE = 4_000_000  # -> 720p on the bitrate ladder
 SEEK_S = 60
+JUMP_AT = 0.75  # the whole-film part's jump: to the segment at 75 % of the film
 CLIENTS = 50
 # the worker as a user runs it (default segments), not the tests' short ones; quiet logs
 BENCH_WORKER = {"log_level": "warning", "playlist_wait_s": 60.0, "segment_duration_s": SEGMENT_S}
@@ -80,16 +88,24 @@ def make_source(path, seconds, size="1920x1080", video_bitrate=None):
 
 # -- FFmpeg by hand ------------------------------------------------------------------------------
 def worker_argv(source, folder, job_id, *, remux=False, seek_s=0.0, bitrate=BITRATE, step=None, lut_dir=None):
-    """The command line the worker runs for this job, with the worker's default settings (at the
-    speed guard's `step`, a speed_guard.Step, when given; an HDR10 film tone-mapped by its LUT,
-    made in `lut_dir`, when given, else by the chain)."""
+    """The command line of the worker's run for this job, with the worker's default settings: on
+    the job's grid, from the segment that holds `seek_s` (at the speed guard's `step`, a
+    speed_guard.Step, when given; an HDR10 film tone-mapped by its LUT, made in `lut_dir`, when
+    given, else by the chain). It writes into its staging folder under `folder` (prepare_folder
+    makes it) and lists each complete segment in its segments.csv (first_segment_listed)."""
     info = media.run_ffprobe("ffprobe", str(source))
     seek = time.strftime("%H:%M:%S", time.gmtime(seek_s))
     audio, chosen_by = choose_audio(info)
     spec = JobSpec(job_id=job_id, source=source, folder=folder, seek_time=seek, bitrate_bps=bitrate,
                    encoder="libx264", force_remux=remux, media=info, source_path=str(source), output_path=None,
                    audio=audio, audio_chosen_by=chosen_by, step=step)
-    output = HlsOutput(job_id, SEGMENT_S, first_segment_s=first_segment_s(spec, DEFAULTS.first_segment_s))
+    if remux:  # as the worker cuts a remux: on the keyframes of the source's index (or a scan)
+        times = keyframes.read("ffprobe", source, info.video.index, 60).times
+        grid = grid_.for_remux(times, info.duration_s, SEGMENT_S, info.video.frame_rate, origin_s=info.start_s)
+    else:
+        grid = grid_.for_transcode(info.duration_s, info.video.frame_rate, SEGMENT_S,
+                                   first_segment_s(spec, DEFAULTS.first_segment_s), origin_s=info.start_s)
+    output = HlsOutput(job_id, grid, grid.segment_at(spec.seek_s), fmp4=delivers_hevc(spec))
     lut = tonemap.lut_for(info.video, str(lut_dir)) if lut_dir is not None and spec.tone_mapped else None
     return build_command(spec, output, preset=DEFAULTS.encoder_preset, tonemap_lut=lut)
 
@@ -110,27 +126,52 @@ def jellyfin_argv(source, job_id):
             "-hls_playlist_type", "vod", "-hls_list_size", "0", "-y", f"{job_id}.m3u8"]
 
 
-def playlist_lists_a_segment(folder, job_id):
-    try:
-        return bool(segment_numbers((folder / hls_names.media_playlist(job_id)).read_text(errors="replace"), job_id))
-    except FileNotFoundError:
-        return False
+def staging_of(argv):
+    """The staging folder (relative to FFmpeg's working directory) a worker's command writes its
+    segments into, from its -segment_list; None for another command (Jellyfin's, decoding)."""
+    if "-segment_list" not in argv:
+        return None
+    return os.path.dirname(argv[argv.index("-segment_list") + 1])
 
 
-def second_segment_begun(folder, job_id):
+def prepare_folder(argv, folder):
+    """FFmpeg's working directory for argv, with the staging folder a worker's run writes into
+    (the worker makes it before it starts FFmpeg: the segment muxer does not)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = staging_of(argv)
+    if staging:
+        (folder / staging).mkdir(parents=True, exist_ok=True)
+
+
+def first_segment_listed(argv):
+    """The worker's own test, by hand: its run's segment list (<job>.run<n>/segments.csv) has
+    its first line: the first segment is complete (the worker moves it into place and serves it)."""
+    segment_list = argv[argv.index("-segment_list") + 1]
+
+    def listed(folder):
+        try:
+            return b"\n" in (folder / segment_list).read_bytes()
+        except FileNotFoundError:
+            return False
+    return listed
+
+
+def second_segment_begun(job_id):
     """Jellyfin serves a playlist of its own, made in advance, and hands a player segment n once
     FFmpeg has begun segment n + 1 (its VOD playlist is written only at the end)."""
-    return (folder / f"{job_id}_1.ts").exists()
+    return lambda folder: (folder / f"{job_id}_1.ts").exists()
 
 
-def first_playlist_by_hand(argv, folder, job_id, playable=playlist_lists_a_segment):
-    """Seconds from spawning argv (in folder) until the stream is playable."""
-    folder.mkdir(parents=True, exist_ok=True)
+def first_playlist_by_hand(argv, folder, playable=None):
+    """Seconds from spawning argv (in folder) until its first segment can be served: `playable`
+    (folder) says so; for a worker's command, its segment list names a first segment."""
+    playable = playable or first_segment_listed(argv)
+    prepare_folder(argv, folder)
     started = time.monotonic()
     proc = subprocess.Popen(argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while True:
-            if playable(folder, job_id):
+            if playable(folder):
                 return time.monotonic() - started
             if proc.poll() is not None:
                 raise RuntimeError(f"FFmpeg ended without a segment: {argv}")
@@ -142,17 +183,56 @@ def first_playlist_by_hand(argv, folder, job_id, playable=playlist_lists_a_segme
 
 
 # -- the worker ----------------------------------------------------------------------------------
+def media_segments(text):
+    """[(segment URI, EXTINF seconds)] of a media playlist, and its EXT-X-START offset (0 without)."""
+    lines = [line.strip() for line in text.splitlines()]
+    segments = [(uri, float(line[8:].split(",")[0]))
+                for line, uri in zip(lines, lines[1:]) if line.startswith("#EXTINF:")]
+    start = next((float(re.search(r"TIME-OFFSET=([-\d.]+)", line).group(1))
+                  for line in lines if line.startswith("#EXT-X-START:")), 0.0)
+    return segments, start
+
+
+def segment_at(segments, seconds):
+    """The index in `segments` of the segment that holds film time `seconds`."""
+    begins = 0.0
+    for n, (_, duration) in enumerate(segments):
+        if seconds < begins + duration - 1e-6:
+            return n
+        begins += duration
+    return len(segments) - 1
+
+
+def fetch(url):
+    """GET url to its last byte; (seconds it took, the body). Raises for anything but 200."""
+    started = time.perf_counter()
+    answer = requests.get(url, timeout=120)
+    took = time.perf_counter() - started
+    if answer.status_code != 200:
+        raise RuntimeError(f"GET {url}: {answer.status_code} {answer.text[:200]}")
+    return took, answer.content
+
+
+def first_segment(worker, job_id):
+    """What a player does once it is given the stream: the multivariant playlist, the media
+    playlist, then the segment where it starts (the one that holds EXT-X-START, segment 0
+    without), to its last byte. Returns the segment's URI."""
+    fetch(f"{worker.url}/{hls_names.multivariant(job_id)}")  # the worker holds it until a segment is made
+    segments, start = media_segments(fetch(f"{worker.url}/{hls_names.media_playlist(job_id)}")[1].decode())
+    if not segments:
+        raise RuntimeError(f"job {job_id}: the media playlist lists no segment")
+    uri = segments[segment_at(segments, start)][0]
+    fetch(f"{worker.url}/{uri}")
+    return uri
+
+
 def playable_after(worker, job_id, body):
-    """Seconds from the POST until a player has both playlists, the media one listing a segment
-    (the worker holds the first request until then)."""
+    """Seconds from the POST until a player has the first segment it plays (the one that holds
+    the seek) to its last byte, through both playlists (first_segment)."""
     started = time.monotonic()
     worker.post_job(body).raise_for_status()
-    requests.get(f"{worker.url}/{hls_names.multivariant(job_id)}", timeout=60).raise_for_status()
-    playlist = requests.get(f"{worker.url}/{hls_names.media_playlist(job_id)}", timeout=60)
-    elapsed = time.monotonic() - started
-    if playlist.status_code != 200 or not segment_numbers(playlist.text, job_id):
-        raise RuntimeError(f"no playable playlist: {playlist.status_code} {playlist.text[:200]}")
-    return elapsed
+    first_segment(worker, job_id)
+    return time.monotonic() - started
 
 
 def job_body(job_id, source, **configuration):
@@ -187,6 +267,12 @@ def first_playlist_subtitles(worker, source, tmp, runs, duration_s):
                 f"{(median(subtitled) - median(plain)) * 1000:+.0f} ms", "<= +200 ms")]
 
 
+def jellyfin_first_segment(source, tmp, job_id):
+    """Seconds until FFmpeg with Jellyfin's defaults has a first segment to hand a player, at the
+    film's start."""
+    return first_playlist_by_hand(jellyfin_argv(source, job_id), tmp / "jf", playable=second_segment_begun(job_id))
+
+
 def first_playlist(worker, source, tmp, runs):
     rows = []
     for remux in (False, True):
@@ -202,10 +288,9 @@ def first_playlist(worker, source, tmp, runs):
                     worker.delete(job_id)
                 elif who == 1:
                     argv = worker_argv(source, tmp / "hand", f"hand{run}", remux=remux)
-                    hand.append(first_playlist_by_hand(argv, tmp / "hand", f"hand{run}"))
+                    hand.append(first_playlist_by_hand(argv, tmp / "hand"))
                 elif not remux:
-                    jelly.append(first_playlist_by_hand(jellyfin_argv(source, f"jf{run}"), tmp / "jf", f"jf{run}",
-                                                        playable=second_segment_begun))
+                    jelly.append(jellyfin_first_segment(source, tmp, f"jf{run}"))
         rows.append(Row(f"first playlist, {kind}", seconds(mine), "FFmpeg by hand", seconds(hand),
                         f"{(median(mine) - median(hand)) * 1000:+.0f} ms", "<= +100 ms"))
         if jelly:
@@ -228,6 +313,37 @@ def seek(worker, source, runs):
         worker.delete(f"cold{run}")
     return [Row(f"seek to {SEEK_S} s (re-POST)", seconds(warm), "cold start there", seconds(cold),
                 f"{median(warm) / median(cold):.2f}x", "<= 1.2x")]
+
+
+# -- the whole film: a jump far ahead, a made segment again, the keyframe index -------------------
+def whole_film(worker, source, tmp, runs):
+    """A player of a transcode (1080p -> 720p, the default bitrate) that has segment 0 jumps to
+    the segment at JUMP_AT of the film (its request starts a run there), then asks for it again
+    (it is made: served at once); beside FFmpeg with Jellyfin's defaults making its first segment
+    at the film's start, in the same runs. And the keyframe index of a 2-hour film, which a
+    remux's grid is cut on (scripts/bench_keyframes.py)."""
+    jumps, again, jelly, number = [], [], [], None
+    for run in range(runs):
+        job_id = f"jump{run}"
+        for who in ([0, 1] if run % 2 else [1, 0]):  # neither always finds a warmer machine
+            if who == 1:
+                jelly.append(jellyfin_first_segment(source, tmp, f"jfw{run}"))
+                continue
+            playable_after(worker, job_id, job_body(job_id, source))  # segment 0, to its last byte
+            segments, _ = media_segments(fetch(f"{worker.url}/{hls_names.media_playlist(job_id)}")[1].decode())
+            number = segment_at(segments, JUMP_AT * sum(d for _, d in segments))
+            url = f"{worker.url}/{segments[number][0]}"
+            jumps.append(fetch(url)[0])
+            again.append(fetch(url)[0])
+            worker.delete(job_id)
+    index = bench_keyframes.measure(tmp / "keyframes")
+    rows = [Row(f"jump far ahead 1080p->720p (segment {number} of {len(segments)})", seconds(jumps),
+                "Jellyfin's first segment", seconds(jelly), f"{median(jumps) / median(jelly):.2f}x", "<= 0.7x"),
+            Row("made segment again", f"{median(again) * 1000:.1f} ms", "", "", "", "< 20 ms")]
+    for name, took, found, _ in index:
+        how = f"{len(found.times)} keyframes from {found.source}" if found else "no index (would scan)"
+        rows.append(Row(f"keyframe index of a 2-hour film, {name}", f"{took:.3f} s", how, "", "", "< 0.5 s"))
+    return rows
 
 
 # -- serving: 50 clients, worker beside nginx ----------------------------------------------------
@@ -409,10 +525,12 @@ def pressure(worker, media_root, tmp, source, seconds):
             playable_after(server, "ready", job_body("ready", short, force_remux=True))
             server.wait_state("ready", {"COMPLETED"})
             server.post_job(job_body("far", source)).raise_for_status()
+            far = len(media_segments(requests.get(f"{server.url}/{hls_names.media_playlist('far')}",
+                                                  timeout=60).text)[0]) // 2
             with SlowClients(server.settings["listen"], SLOW_CLIENTS):
                 time.sleep(2)
                 figures[who, "slow"] = api_latencies(server, short, seconds)
-            with WaitingPlayers(server.url, "far", WAITING_PLAYERS):
+            with WaitingPlayers(server.url, "far", far, WAITING_PLAYERS):
                 time.sleep(2)
                 figures[who, "waiting"] = api_latencies(server, short, seconds)
             for job_id in ("ready", "far"):
@@ -429,27 +547,36 @@ def pressure(worker, media_root, tmp, source, seconds):
 
 
 class WaitingPlayers:
-    """`count` players asking for segments of `job_id` far beyond what FFmpeg has written: each
-    waits for its answer, and after a 503 (Retry-After: 1) asks again a second later. They run
-    in a process of their own, so their threads do not slow the measuring client down."""
+    """`count` players that jumped to segment `first` of `job_id`, in the middle of the film,
+    beyond what FFmpeg has written (the first to ask starts a run there): each waits for its
+    segment, then asks for the next at once, so all of them wait on the segment FFmpeg is
+    making; after a 503 (Retry-After: 1) each asks again a second later. They ask with HEAD,
+    which waits as a GET does, so what is measured is the waiting, not the transfer of 200 copies
+    of each segment. They run in a process of their own, so their threads do not slow the
+    measuring client down."""
 
-    def __init__(self, url, job_id, count):
-        self.urls = [f"{url}/{hls_names.segment(job_id, 5000 + n, 'ts')}" for n in range(count)]
+    def __init__(self, url, job_id, first, count):
         self._stop = multiprocessing.Event()
-        self._process = multiprocessing.Process(target=self._run, args=(self.urls, self._stop), daemon=True)
+        self._process = multiprocessing.Process(target=self._run, args=(url, job_id, first, count, self._stop),
+                                                daemon=True)
 
     @staticmethod
-    def _run(urls, stop):
-        def play(url):
+    def _run(url, job_id, first, count, stop):
+        def play():
+            number = first
             while not stop.is_set():
                 try:
-                    answer = requests.get(url, timeout=90)
-                    if answer.status_code == 503:
+                    answer = requests.head(f"{url}/{hls_names.segment(job_id, number, 'ts')}", timeout=90)
+                    if answer.status_code == 200:
+                        number += 1
+                    elif answer.status_code == 404:  # past the film's end: nothing left to wait on
+                        return
+                    else:
                         stop.wait(float(answer.headers.get("Retry-After", 1)))
                 except requests.RequestException:
                     stop.wait(1)
 
-        threads = [threading.Thread(target=play, args=(u,), daemon=True) for u in urls]
+        threads = [threading.Thread(target=play, daemon=True) for _ in range(count)]
         for thread in threads:
             thread.start()
         stop.wait()
@@ -550,8 +677,8 @@ def concurrent_once(worker, source, tmp, duration_s, n):
         worker.delete(f"conc{n}-{i}")
     folders = [tmp / f"conc{n}-{i}" for i in range(n)]
     argvs = [worker_argv(source, folder, f"c{i}") for i, folder in enumerate(folders)]
-    for folder in folders:
-        folder.mkdir()
+    for argv, folder in zip(argvs, folders):
+        prepare_folder(argv, folder)
     started = time.monotonic()
     procs = [subprocess.Popen(argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for argv, folder in zip(argvs, folders)]
@@ -564,27 +691,18 @@ def concurrent_once(worker, source, tmp, duration_s, n):
 
 
 # -- throttling ----------------------------------------------------------------------------------
-def segment_durations(playlist):
-    """{segment name: EXTINF seconds} of a playlist."""
-    lines = playlist.splitlines()
-    return {name: float(line[8:].split(",")[0])
-            for line, name in zip(lines, lines[1:]) if line.startswith("#EXTINF:")}
-
-
 def viewer(worker, job_id, stop):
     """A player at 1x: one segment buffered ahead of the picture, the next asked for when the
-    one before starts playing."""
-    url = f"{worker.url}/{hls_names.media_playlist(job_id)}"
-    number = segment_numbers(requests.get(url, timeout=60).text, job_id)[0]
+    one before starts playing. The media playlist lists the whole film from the first answer:
+    it is read once, and each segment is asked for (the worker holds the request until it is made)."""
+    segments, start = media_segments(requests.get(f"{worker.url}/{hls_names.media_playlist(job_id)}",
+                                                  timeout=60).text)
     played, started = 0.0, time.monotonic()
-    while not stop.is_set():
-        name = f"{job_id}_{number}.ts"
-        if requests.get(f"{worker.url}/{name}", timeout=60).status_code != 200:
+    for uri, duration in segments[segment_at(segments, start):]:
+        if stop.is_set() or requests.get(f"{worker.url}/{uri}", timeout=60).status_code != 200:
             return
-        durations = segment_durations(requests.get(url, timeout=60).text)
         stop.wait(max(0.0, started + played - time.monotonic()))  # until it starts playing
-        played += durations.get(name, SEGMENT_S)
-        number += 1
+        played += duration
 
 
 def ffmpeg_cpu(worker):
@@ -643,7 +761,7 @@ def make_hdr_source(path, seconds, size="3840x2160"):
 
 def speed_by_hand(argv, folder, duration_s):
     """How many times real time FFmpeg runs argv (in folder) from start to end."""
-    folder.mkdir(parents=True, exist_ok=True)
+    prepare_folder(argv, folder)
     started = time.monotonic()
     subprocess.run(argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     elapsed = time.monotonic() - started
@@ -809,32 +927,31 @@ def guard_under_a_viewer(media_root, tmp, seconds):
     return rows
 
 
-STALL_MIN_S = 0.25  # the viewer polls its playlist every 0.1 s: shorter waits are not counted
+STALL_MIN_S = 0.25  # shorter waits are not counted
 
 
 def viewer_at_1x(worker, job_id):
-    """A player at 1x from the first playlist on: it needs each segment when its playhead gets
-    there, and stalls until the segment is listed. Returns ([(playhead seconds, stall seconds)],
-    the monotonic time its last stall ended: from then on the stream stayed ahead of it)."""
-    url = f"{worker.url}/{hls_names.media_playlist(job_id)}"
-    requests.get(f"{worker.url}/{hls_names.multivariant(job_id)}", timeout=120)  # waits for the first segment
+    """A player at 1x from the first playlist on: it fetches the segments in order, each as soon
+    as it has the one before (the media playlist lists the whole film at once: a segment is there
+    when its GET answers), needs each when its playhead gets there, and stalls until it has it.
+    Returns ([(playhead seconds, stall seconds)], the monotonic time its last stall ended: from
+    then on the stream stayed ahead of it)."""
+    fetch(f"{worker.url}/{hls_names.multivariant(job_id)}")  # waits for the first segment
+    segments, start = media_segments(fetch(f"{worker.url}/{hls_names.media_playlist(job_id)}")[1].decode())
     clock = time.monotonic()  # the wall time its playhead was at 0, moved on by each stall
-    playhead, index, stalls, ahead_at = 0.0, 0, [], clock
-    while True:
-        text = requests.get(url, timeout=60).text
-        durations = [float(line[8:].split(",")[0]) for line in text.splitlines() if line.startswith("#EXTINF:")]
+    playhead, stalls, ahead_at = 0.0, [], clock
+    for uri, duration in segments[segment_at(segments, start):]:
+        while (answer := requests.get(f"{worker.url}/{uri}", timeout=120)).status_code == 503:
+            time.sleep(float(answer.headers.get("Retry-After", 1)))  # a wait that ran out: ask again
+        answer.raise_for_status()
         now = time.monotonic()
-        while index < len(durations):
-            late = now - (clock + playhead)  # > 0: the viewer needed this segment that long ago
-            if late > STALL_MIN_S:
-                stalls.append((playhead, late))
-                clock += late
-                ahead_at = now
-            playhead += durations[index]
-            index += 1
-        if "#EXT-X-ENDLIST" in text:
-            return stalls, ahead_at
-        time.sleep(0.1)
+        late = now - (clock + playhead)  # > 0: the viewer needed this segment that long ago
+        if late > STALL_MIN_S:
+            stalls.append((playhead, late))
+            clock += late
+            ahead_at = now
+        playhead += duration
+    return stalls, ahead_at
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -874,8 +991,8 @@ def print_table(rows, args, elapsed):
 
 
 
-PARTS = ("idle", "first-playlist", "subtitles", "seek", "serving", "pressure", "concurrent", "throttling", "tone-mapping",
-         "hdr", "speed-guard")
+PARTS = ("idle", "first-playlist", "subtitles", "seek", "whole-film", "serving", "pressure", "concurrent", "throttling",
+         "tone-mapping", "hdr", "speed-guard")
 
 
 def main():
@@ -916,6 +1033,7 @@ def main():
             part("first-playlist", first_playlist, worker, source, tmp, args.runs)
             part("subtitles", first_playlist_subtitles, worker, source, tmp, args.runs, 120)
             part("seek", seek, worker, source, args.runs)
+            part("whole-film", whole_film, worker, source, tmp, args.runs)
             # short runs, many of them: this machine's speed drifts more over a minute than
             # over the few seconds that one worker-and-nginx pair takes
             part("serving", serving, worker, media_root, tmp, 2 if args.quick else 4,

@@ -41,15 +41,29 @@ def best_of(runs, path):
     return best, found
 
 
+CONTAINERS = (("matroska", ".mkv"), ("mp4", ".mp4"))
+
+
+def measure(folder, runs=RUNS):
+    """[(container, best seconds of `runs`, keyframes.Keyframes or None, the film's bytes)] for a
+    2-hour film made in `folder` in each container (scripts/bench.py's whole-film part calls it)."""
+    results = []
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for name, suffix in CONTAINERS:
+        film = make_film(Path(folder), suffix)
+        seconds, found = best_of(runs, film)
+        results.append((name, seconds, found, film.stat().st_size))
+        film.unlink()
+    return results
+
+
 def main():
     with tempfile.TemporaryDirectory(prefix="bench-keyframes-") as tmp:
-        for name, suffix in (("matroska", ".mkv"), ("mp4", ".mp4")):
-            film = make_film(Path(tmp), suffix)
-            seconds, found = best_of(RUNS, film)
+        for name, seconds, found, size in measure(tmp):
             count = len(found.times) if found else 0
             source = found.source if found else "none (would scan)"
             print(f"{name:9} {seconds:.4f} s  {count} keyframes  from {source}  "
-                  f"({film.stat().st_size / 1e6:.0f} MB, best of {RUNS})")
+                  f"({size / 1e6:.0f} MB, best of {RUNS})")
 
 
 if __name__ == "__main__":

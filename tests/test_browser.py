@@ -98,7 +98,7 @@ def assert_shows_source_at(player, source, offset_s):
     assert abs(level - expected) <= 6, f"at {offset_s + current:.1f}s of the movie: shows {level:.0f}, source {expected:.0f}"
 
 
-def test_hls_js_plays_a_growing_stream_then_follows_a_seek(worker, media_root, player):
+def test_hls_js_sees_the_whole_film_at_once_jumps_ahead_and_follows_a_seek(worker, media_root, player):
     source = str(media_root / mf.LONG)
     body = {"job_id": "browser1", "source_path": source, "configuration": {"bitrate_bps": 1_000_000}}
     response = worker.post_job(body)
@@ -106,17 +106,26 @@ def test_hls_js_plays_a_growing_stream_then_follows_a_seek(worker, media_root, p
     url = response.json()["playlist_url"]
 
     player.load(url)
-    player.wait_playing_past(3 * SEGMENT_S + 1, timeout=60)
-    assert worker.job("browser1")["state"] == "RUNNING", "FFmpeg should still be writing the movie"
-    assert_shows_source_at(player, source, 0)  # from the beginning, not the live edge
+    player.wait_playing_past(1.0, timeout=60)
+    duration = player.driver.execute_script("return document.getElementById('video').duration")
+    assert abs(duration - mf.LONG_SECONDS) < 0.1, duration  # the film's length, at load
+    assert worker.job("browser1")["state"] == "RUNNING", "FFmpeg should be far from the end"
+    assert_shows_source_at(player, source, 0)
 
-    # The orchestrator's seek: the same job posted again with a seek_time; the client reloads.
-    seek_s = 300
+    # the viewer jumps to 75 %: the player asks for a segment far ahead, a run starts there
+    jump = 0.75 * mf.LONG_SECONDS
+    player.driver.execute_script("document.getElementById('video').currentTime = arguments[0]", jump)
+    player.wait_playing_past(jump + 1.0, timeout=60)
+    assert_shows_source_at(player, source, 0)
+
+    # The orchestrator's seek: the same job posted again with a seek_time; the client reloads
+    # and begins at the playlist's EXT-X-START, on the same clock.
     body["configuration"]["seek_time"] = "00:05:00"
     assert worker.post_job(body).status_code == 202
     player.load(url)
-    player.wait_playing_past(SEGMENT_S + 1, timeout=60)
-    assert_shows_source_at(player, source, seek_s)
+    player.wait_playing_past(300 + 1.0, timeout=60)
+    assert player.state()["currentTime"] < 300 + 10, player.state()  # it began at the seek
+    assert_shows_source_at(player, source, 0)
 
     state = player.state()
     assert state["fatal"] == 0 and state["mediaError"] is None, state
@@ -149,37 +158,34 @@ def test_hls_js_plays_a_completed_stream_to_its_end(worker, media_root, player, 
 
 
 def test_hls_js_plays_on_across_a_speed_guard_step(make_worker, media_root, player, tmp_path):
-    """A job held below real time steps down (speed guard); hls.js, playing it from the start,
-    goes on across the discontinuity, shows the right frames after it and plays to the end."""
+    """A job held below real time steps down (speed guard) and its next run goes on from the
+    first segment not made, on the same grid and clock; hls.js, playing it from the seek, shows
+    the right frames after the step and plays to the end."""
     worker = make_worker(ffmpeg_path=ffmpeg_slow_at("veryfast", tmp_path), speed_guard_s=3.0,
                          encoder_preset="veryfast")
     # the last 80 s of the ramp (its brightness still below white), played at 4x
-    source, seek_s = str(media_root / mf.LONG), 520
+    source = str(media_root / mf.LONG)
     response = worker.post_job({"job_id": "stepped", "source_path": source,
                                 "configuration": {"seek_time": "00:08:40", "bitrate_bps": 300_000}})
     assert response.status_code == 202, response.text
     url = response.json()["playlist_url"]
     player.load(url)
     player.driver.execute_script("document.getElementById('video').playbackRate = 4")
-
-    def discontinuity_at():
-        """Seconds of the stream before its discontinuity, once the playlist has one."""
-        segments = m3u8.load(url.replace(".m3u8", ".media.m3u8")).segments
-        first = next((n for n, s in enumerate(segments) if s.discontinuity), None)
-        return first and sum(s.duration for s in segments[:first])
-
-    step_at = wait_for(discontinuity_at, 40, what="the step down in the playlist")
-    player.wait_playing_past(step_at + SEGMENT_S, timeout=60)
-    # after the discontinuity, the right frames: the ramp's level there (the browser paints the
+    stepped = wait_for(lambda: (worker.job("stepped")["speed_guard"] or {}).get("step"), 40,
+                       what="the speed guard's step")
+    assert stepped and "DISCONTINUITY" not in requests.get(url.replace(".m3u8", ".media.m3u8"), timeout=30).text
+    at = player.state()["currentTime"]
+    player.wait_playing_past(at + 3 * SEGMENT_S, timeout=60)
+    # after the step, the right frames: the ramp's level there (the browser paints the
     # limited-range picture full range; FFmpeg's gray, which assert_shows_source_at reads, clips
     # this close to white)
     current, level = player.picture()
-    expected = (mf.luma_at(seek_s + current) - 16) * 255 / 219
-    assert abs(level - expected) <= 6, f"at {seek_s + current:.1f}s of the movie: shows {level:.0f}, not {expected:.0f}"
+    expected = (mf.luma_at(current) - 16) * 255 / 219
+    assert abs(level - expected) <= 6, f"at {current:.1f}s of the movie: shows {level:.0f}, not {expected:.0f}"
     ended = wait_for(lambda: player.driver.execute_script(
         "const v = document.getElementById('video'); return v.ended && [v.currentTime, v.duration]"),
         60, interval=0.2, what="the end of the stream")
-    assert abs(ended[1] - (mf.LONG_SECONDS - seek_s)) < SEGMENT_S / 2, ended
+    assert abs(ended[1] - mf.LONG_SECONDS) < SEGMENT_S / 2, ended
     assert player.state()["fatal"] == 0
     worker.delete("stepped")
 

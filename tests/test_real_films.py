@@ -250,7 +250,9 @@ def test_seek_and_a_repeated_command_keep_the_choice(worker, media_root):
         body["configuration"]["seek_time"] = "00:00:01"
         assert worker.post_job(body).status_code == 202
         answer = worker.wait_state("keep", {"COMPLETED"})
-        assert answer["tracks"]["audio"]["title"] == "Deutsch" and answer["restarts"] == 1
+        # the seek's segment is made: nothing runs again, the playlist begins there
+        assert answer["tracks"]["audio"]["title"] == "Deutsch" and answer["restarts"] == 0
+        assert "#EXT-X-START:TIME-OFFSET=1.000" in requests.get(f"{worker.url}/keep.media.m3u8", timeout=10).text
         assert tone_hz(f"{worker.url}/keep.m3u8", skip_s=0.2, seconds=1.0) == pytest.approx(660, rel=0.02)
     finally:
         worker.delete("keep")

@@ -63,3 +63,14 @@ def test_a_listed_segment_that_is_gone_is_not_recorded(tmp_path):
     output, made, _, collector = run_folder(tmp_path)
     (tmp_path / output.staging / "segments.csv").write_bytes(b"j_4.ts,0,2\nnot-ours.ts,0,2\n")
     assert collector.collect() == [] and 4 not in made
+
+
+@pytest.mark.parametrize("sizes, watched, limit, removed", [
+    ({n: 10 for n in range(10)}, 5, 100, []),  # within the limit
+    ({n: 10 for n in range(10)}, 5, 80, [0, 1, 9]),  # furthest first, behind before ahead: down to 72
+    ({n: 10 for n in range(10)}, 0, 50, [9, 8, 7, 6, 5, 4]),  # never the viewer's segment nor the next
+    ({n: 10 for n in range(3)}, 1, 5, [0]),  # what is left is what is being watched
+    ({n: 10 for n in range(10)}, 5, 0, []),  # 0: no limit
+])
+def test_a_job_past_its_disk_limit_loses_the_segments_furthest_from_its_viewer(sizes, watched, limit, removed):
+    assert segments.to_remove(sizes, watched, limit) == removed

@@ -153,3 +153,17 @@ def test_a_segment_outside_the_film_is_404_at_once(worker, counted):
     answer = requests.get(f"{worker.url}/outside_{len(playlist.segments)}.ts", timeout=5)
     assert answer.status_code == 404
     assert worker.delete("outside").status_code == 200
+
+
+def test_ffmpegs_player_told_to_start_at_a_time_shows_that_frame(worker, counted):
+    job_id = "player-ss"
+    assert worker.post_job({"job_id": job_id, "source_path": counted}).status_code == 202
+    v0 = video_start(counted)
+    for at in (40.0, 12.5):  # ahead of FFmpeg, then back
+        width, height = mf.COUNTED_SIZE
+        raw = subprocess.run(["ffmpeg", "-v", "error", "-ss", f"{at}", "-i", f"{worker.url}/{job_id}.m3u8",
+                              "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+                             capture_output=True, check=True, timeout=60).stdout
+        shown = mf.counted_frame(raw[:width * height])
+        assert abs(v0 + shown * FRAME_S - at) <= 2 * FRAME_S, (at, shown)
+    assert worker.delete(job_id).status_code == 200

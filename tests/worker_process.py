@@ -258,12 +258,13 @@ def _is_ffmpeg(proc):
         return False
 
 
-def play(url, timeout=120):
-    """FFmpeg as the player: read the HLS stream from its first segment to its end, decoding
-    every frame. Returns (exit code, seconds of media decoded, stderr)."""
+def play(url, timeout=120, start_s=None):
+    """FFmpeg as the player: read the HLS stream from its first segment (or from `start_s`) to its
+    end, decoding every frame. Returns (exit code, seconds of media decoded, stderr)."""
+    start = ["-ss", f"{start_s}"] if start_s is not None else []
     proc = subprocess.run(
         ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats", "-progress", "pipe:1",
-         "-live_start_index", "0", "-i", url, "-f", "null", "-"],
+         "-live_start_index", "0", *start, "-i", url, "-f", "null", "-"],
         capture_output=True, timeout=timeout,
     )
     parser = ProgressParser()

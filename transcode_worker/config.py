@@ -189,6 +189,12 @@ class SettingsSchema(Schema):
         "furthest segment any player asked for; resume below half (0: never pause)",
         validate=validate.Range(0, 86400),
     )
+    job_disk_limit_mb = _setting(
+        fields.Integer, 4096,
+        "the made segments a job keeps, in MiB: past it, the ones furthest from where its viewer is "
+        "are removed (made again if a player asks for them); 0: no limit",
+        validate=validate.Range(0, 10_000_000),
+    )
     shutdown_timeout_s = _setting(
         fields.Float, 25.0,
         "bound on the whole shutdown (stop taking jobs, stop FFmpeg, death note); at least "

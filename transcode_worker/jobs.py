@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 # have the segment asked for within this many seconds (at its measured speed) is replaced by one
 # that starts there, which has it in about the time one segment takes to make.
 PATIENCE_S = 4.0
+RUN_START_S = 1.0  # what starting a run costs before it makes its first frame (a seek, a decoder)
 
 
 class Refused(Exception):
@@ -567,8 +568,8 @@ class JobManager:
 
     def want(self, job_id, number):
         """A player asked for segment `number`, not made yet: let the running FFmpeg make it when it
-        will within PATIENCE_S at its speed, else start a run there. Racing requests start one run:
-        the second finds the first's run about to make what it wants."""
+        will within PATIENCE_S at its speed, or before a new run could, else start a run there.
+        Racing requests start one run: the second finds the first's run about to make what it wants."""
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None or not self._accepting or not 0 <= number < len(job.grid) or number in job.made:
@@ -579,7 +580,9 @@ class JobManager:
                 if job.paused:
                     job.supervisor.resume()
                 eta = job.eta_s(number)
-                if eta is not None and eta <= PATIENCE_S:
+                # a new run would first start, then make the segment at about the same speed
+                fresh = RUN_START_S + job.grid.duration(number) / (job.rate or 1.0)
+                if eta is not None and eta <= max(PATIENCE_S, fresh):
                     return
             self._restart(job, number, f"a player asked for segment {number}")
 
@@ -691,6 +694,7 @@ class JobManager:
         now = time.monotonic() if now is None else now
         done = []
         for job in self.jobs():
+            self._keep_within_limit(job)
             verdict = janitor_verdict(job, now, limits)
             if verdict is None:
                 if (stepped := self.guard(job)) is not None:
@@ -707,6 +711,21 @@ class JobManager:
             elif self.get(job.job_id) is job and self.delete(job.job_id, reason=reason):
                 done.append((job.job_id, action, reason))
         return done
+
+    def _keep_within_limit(self, job):
+        """Remove the made segments furthest from the viewer once the job keeps more than
+        job_disk_limit_mb (segments.to_remove); a player that asks for one again gets it made."""
+        watched = job.grid.segment_at(job.watched_position())
+        chosen = segments.to_remove(job.made.sizes(), watched, self.settings.job_disk_limit_mb * 2 ** 20)
+        for number in chosen:
+            job.made.discard(number)
+            try:
+                os.unlink(job.folder / job.output.segment(number))
+            except FileNotFoundError:
+                pass
+        if chosen:
+            log.info("job %s: %d made segments removed, furthest from the viewer first (job_disk_limit_mb)",
+                     job.job_id, len(chosen), extra={"job_id": job.job_id})
 
     def close(self):
         """Refuse new jobs from now on (the first step of a shutdown); players waiting on a job

@@ -18,15 +18,31 @@ log = logging.getLogger(__name__)
 
 
 class Made:
-    """The numbers of a job's complete segments (shared by all its runs)."""
+    """The numbers of a job's complete segments (shared by all its runs), with their sizes."""
 
     def __init__(self):
         self._numbers = set()
+        self._sizes = {}
         self._lock = threading.Lock()
 
-    def add(self, number):
+    def add(self, number, size=0):
         with self._lock:
             self._numbers.add(number)
+            self._sizes[number] = size
+
+    def discard(self, number):
+        with self._lock:
+            self._numbers.discard(number)
+            self._sizes.pop(number, None)
+
+    @property
+    def bytes(self):
+        with self._lock:
+            return sum(self._sizes.values())
+
+    def sizes(self):
+        with self._lock:
+            return dict(self._sizes)
 
     def __contains__(self, number):
         with self._lock:
@@ -65,6 +81,24 @@ def write_atomically(path, data):
     with open(temporary, "wb") as fh:
         fh.write(data)
     os.replace(temporary, path)
+
+
+def to_remove(sizes, watched, limit_bytes):
+    """Which made segments go when a job keeps more than limit_bytes ({number: bytes} made, the
+    segment its viewer is at): the furthest from the viewer first (behind before ahead at the
+    same distance), down to nine tenths of the limit, never the viewer's segment nor the next."""
+    total = sum(sizes.values())
+    if not limit_bytes or total <= limit_bytes:
+        return []
+    order = sorted((n for n in sizes if not watched <= n <= watched + 1),
+                   key=lambda n: (abs(n - watched), n < watched), reverse=True)
+    chosen = []
+    for number in order:
+        if total <= limit_bytes * 0.9:
+            break
+        chosen.append(number)
+        total -= sizes[number]
+    return chosen
 
 
 class Collector:
@@ -132,7 +166,11 @@ class Collector:
             log.warning("job %s: segment %d cannot be put in place: %s", self.output.job_id, number, exc,
                         extra={"job_id": self.output.job_id})
             return False
-        self.made.add(number)
+        try:
+            size = os.path.getsize(target)
+        except OSError:
+            size = 0
+        self.made.add(number, size)
         return True
 
     def finish(self):

@@ -31,6 +31,7 @@ from .jobs import error
 bp = Blueprint("hls", __name__)
 
 POLL_S = 0.02  # how often a waiting request looks for the file; a job's end wakes it at once
+ASK_AGAIN_S = 1.0  # how often a waiting request asks again whether the running FFmpeg will make it
 NO_CACHE = "no-cache"
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_TYPES = {"ts": "video/mp2t", "m4s": "video/mp4", "mp4": "video/mp4"}
@@ -118,7 +119,7 @@ def _wait_and_serve(job_id, serve, segment=None, pending=None, want=None):
     manager, settings = context().manager, context().settings
     deadline = time.monotonic() + settings.playlist_wait_s
     holding = False
-    asked = None  # the run that was asked for the segment
+    asked, asked_at = None, 0.0  # the run last asked for the segment, and when
     try:
         while True:
             job = manager.get(job_id)  # again each time: a seek or a jump replaces the run
@@ -131,9 +132,9 @@ def _wait_and_serve(job_id, serve, segment=None, pending=None, want=None):
                 response = serve(job)
             if response is not None:
                 return response
-            if want is not None and asked is not job:
-                asked = job
-                want()
+            if want is not None and (asked is not job or time.monotonic() - asked_at >= ASK_AGAIN_S):
+                asked, asked_at = job, time.monotonic()
+                want()  # again now and then: a run that stopped moving is replaced
                 if manager.get(job_id) is not job:
                     continue
             # (a run being replaced: the next run's Job is there in a moment)
