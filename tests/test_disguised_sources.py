@@ -153,3 +153,29 @@ def test_an_output_path_through_a_file_is_422(worker, media_root):
         assert worker.ffmpeg_pids() == [] and worker.jobs() == []
     finally:
         (worker.segment_root / "a file").unlink()
+
+
+def test_a_burned_ass_track_whose_header_is_a_playlist_opens_nothing(tmp_path):
+    # The extraction copies a track's header as the file wrote it: here an HLS playlist naming a
+    # FIFO outside the roots. The burn-in draws it with libass's own reader (the ass filter), no
+    # demuxer: libass refuses a file that is not ASS, FFmpeg ends, and the FIFO is never opened
+    # (the subtitles filter opened it through the HLS demuxer: FFmpeg blocked on the FIFO).
+    from transcode_worker.ffmpeg_command import picture_args
+    from transcode_worker.media import SubtitleStream
+    from specs import job_spec
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.mkfifo(outside / "secret.mkv")
+    folder = tmp_path / "job"
+    folder.mkdir()
+    (folder / "j1.burn.ass").write_text(
+        f"#EXTM3U\n#EXT-X-TARGETDURATION:30\n#EXTINF:30,\nfile:{outside / 'secret.mkv'}\n#EXT-X-ENDLIST\n")
+    track = SubtitleStream(stream=0, index=2, codec="ass")
+    spec = job_spec(subtitle=track, burn=True)
+    _, filters = picture_args(spec, burn_file="j1.burn.ass")
+    assert any("ass=j1.burn.ass" in f for f in filters) and not any("subtitles=" in f for f in filters)
+    run = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "lavfi", "-i",
+                          "color=s=320x180:d=0.2", *filters, "-f", "null", "-"],
+                         cwd=folder, capture_output=True, timeout=30)  # (blocked on the FIFO: TimeoutExpired)
+    assert b"libass" in run.stderr and b"secret" not in run.stderr, run.stderr.decode()

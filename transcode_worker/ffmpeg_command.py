@@ -251,7 +251,10 @@ def picture_args(spec, hardware_tonemap=(), burn_file=None, fonts_dir=None, tone
     if subtitle is not None and subtitle.text:
         shift = f"{spec.seek_s:.3f}"
         fonts = f":fontsdir={fonts_dir}" if fonts_dir else ""
-        filters += ["format=yuv420p", f"setpts=PTS+{shift}/TB", f"subtitles={burn_file}{fonts}",
+        # an .ass file is libass's own: read by the ass filter, never by a demuxer (its header is
+        # the source file's words, which could be an HLS playlist naming files outside the roots)
+        draw = f"ass={burn_file}{fonts}" if burn_file.endswith(".ass") else f"subtitles={burn_file}{fonts}"
+        filters += ["format=yuv420p", f"setpts=PTS+{shift}/TB", draw,
                     f"setpts=PTS-{shift}/TB"]
     elif subtitle is not None:
         graph = (f"[0:{video.index}]{','.join(filters) or 'null'}[v];[0:{subtitle.index}][v]scale2ref[s][main];"
