@@ -10,6 +10,7 @@ import requests
 
 import media_files as mf
 from transcode_worker.api.jobs import foreign_origin, origin_of
+from transcode_worker.origins import foreign_host, host_of
 
 EVIL = "http://evil.example"
 
@@ -113,3 +114,50 @@ def test_a_web_page_cannot_command_the_worker(fronted, media_root):
     assert health.status_code == 200
 
     assert worker.delete("page").status_code == 200  # a program stops it
+
+
+def test_a_host_is_foreign_unless_it_names_the_worker_or_is_an_address():
+    own = frozenset({"localhost", "worker.lan", "tv"})
+    assert host_of("Worker.LAN.:8081") == "worker.lan" and host_of("[::1]:8081") == "::1"
+    assert host_of("[::1") is None and host_of("") is None
+    for host in ("localhost", "localhost:8081", "WORKER.lan:8081", "worker.lan.", "tv",
+                 "192.168.1.20:8081", "10.0.0.1", "[::1]:8081", "[fe80::1]"):  # an address: never rebound
+        assert not foreign_host(host, own), host
+    for host in ("evil.example", "evil.example:8081", "worker.lan.evil.example", "localhost.evil.example",
+                 "", None, "[::1", "a b", "worker.lan@evil.example"):
+        assert foreign_host(host, own), host
+
+
+@pytest.fixture(params=["nginx", "none"])
+def named_worker(request, make_worker):
+    """A worker also reached as worker.lan (allowed_hosts), behind nginx and without it."""
+    return make_worker(front=request.param, allowed_hosts=["Worker.LAN"])
+
+
+def test_the_job_api_answers_only_to_the_workers_own_host_names(named_worker, media_root):
+    """DNS rebinding: a page whose domain now resolves to the worker is the worker's own site to
+    the browser, so it could read the answers of GETs (F: /v1/jobs, /v1/media answered 200)."""
+    worker = named_worker
+    source = str(media_root / mf.LONG)
+    rebound = {"Host": f"evil.example:{worker.port}"}
+    calls = (("get", "/v1/jobs", {}), ("get", "/v1/jobs/page", {}),
+             ("get", "/v1/media", {"params": {"source_path": source}}),
+             ("post", "/v1/jobs", {"json": {"job_id": "page", "source_path": source}}),
+             ("delete", "/v1/jobs/page", {}))
+    for method, path, kwargs in calls:
+        refused = getattr(requests, method)(worker.url + path, headers=rebound, timeout=30, **kwargs)
+        assert refused.status_code == 400 and "host" in refused.json()["error"], (method, path, refused.text)
+        assert no_cors(refused)
+    assert worker.jobs() == [] and worker.ffmpeg_pids() == []
+
+    # the names the worker is reached by: its address, localhost, allowed_hosts (any case, any port)
+    for host in (f"127.0.0.1:{worker.port}", f"localhost:{worker.port}", f"worker.lan:{worker.port}", "WORKER.LAN"):
+        for path, kwargs in (("/v1/jobs", {}), ("/v1/media", {"params": {"source_path": source}})):
+            answer = requests.get(worker.url + path, headers={"Host": host}, timeout=60, **kwargs)
+            assert answer.status_code == 200, (host, path, answer.text)
+
+    # players and monitors keep answering any Host
+    assert requests.get(worker.url + "/healthz", headers=rebound, timeout=10).status_code == 200
+    assert requests.get(worker.url + "/metrics", headers=rebound, timeout=10).status_code == 200
+    missing = requests.get(worker.url + "/page.m3u8", headers=rebound, timeout=30)
+    assert missing.status_code == 404 and missing.headers["Access-Control-Allow-Origin"] == "*"

@@ -34,10 +34,13 @@ def context(job_id, position, state="RUNNING"):
 
 
 @pytest.fixture
-def client(tmp_path):
+def client(tmp_path, request):
     settings = SimpleNamespace(database=str(tmp_path / "o.db"), api_token="t0k", seen_within_s=30.0,
                                offline_after_s=45.0, check_interval_s=60.0, worker_timeout_s=1.0,
-                               default_bitrate_bps=4_000_000, prefer_same_subnet=True)
+                               default_bitrate_bps=4_000_000, prefer_same_subnet=True,
+                               listen="0.0.0.0:8080", public_url="")
+    for key, value in getattr(request, "param", {}).items():
+        setattr(settings, key, value)
     app = create_app(settings)
     yield app.test_client(), app.extensions["transcode_orchestrator"]
     app.extensions["transcode_orchestrator"].shutdown()
@@ -278,9 +281,57 @@ def test_a_call_that_changes_something_takes_json_from_a_program_only(client, pa
                    headers=TOKEN).status_code == 415
     for foreign in ("null", "http://localhost:8081", "http://evil.example:80"):  # null: a sandboxed page, a file
         assert c.post("/v1/workers", json=REG, headers={**TOKEN, "Origin": foreign}).status_code == 403, foreign
-    # the orchestrator's own origin is not foreign (the test client's host is localhost)
-    for own in ("http://localhost", "http://localhost:80"):
+    # the orchestrator's own origin (listen's: 0.0.0.0:8080, this machine's names) is not foreign
+    for own in ("http://localhost:8080", "http://127.0.0.1:8080", "http://[::1]:8080"):
         assert c.post("/v1/workers", json=REG, headers={**TOKEN, "Origin": own}).status_code == 201, own
+
+
+REBOUND = {"Host": "evil.example:8080", "Origin": "http://evil.example:8080"}
+
+
+def test_a_page_that_dns_rebinding_pointed_here_changes_nothing(client):
+    """The page names its own domain in both Host and Origin: the Host header is no evidence of
+    the orchestrator's own origin (F2: a rogue worker was registered with 201)."""
+    c, ctx = client
+    assert c.post("/v1/workers", json={**REG, "id": "rogue"}, headers={**TOKEN, **REBOUND}).status_code == 403
+    assert ctx.store.worker("rogue") is None
+    for method, path in (("post", "/v1/play"), ("post", "/v1/jobs/j1/seek"), ("delete", "/v1/jobs/j1"),
+                         ("post", "/v1/workers/w1/heartbeats"), ("patch", "/v1/workers/w1")):
+        answer = getattr(c, method)(path, json={"source_path": "/m/x.mkv", "seek_time": "00:00:05"},
+                                    headers={**TOKEN, **REBOUND})
+        assert answer.status_code == 403, (method, path, answer.status_code)
+    preflight = c.options("/v1/play", headers={**REBOUND, "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 403
+    assert ctx.store.jobs() == []
+    # the same request from a program (no Origin) is a call like any other
+    program = {**TOKEN, "Host": "evil.example:8080"}
+    assert c.post("/v1/workers", json={**REG, "id": "w2"}, headers=program).status_code == 201
+
+
+@pytest.mark.parametrize("client", [{"public_url": "https://orch.example.com/"}], indirect=True)
+def test_with_public_url_only_its_origin_is_own(client):
+    c, _ = client
+    assert c.post("/v1/workers", json=REG, headers={**TOKEN, "Origin": "https://orch.example.com"}).status_code == 201
+    for other in ("http://orch.example.com", "https://orch.example.com:8443", "http://localhost:8080",
+                  "https://evil.example"):
+        page = {**TOKEN, "Origin": other, "Host": other.split("//")[1]}
+        assert c.post("/v1/workers", json=REG, headers=page).status_code == 403, other
+
+
+def test_own_origins_come_from_public_url_or_listen(monkeypatch):
+    from transcode_worker.orchestrator import config
+    from transcode_worker.orchestrator.config import own_origins
+
+    monkeypatch.setattr(config, "machine_names", lambda: frozenset({"localhost", "127.0.0.1", "orch", "10.0.0.5"}))
+    own_origins.cache_clear()
+    try:
+        assert own_origins("https://Orch.LAN/base", "0.0.0.0:8080") == {("https", "orch.lan", 443)}
+        assert own_origins("", "10.0.0.5:9000") == {("http", "10.0.0.5", 9000)}
+        assert own_origins("", "[::1]:9000") == {("http", "::1", 9000)}
+        every = {("http", host, 8080) for host in ("localhost", "127.0.0.1", "orch", "10.0.0.5")}
+        assert own_origins("", "0.0.0.0:8080") == every
+    finally:
+        own_origins.cache_clear()
 
 
 def test_play_is_open_to_pages(client):

@@ -99,6 +99,37 @@ def test_output_path_inside_segment_root(roots):
     assert run(roots, output_path=str(roots.segments / "abs")).folder == roots.segments / "abs"
 
 
+@pytest.mark.parametrize("output", ["a" * 256, "shows/" + "é" * 128 + "/j1", "x/" + "a" * 300 + "/../y",
+                                    "/".join(["é" * 120] * 18)])  # 2,177 characters, 4,337 bytes
+def test_output_path_the_file_system_cannot_make_is_a_field_error(roots, output):
+    """A name over NAME_MAX (255 bytes: "é" is two) or a path over PATH_MAX: realpath and lexists
+    pass it, and only os.makedirs in the job would fail (F4: a 500, after the running job of the
+    same id was stopped). ("x/<300>/../y" resolves to x/y, which can be made.)"""
+    if output.endswith("/../y"):
+        assert run(roots, output_path=output).folder == roots.segments / "x" / "y"
+        return
+    with pytest.raises(FieldErrors) as err:
+        run(roots, output_path=output)
+    assert set(err.value.errors) == {"output_path"}
+    assert "fit in this file system" in err.value.errors["output_path"][0]
+
+
+def test_output_path_names_up_to_name_max_pass(roots):
+    assert run(roots, output_path="a" * 255).folder == roots.segments / ("a" * 255)
+    assert run(roots, output_path="é" * 127).folder == roots.segments / ("é" * 127)
+
+
+@pytest.mark.parametrize("output", ["shows\nINFO job other: FFmpeg started", "a\rb", "a\tb", "a\x1b[31mb", "a\x85b",
+                                    "a\u2028b", "movie\u202evkm.exe", "a\ud800b"])
+def test_output_path_with_a_control_character_is_refused(roots, output):
+    """A newline would reach the log lines as a line of its own; a bidi override makes a name
+    read as another; an unpaired surrogate is no file name."""
+    with pytest.raises(FieldErrors) as err:
+        run(roots, output_path=output)
+    assert set(err.value.errors) == {"output_path"} and "U+" in err.value.errors["output_path"][0]
+    assert list(roots.segments.iterdir()) == [roots.segments / "out-link"]
+
+
 def test_output_path_that_is_a_file(roots):
     (roots.segments / "taken").write_text("x")
     assert failing_fields(roots, output_path="taken") == {"output_path"}

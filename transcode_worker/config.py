@@ -62,6 +62,11 @@ def _url_or_empty(value):
         _URL(value)
 
 
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOST_NAME = validate.Regexp(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$",
+                             error="{input!r} is no host name (letters, digits, - _ and .; no port)")
+
+
 def _setting(field_cls, default, help, **kwargs):
     return field_cls(load_default=default, metadata={"help": help}, **kwargs)
 
@@ -79,6 +84,13 @@ class SettingsSchema(Schema):
         fields.String, "",
         "URL players and the orchestrator use to reach this worker (empty: derived from listen)",
         validate=_url_or_empty,
+    )
+    allowed_hosts = _setting(
+        fields.List, list,
+        "host names the job API (/v1/) answers to besides its own (advertise_url's, listen's, this "
+        "machine's names and localhost; any IP address): a Host naming another is 400, so a page "
+        "that DNS rebinding pointed at the worker cannot read it",
+        cls_or_instance=fields.String(validate=_HOST_NAME),
     )
     orchestrator_url = _setting(
         fields.String, "", "orchestrator base URL (empty: standalone, no heartbeats)", validate=_url_or_empty,
@@ -321,6 +333,7 @@ def load_settings(path=None, environ=None):
     """Load, merge and validate the worker's configuration; raise ConfigError on anything wrong."""
     data, path = load_config(SettingsSchema(), ENV_PREFIX, "conf/worker.toml", path, environ)
     data["media_roots"] = [os.path.expanduser(p) for p in data["media_roots"]]
+    data["allowed_hosts"] = [h.lower() for h in data["allowed_hosts"]]
     for key in FOLDER_KEYS:
         data[key] = os.path.expanduser(data[key])
     host, port = listen_address(data["listen"])

@@ -282,7 +282,7 @@ def picture_args(spec, hardware_tonemap=(), burn_file=None, fonts_dir=None, tone
     if subtitle is not None and subtitle.text:
         fonts = f":fontsdir={fonts_dir}" if fonts_dir else ""
         # an .ass file is libass's own: read by the ass filter, never by a demuxer (its header is
-        # the source file's words, which could be a playlist naming other files)
+        # the source file's words, which could be an HLS playlist naming files outside the roots)
         draw = f"ass={burn_file}{fonts}" if burn_file.endswith(".ass") else f"subtitles={burn_file}{fonts}"
         filters += ["format=yuv420p", *([f"setpts=PTS-{origin_s:.6f}/TB", draw, f"setpts=PTS+{origin_s:.6f}/TB"]
                                         if origin_s else [draw])]

@@ -6,6 +6,7 @@ segment_root. Every failing field is reported at once.
 """
 import os
 import stat
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from . import media, tonemap
 from .ffmpeg_command import PLAYER_SAFE_VIDEO, copies_audio, delivers_hevc
 from .schemas import seek_seconds
 from .tracks import TrackChoiceError, choose_audio, choose_subtitle
+from .untrusted import BIDI_CONTROLS
 
 
 @dataclass(frozen=True)
@@ -146,15 +148,57 @@ def resolve_source(raw, media_roots):
     return real
 
 
+# Characters no output folder may hold: control characters (a newline would reach log lines and
+# the death note as a line of its own), line and paragraph separators, unpaired surrogates (no
+# file name can hold one) and bidi overrides (a name that reads as another).
+_NOT_IN_PATHS = ("Cc", "Zl", "Zp", "Cs")
+
+
+def _printable_path(raw):
+    """ValueError naming the first character of `raw` that no output path may hold."""
+    for char in raw:
+        if unicodedata.category(char) in _NOT_IN_PATHS or char in BIDI_CONTROLS:
+            if char == "\0":
+                raise ValueError("contains a NUL byte")
+            raise ValueError(f"contains U+{ord(char):04X} (a control character, line break or bidi override)")
+
+
+def _limit(folder, name, fallback):
+    """The file system's limit `name` (PC_NAME_MAX, PC_PATH_MAX) at `folder`; `fallback` when it
+    cannot say (no such folder yet, or no limit)."""
+    try:
+        value = os.pathconf(folder, name)
+    except (OSError, ValueError):
+        return fallback
+    return value if value and value > 0 else fallback
+
+
+def _within_limits(real, root):
+    """ValueError when `real` could not be made: a folder name longer than the file system's
+    NAME_MAX, or the whole path longer than PATH_MAX. (realpath and lexists take ENAMETOOLONG
+    for "no such file", so without this the folder fails only when the job makes it.)"""
+    name_max = _limit(root, "PC_NAME_MAX", 255)
+    path_max = _limit(root, "PC_PATH_MAX", 4096)
+    for name in real.relative_to(root).parts:
+        if len(os.fsencode(name)) > name_max:
+            raise ValueError(f"has a folder name of {len(os.fsencode(name))} bytes: "
+                             f"at most {name_max} fit in this file system")
+    if len(os.fsencode(str(real))) >= path_max:  # PATH_MAX counts the terminating NUL
+        raise ValueError(f"is {len(os.fsencode(str(real)))} bytes long inside segment_root: "
+                         f"paths of at most {path_max - 1} fit in this file system")
+
+
 def resolve_output(raw, job_id, segment_root):
-    """The real folder for the job's segments: strictly inside segment_root, else ValueError."""
+    """The real folder for the job's segments: strictly inside segment_root, a folder the file
+    system can make, else ValueError."""
     root = Path(os.path.realpath(segment_root))
-    if raw is not None and "\0" in raw:
-        raise ValueError("contains a NUL byte")
+    if raw is not None:
+        _printable_path(raw)
     # an absolute `raw` replaces root; a link in the way is followed (and must stay inside)
     real = Path(os.path.realpath(os.path.join(root, raw if raw is not None else job_id)))
     if not is_inside(real, root, strictly=True):
         raise ValueError(f"must be a folder inside segment_root ({root})")
+    _within_limits(real, root)
     for folder in (real, *real.parents):  # the folder, and every folder it would be made in
         if folder == root:
             break

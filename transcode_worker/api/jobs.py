@@ -6,16 +6,19 @@ the browser send requests to a worker on the viewer's network. So a job command 
 under /v1/ allows one), and a request that changes anything while carrying an ``Origin`` other
 than the worker's own (its advertise_url's) is refused: browsers send ``Origin`` with every such
 request, programs send none. The Host header never counts as the worker's own origin: a page
-that DNS rebinding pointed at the worker sends its own name in both Host and Origin.
+that DNS rebinding pointed at the worker sends its own name in both Host and Origin. For the
+same reason every /v1/ request, reads included, must name a Host the worker is known by (400
+otherwise): a rebound page could read the jobs and what the library holds.
 """
 import hmac
 import json
-from urllib.parse import urlsplit
+from functools import lru_cache
 
 from flask import Blueprint, jsonify, request
 from marshmallow import ValidationError
 
 from ..jobs import Refused
+from ..origins import foreign_host, foreign_origin, machine_names, origin_of
 from ..schemas import load_job_command
 from ..validation import FieldErrors, validate_command
 from . import context
@@ -23,8 +26,6 @@ from . import context
 bp = Blueprint("jobs", __name__)
 
 JSON_TYPE = "application/json"  # parameters (charset) allowed
-SAFE_METHODS = frozenset(("GET", "HEAD"))  # no other method may come from a foreign page
-DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def error(status, message, retry_after=None, **extra):
@@ -35,27 +36,6 @@ def error(status, message, retry_after=None, **extra):
     return response
 
 
-def origin_of(url):
-    """(scheme, host, port) of a URL or of an Origin header's value; None for "null" or a value
-    that is no origin."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
-    except ValueError:  # a port out of range, a malformed IPv6 literal
-        return None
-    if not parts.scheme or not parts.hostname or port is None:
-        return None
-    return parts.scheme.lower(), parts.hostname.lower(), port
-
-
-def foreign_origin(method, origin, advertise_url):
-    """True when a request by `method` with the Origin header `origin` (None: none sent) comes
-    from a web page other than the worker's own (advertise_url's origin) and may change state."""
-    if method in SAFE_METHODS or origin is None:
-        return False
-    return origin_of(origin) is None or origin_of(origin) != origin_of(advertise_url)
-
-
 def refuse_foreign_origin():
     """403 for a state-changing request (a CORS preflight too) sent on behalf of another site."""
     origin = request.headers.get("Origin")
@@ -64,7 +44,28 @@ def refuse_foreign_origin():
     return None
 
 
+@lru_cache(maxsize=4)
+def own_host_names(advertise_url, listen_host, allowed_hosts):
+    """The names the job API answers to: advertise_url's host, the listen address, this
+    machine's names and addresses (loopback included), and the allowed_hosts setting."""
+    names = {origin_of(advertise_url)[1], listen_host.strip("[]").lower(), *allowed_hosts}
+    return frozenset(names | machine_names())
+
+
+def refuse_foreign_host():
+    """400 for any request to the job API whose Host is not one the worker is reached by, the
+    way Django's ALLOWED_HOSTS does: a page that DNS rebinding pointed at the worker may send
+    GETs as its own site and read the answers (the jobs, what the library holds)."""
+    settings = context().settings
+    names = own_host_names(settings.advertise_url, settings.listen_host, tuple(settings.allowed_hosts))
+    if foreign_host(request.host, names):
+        return error(400, f"the job API does not answer to the host {request.host[:200]!r}: "
+                          "add it to allowed_hosts if the worker is reached by that name")
+    return None
+
+
 bp.before_request(refuse_foreign_origin)
+bp.before_request(refuse_foreign_host)
 
 
 @bp.before_request

@@ -5,10 +5,11 @@ from flask import Blueprint, request
 from ..media import ProbeError, language_name
 from ..validation import SourceMissing, resolve_source
 from . import context
-from .jobs import error, refuse_foreign_origin, require_token
+from .jobs import error, refuse_foreign_host, refuse_foreign_origin, require_token
 
 bp = Blueprint("media", __name__)
 bp.before_request(refuse_foreign_origin)
+bp.before_request(refuse_foreign_host)
 bp.before_request(require_token)
 
 

@@ -10,12 +10,13 @@ import hmac
 import time
 import uuid
 from datetime import datetime, timezone
-from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, jsonify, redirect, request
 from marshmallow import EXCLUDE, ValidationError
 
+from ..origins import foreign_origin
 from ..schemas import ConfigurationSchema, DeathNoteSchema, HeartbeatSchema, RegistrationSchema, seek_seconds
+from .config import own_origins
 from .dispatch import NoWorker
 
 workers_bp = Blueprint("workers", __name__)
@@ -50,23 +51,13 @@ PLAYER_CORS = (
 CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def _host_port(netloc, scheme):
-    """("host", "port") of `host[:port]`, the scheme's port when none is written."""
-    host, _, port = netloc.lower().rpartition(":")
-    if not host or not port.isdigit():  # no port ("orch.lan", "[::1]")
-        host, port = netloc.lower(), "443" if scheme == "https" else "80"
-    return host, port
-
-
 def _foreign_origin():
-    """True when a browser sent this request from a page of another origin (`Origin: null`, a
-    sandboxed page or a file, included). Same origin: the host and port the request was sent to
-    (the scheme is left out: a proxy in front may take TLS off)."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return False  # a program
-    page = urlsplit(origin)
-    return not page.netloc or _host_port(page.netloc, page.scheme) != _host_port(request.host, page.scheme)
+    """True when a browser sent this request from a page of another origin than the
+    orchestrator's own (public_url's, or listen's): `Origin: null`, a sandboxed page or a file,
+    included. The Host header is no evidence: DNS rebinding makes a page's Host its own domain."""
+    settings = ctx().settings
+    return foreign_origin(request.method, request.headers.get("Origin"),
+                          own_origins(settings.public_url, settings.listen))
 
 
 def _cross_site_refusal():

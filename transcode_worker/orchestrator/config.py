@@ -1,10 +1,12 @@
 """The orchestrator's configuration, declared once like the worker's (conf/orchestrator.toml)."""
 import os
+from functools import lru_cache
 from types import SimpleNamespace
 
 from marshmallow import Schema, fields, validate, validates
 
-from ..config import ConfigError, _setting, data_dir, listen_address, load_config
+from ..config import ConfigError, _setting, _url_or_empty, data_dir, listen_address, load_config
+from ..origins import listen_origins, machine_names, origin_of
 
 ENV_PREFIX = "TRANSCODE_ORCHESTRATOR_"
 
@@ -13,6 +15,13 @@ class OrchestratorSettingsSchema(Schema):
     """Every key of conf/orchestrator.toml."""
 
     listen = _setting(fields.String, "0.0.0.0:8080", "host:port the HTTP server binds to")
+    public_url = _setting(
+        fields.String, "",
+        "URL programs and players reach the orchestrator at: a browser page's Origin must be its "
+        "origin to change anything (empty: http://<listen host>:<port>, or, listening on every "
+        "interface, this machine's names and addresses and localhost at that port)",
+        validate=_url_or_empty,
+    )
     database = _setting(fields.String, lambda: str(data_dir("transcode-orchestrator") / "orchestrator.db"),
                         "the SQLite file that keeps workers and jobs across restarts")
     api_token = _setting(fields.String, "", "shared bearer token, both directions (empty: no auth)")
@@ -34,6 +43,17 @@ class OrchestratorSettingsSchema(Schema):
     @validates("listen")
     def _check_listen(self, value, **kwargs):
         listen_address(value)
+
+
+@lru_cache(maxsize=4)
+def own_origins(public_url, listen):
+    """The (scheme, host, port) origins of the orchestrator's own pages: public_url's, else
+    those derived from listen. Never the Host a request names: a page that DNS rebinding
+    pointed here names its own domain in both Host and Origin."""
+    if public_url:
+        return frozenset({origin_of(public_url)})
+    host, port = listen_address(listen)
+    return listen_origins(host, port, machine_names())
 
 
 def load_orchestrator_settings(path=None, environ=None):
