@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 # that starts there, which has it in about the time one segment takes to make.
 PATIENCE_S = 4.0
 RUN_START_S = 1.0  # what starting a run costs before it makes its first frame (a seek, a decoder)
+# A run that has not made its first frame yet is given longer before it counts as stuck: a busy
+# machine or a slow disk can take seconds to open and seek, and a second run would only add load.
+FIRST_FRAME_PATIENCE_S = 12.0
 
 
 class Refused(Exception):
@@ -81,7 +84,7 @@ class Job:
         self.progress = None
         self.speed = None  # FFmpeg's, as it says it ("2.5x")
         self.rate = None  # the same as a number: film seconds made per second
-        self.position_s = output.grid.start(output.start_number)
+        self.position_s = self.from_s = output.grid.start(output.start_number)
         self.last_segment_id = None
         self.codecs = None  # what the multivariant playlist says FFmpeg wrote, once read
         self.subtitles = None  # subtitles.Extraction of the source's text tracks (None: none)
@@ -206,7 +209,9 @@ class Job:
         never will (it starts after it, ends before it, or has ended)."""
         if self.state not in WRITING_STATES or not self.first_number <= number <= self.output.end_number:
             return None
-        if not self.paused and time.monotonic() - self.last_progress_at > PATIENCE_S:
+        moved = self.position_s > self.from_s or self.last_segment_id is not None
+        patience = PATIENCE_S if moved else FIRST_FRAME_PATIENCE_S
+        if not self.paused and time.monotonic() - self.last_progress_at > patience:
             return None  # it has not moved for a while (a hung read): it will not get there
         made_to = self.grid.end(self.last_segment_id) if self.last_segment_id is not None else None
         position = max(self.position_s, made_to or 0.0)
