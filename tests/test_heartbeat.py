@@ -12,7 +12,7 @@ from specs import hls_output, job_spec
 from transcode_worker import speed_guard
 from transcode_worker.capabilities import Capabilities
 from transcode_worker.heartbeat import Heartbeat
-from transcode_worker.jobs import Job
+from transcode_worker.run import Run
 from transcode_worker.progress import Progress
 from transcode_worker.runstate import RunState
 from transcode_worker.schemas import DeathNoteSchema, HeartbeatSchema, RegistrationSchema
@@ -45,7 +45,7 @@ class FakeManager:
         return list(self.list)
 
     def add(self, job_id, created_at):
-        job = Job(job_spec(job_id=job_id), hls_output(job_id, 4.0),
+        job = Run(job_spec(job_id=job_id), hls_output(job_id, 4.0),
                   on_transition=lambda j, o, n: [cb(j, o, n) for cb in self.listeners])
         job.created_at = created_at
         self.list.append(job)

@@ -2,7 +2,8 @@
 import pytest
 
 from specs import hls_output, job_spec
-from transcode_worker.jobs import Job, Limits, janitor_verdict
+from transcode_worker.janitor import Limits, janitor_verdict
+from transcode_worker.run import Run
 from transcode_worker.states import JobState
 from transcode_worker.supervisor import JobSupervisor
 
@@ -10,7 +11,7 @@ LIMITS = Limits(stall_s=60, idle_s=300, finished_s=120)
 
 
 def job_in(state, t0=1000.0):
-    job = Job(job_spec(), hls_output("j1", 4.0))
+    job = Run(job_spec(), hls_output("j1", 4.0))
     job.last_progress_at = job.last_request_at = t0
     path = {JobState.STARTING: [], JobState.RUNNING: [JobState.RUNNING],
             JobState.COMPLETED: [JobState.RUNNING, JobState.COMPLETED], JobState.FAILED: [JobState.FAILED],

@@ -7,7 +7,8 @@ import psutil
 import pytest
 
 from specs import hls_output, job_spec, media_info
-from transcode_worker.jobs import Job, Limits, janitor_verdict
+from transcode_worker.janitor import Limits, janitor_verdict
+from transcode_worker.run import Run
 from transcode_worker.states import JobState
 from transcode_worker.supervisor import JobSupervisor
 from worker_process import process_gone
@@ -20,7 +21,7 @@ def run_fake(tmp_path):
     started = []
 
     def run(mode):
-        job = Job(job_spec(folder=tmp_path, media=media_info(duration=8.0)), hls_output("j1", 2.0))
+        job = Run(job_spec(folder=tmp_path, media=media_info(duration=8.0)), hls_output("j1", 2.0))
         job.supervisor = JobSupervisor(job, [sys.executable, FAKE, mode])
         job.supervisor.start()
         assert job.supervisor.wait_spawned()
@@ -85,7 +86,7 @@ def test_completion_reads_progress_and_the_segment_list(run_fake):
 
 
 def test_missing_executable_fails_the_job(tmp_path):
-    job = Job(job_spec(folder=tmp_path), hls_output("j1", 2.0))
+    job = Run(job_spec(folder=tmp_path), hls_output("j1", 2.0))
     job.supervisor = JobSupervisor(job, [str(tmp_path / "no-ffmpeg")])
     job.supervisor.start()
     job.supervisor.join(5)

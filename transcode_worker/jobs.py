@@ -2,12 +2,11 @@
 
 A job is a viewer's stream of one film in one configuration: its grid (grid.py: every segment of
 the film, listed in the VOD playlist before FFmpeg runs), the record of which segments are made
-(segments.py), and one run of FFmpeg at a time filling the grid from some segment on. A Job object
-is one such run; the next run of the same job (a player asked far ahead, a seek, the speed guard's
-step) is a new Job under the same id that carries the grid, the record and the folder on, so what is
-made stays made and every segment is the same whichever run made it. A command that changes the
-pictures or the sound (another bitrate, audio track or burned subtitle) is a new stream: its folder
-starts empty.
+(segments.py), and one run of FFmpeg at a time filling the grid from some segment on (run.py). The
+next run of the same job (a player asked far ahead, a seek, the speed guard's step) is a new Run
+under the same id that carries the grid, the record and the folder on, so what is made stays made
+and every segment is the same whichever run made it. A command that changes the pictures or the
+sound (another bitrate, audio track or burned subtitle) is a new stream: its folder starts empty.
 """
 import dataclasses
 import logging
@@ -15,32 +14,20 @@ import os
 import shutil
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from . import grid as grid_
 from . import hls_names, keyframes, segments, speed_guard, step_memory, tonemap
 from .ffmpeg_command import (HlsOutput, build_command, delivers_hevc, first_segment_s, light_from_start, output_size,
                              tone_mapper)
 from .media import PROBE_TIMEOUT_S
-from .multivariant import READ_BYTES
-from .progress import percent
+from .janitor import Limits, janitor_verdict
+from .run import PATIENCE_S, RUN_START_S, Run
 from .schemas import seek_time
-from .states import ACTIVE_STATES, ENDED_STATES, WRITING_STATES, JobState, check_transition
+from .states import ACTIVE_STATES, WRITING_STATES, JobState
 from .supervisor import JobSupervisor
 from .validation import is_inside
 
 log = logging.getLogger(__name__)
-
-# A player gives up on a segment whose first byte takes 10 s (hls.js, Shaka); a run that will not
-# have the segment asked for within this many seconds (at its measured speed) is replaced by one
-# that starts there, which has it in about the time one segment takes to make.
-PATIENCE_S = 4.0
-RUN_START_S = 1.0  # what starting a run costs before it makes its first frame (a seek, a decoder)
-# A run that has not made its first frame yet is given longer before it counts as stuck: a busy
-# machine or a slow disk can take seconds to open and seek, and a second run would only add load.
-FIRST_FRAME_PATIENCE_S = 12.0
 
 
 class Refused(Exception):
@@ -52,272 +39,7 @@ class Refused(Exception):
         self.retry_after = retry_after
 
 
-def _iso(ts):
-    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
-
-
 KEYFRAME_CACHE = 64  # sources whose keyframes are kept
-SAMPLES = 600  # progress samples kept per run: 5 minutes of FFmpeg's twice-a-second reports
-
-
-class Job:
-    """State, progress and outcome of one run of FFmpeg of a job, with the job's lasting parts (its
-    grid and made segments, where players are). Every state change goes through change_state(),
-    under `changed` (a Condition that wakes anyone waiting on the job)."""
-
-    def __init__(self, spec, output, *, restarts=0, on_transition=None, made=None):
-        self.spec = spec  # what this run of FFmpeg does
-        self.command = spec  # what the orchestrator asked (a step down's run differs: its step)
-        self.output = output
-        self.made = made if made is not None else segments.Made()
-        self.collector = segments.Collector(spec.folder, output, self.made, on_made=self.record_segment)
-        self.steps = []  # speed_guard.Step list, from what was asked to the lightest; [] for a remux
-        self.kind = None  # step_memory.kind_of: what the guard learns under
-        self.guard = None  # the speed guard's last speed_guard.Decision on this run
-        self.stepped = None  # why the job runs at a lighter step than asked (None: it does not)
-        self.superseded = False  # a run replaced by the job's next: the job goes on
-        self.samples = deque(maxlen=SAMPLES)  # (monotonic, output seconds) of this run, for the guard
-        self.restarts = restarts
-        self.state = JobState.STARTING
-        self.pid = None
-        self.exit_code = None
-        self.progress = None
-        self.speed = None  # FFmpeg's, as it says it ("2.5x")
-        self.rate = None  # the same as a number: film seconds made per second
-        self.position_s = self.from_s = output.grid.start(output.start_number)
-        self.last_segment_id = None
-        self.codecs = None  # what the multivariant playlist says FFmpeg wrote, once read
-        self.subtitles = None  # subtitles.Extraction of the source's text tracks (None: none)
-        self.error = None
-        self.stderr_tail = []
-        self.created_at = self.updated_at = time.time()
-        self.ended_at = None
-        self.ended_mono = None
-        # monotonic clocks for the janitor: when FFmpeg last moved forward, when a player last asked
-        self.last_progress_at = self.last_request_at = self.started_mono = time.monotonic()
-        self.changed = threading.Condition()
-        self.supervisor = None
-        self.paused = False  # SIGSTOPped on purpose (throttling): not a stall
-        self.furthest_requested = None  # the highest segment number a player asked for
-        self._on_transition = on_transition
-
-    @property
-    def job_id(self):
-        return self.spec.job_id
-
-    @property
-    def folder(self):
-        return self.spec.folder
-
-    @property
-    def grid(self):
-        return self.output.grid
-
-    @property
-    def first_number(self):
-        """The first segment of this run."""
-        return self.output.start_number
-
-    def change_state(self, new, **attrs):
-        """The one way a job changes state; refuses transitions states.py does not allow."""
-        with self.changed:
-            old = self.state
-            check_transition(old, new)
-            self.state = new
-            for name, value in attrs.items():
-                setattr(self, name, value)
-            self.updated_at = time.time()
-            if new in ENDED_STATES:
-                self.ended_at = self.updated_at
-                self.ended_mono = time.monotonic()
-            self.changed.notify_all()
-            if self._on_transition is not None:
-                self._on_transition(self, old, new)
-
-    def record_pid(self, pid):
-        """FFmpeg is spawned; listeners hear of it as a transition with old == new."""
-        with self.changed:
-            self.pid = pid
-            if self._on_transition is not None:
-                self._on_transition(self, self.state, self.state)
-
-    def record_progress(self, snapshot):
-        with self.changed:
-            if snapshot.out_time_s is not None:
-                self.samples.append((time.monotonic(), snapshot.out_time_s))
-                # FFmpeg reports a small negative time before the first frame; its time is the run's
-                position = self.output.seek_s + max(0.0, snapshot.out_time_s)
-                if position > self.position_s or snapshot.ended:  # a stall repeats the same time
-                    self.last_progress_at = time.monotonic()
-                self.position_s = max(position, self.position_s)
-                self.progress = percent(0.0, self.position_s, self.spec.media.duration_s)
-            self.speed = snapshot.speed or self.speed
-            if snapshot.speed:
-                self.rate = float(snapshot.speed.rstrip("x")) or None
-            self.updated_at = time.time()
-
-    def record_request(self, segment=None):
-        """A player asked for the playlist or a segment: the job is being watched."""
-        self.last_request_at = time.monotonic()
-        if segment is not None and (self.furthest_requested is None or segment > self.furthest_requested):
-            self.furthest_requested = segment
-
-    def watched_position(self):
-        """Film time of the start of the furthest segment a player asked for (where a viewer is),
-        else of where the command asked the stream to begin."""
-        with self.changed:
-            furthest = self.furthest_requested
-        if furthest is None or not 0 <= furthest < len(self.grid):
-            return self.command.seek_s
-        return self.grid.start(furthest)
-
-    def lead_s(self):
-        """How much film this run has made beyond the furthest segment a player asked for (from
-        the run's start while nobody has asked for one of its segments)."""
-        if self.last_segment_id is None:
-            return 0.0
-        furthest = self.furthest_requested
-        made_to = self.grid.end(self.last_segment_id)
-        if furthest is None or furthest < self.first_number:
-            return max(0.0, made_to - self.grid.start(self.first_number))
-        return max(0.0, made_to - self.grid.end(min(furthest, len(self.grid) - 1)))
-
-    def record_segment(self, number):
-        """Segment `number` is made (segments.Collector): the first one makes the run RUNNING."""
-        with self.changed:
-            if self.last_segment_id is None or number > self.last_segment_id:
-                self.last_segment_id = number
-            if self.state is JobState.STARTING:  # STARTING -> RUNNING: the stream is playable
-                self.change_state(JobState.RUNNING)
-            self.changed.notify_all()
-
-    def collect(self):
-        """Put this run's newly complete segments in place (segments.Collector)."""
-        return self.collector.collect()
-
-    def wait_changed(self, timeout):
-        with self.changed:
-            self.changed.wait(timeout)
-
-    def read_head(self, name):
-        """The first bytes of a file of the job (its tables and first packets say what it holds)."""
-        with open(self.folder / name, "rb") as fh:
-            return fh.read(READ_BYTES)
-
-    def eta_s(self, number):
-        """Seconds until this run has made segment `number`, at its measured speed; None when it
-        never will (it starts after it, ends before it, or has ended)."""
-        if self.state not in WRITING_STATES or not self.first_number <= number <= self.output.end_number:
-            return None
-        moved = self.position_s > self.from_s or self.last_segment_id is not None
-        patience = PATIENCE_S if moved else FIRST_FRAME_PATIENCE_S
-        if not self.paused and time.monotonic() - self.last_progress_at > patience:
-            return None  # it has not moved for a while (a hung read): it will not get there
-        made_to = self.grid.end(self.last_segment_id) if self.last_segment_id is not None else None
-        position = max(self.position_s, made_to or 0.0)
-        missing = self.grid.end(number) - position
-        if missing <= 0:
-            return 0.0
-        rate = self.rate
-        if rate is None and made_to is not None:  # FFmpeg has not said yet: what it made so far
-            rate = (made_to - self.grid.start(self.first_number)) / max(time.monotonic() - self.started_mono, 0.1)
-        if rate is None:  # it has made nothing yet: its first segments only
-            return 0.0 if number - self.first_number <= 2 else None
-        return missing / rate
-
-    def guard_report(self):
-        """The speed guard's view of the job: its step, why, and what it measures (None for a
-        remux: it has no steps)."""
-        if not self.steps:
-            return None
-        step = self.spec.step or self.steps[0]
-        guard = self.guard
-        return {
-            "step": step.number, "steps": len(self.steps), "height": step.height,
-            "bitrate_bps": step.bitrate_bps, "preset": step.preset, "light_analysis": step.light,
-            "reason": self.stepped,
-            "speed": None if guard is None or guard.speed is None else round(guard.speed, 2),
-            "cannot_keep_up": guard.reason if guard is not None and guard.stressed else None,
-        }
-
-    def to_dict(self, base_url):
-        with self.changed:
-            return {
-                "job_id": self.job_id,
-                "state": self.state.value,
-                "source_path": self.spec.source_path,
-                "output_path": str(self.folder),
-                "configuration": self.command.configuration(),
-                "tracks": self.spec.tracks(),
-                "playlist_url": f"{base_url.rstrip('/')}/{self.output.playlist}",
-                "pid": self.pid,
-                "progress": self.progress,
-                "speed": self.speed,
-                "position_s": round(self.position_s, 3),
-                "duration_s": self.spec.media.duration_s,
-                "segments": len(self.grid),
-                "segments_made": len(self.made),
-                "first_segment_id": self.first_number,
-                "last_segment_id": self.last_segment_id,
-                "restarts": self.restarts,
-                "throttled": self.paused,
-                "speed_guard": self.guard_report(),
-                "created_at": _iso(self.created_at),
-                "updated_at": _iso(self.updated_at),
-                "ended_at": _iso(self.ended_at),
-                "error": None if self.error is None else {
-                    "message": self.error, "exit_code": self.exit_code, "ffmpeg_stderr_tail": self.stderr_tail,
-                },
-            }
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The janitor's limits, in seconds (0 turns one off)."""
-    stall_s: float
-    idle_s: float
-    finished_s: float
-    lead_s: float = 0.0  # throttling: pause FFmpeg this far ahead of every player
-
-    @classmethod
-    def from_settings(cls, settings):
-        return cls(settings.stall_timeout_s, settings.idle_job_timeout_s, settings.finished_job_timeout_s,
-                   settings.throttle_lead_s)
-
-    @property
-    def shortest(self):
-        return min([v for v in (self.stall_s, self.idle_s, self.finished_s, self.lead_s) if v > 0] or [60.0])
-
-
-def resume_due(job, lead_limit_s):
-    """A paused job continues once a player is within half the lead (the gap keeps it from
-    flapping between paused and running on every segment)."""
-    return job.paused and job.lead_s() <= lead_limit_s / 2
-
-
-def janitor_verdict(job, now, limits):
-    """What the janitor does to `job` at monotonic time `now` (pure): None, ("stall", reason),
-    ("expire", reason), ("pause", reason) or ("resume", reason). A stall is FFmpeg alive but its
-    output time not moving; an active job expires when no player has asked for its playlist or a
-    segment for idle_s; an ended job's folder likewise after finished_s. Throttling pauses a job
-    more than lead_s ahead of the furthest segment asked for, and resumes it below half of that."""
-    with job.changed:
-        state = job.state
-        if limits.lead_s and state in WRITING_STATES:
-            lead = job.lead_s()
-            if not job.paused and lead > limits.lead_s:
-                return "pause", f"{lead:.0f}s ahead of every player: paused"
-            if resume_due(job, limits.lead_s):
-                return "resume", f"a player is {lead:.0f}s behind: resumed"
-        if state in WRITING_STATES and not job.paused and limits.stall_s and now - job.last_progress_at >= limits.stall_s:
-            return "stall", f"FFmpeg made no progress for {now - job.last_progress_at:.0f}s (stalled), killed"
-        if state in ACTIVE_STATES and limits.idle_s and now - job.last_request_at >= limits.idle_s:
-            return "expire", f"no player asked for the stream for {now - job.last_request_at:.0f}s: stopped, folder removed"
-        if state in ENDED_STATES and limits.finished_s:
-            idle = now - max(job.ended_mono or now, job.last_request_at)
-            if idle >= limits.finished_s:
-                return "expire", f"{state.value.lower()} and unwatched for {idle:.0f}s: folder removed"
-    return None
 
 
 def _burn_files(spec, extraction):
@@ -353,8 +75,8 @@ class JobManager:
         self.segment_root = os.path.realpath(settings.segment_root)
         self._build = ffmpeg_argv
         self._keyframe_cache = {}  # (source, stream, mtime, size) -> keyframe times (a remux's grid)
-        self._jobs = {}      # job_id -> current Job
-        self._retiring = {}  # job_id -> Job being deleted (its folder still on disk)
+        self._jobs = {}      # job_id -> current Run
+        self._retiring = {}  # job_id -> Run being deleted (its folder still on disk)
         self._preparing = {}  # job_id -> commands for it being prepared (holding a slot)
         self._lock = threading.RLock()
         self._accepting = True
@@ -489,7 +211,7 @@ class JobManager:
         return found
 
     def _admit(self, spec, job_id=None):
-        """(the job's current Job or None, True when `spec` is a retry of its command); Refused
+        """(the job's current Run or None, True when `spec` is a retry of its command); Refused
         when the command cannot be taken. Called with the lock held."""
         job_id = spec.job_id if spec is not None else job_id
         if not self._accepting:
@@ -533,7 +255,7 @@ class JobManager:
             spec = dataclasses.replace(spec, step=steps[first])
             stepped = (f"began at {steps[first].describe()}: jobs like this one fell behind real time "
                        "at the steps before it on this machine")
-        job = Job(spec, output, restarts=restarts, on_transition=self._notify,
+        job = Run(spec, output, restarts=restarts, on_transition=self._notify,
                   made=carry.made if carry is not None else None)
         job.command, job.steps, job.kind, job.stepped = command, steps, kind, stepped
         if carry is not None:
@@ -616,7 +338,7 @@ class JobManager:
     # -- the speed guard ------------------------------------------------------------------------
     def guard(self, job):
         """Run the speed guard on one job: step it down when it has fallen behind real time for
-        speed_guard_s (returns the new Job), learn from it, note when it cannot keep up."""
+        speed_guard_s (returns the new Run), learn from it, note when it cannot keep up."""
         with job.changed:
             if not job.steps or job.paused or job.state not in WRITING_STATES:
                 return None

@@ -22,7 +22,7 @@ from werkzeug.http import http_date
 from werkzeug.wsgi import wrap_file
 
 from .. import front, grid, hls_names, multivariant, webvtt
-from ..jobs import resume_due
+from ..janitor import resume_due
 from ..playlist import media_playlist
 from ..states import JobState, WRITING_STATES
 from . import context
@@ -137,7 +137,7 @@ def _wait_and_serve(job_id, serve, segment=None, pending=None, want=None):
                 want()  # again now and then: a run that stopped moving is replaced
                 if manager.get(job_id) is not job:
                     continue
-            # (a run being replaced: the next run's Job is there in a moment)
+            # (a run being replaced: the next run is there in a moment)
             if job.state not in WRITING_STATES and not job.superseded and not (pending and pending(job)):
                 if job.state is JobState.FAILED:
                     return error(404, f"job {job_id} failed: {job.error}")
