@@ -5,8 +5,9 @@ import pytest
 
 from specs import hls_output, job_spec, media_info
 from transcode_worker import grid
-from transcode_worker.ffmpeg_command import (LIGHT_X264, RUN_SEGMENTS, HlsOutput, build_command, delivers_hevc, first_segment_s,
-                                             light_from_start, output_size, target_height)
+from transcode_worker.ffmpeg_command import (LIGHT_X264, RUN_SEGMENTS, SPRINT_PRESET, HlsOutput, build_command,
+                                             delivers_hevc, first_segment_s, light_from_start, output_size, sprints,
+                                             target_height)
 from transcode_worker.media import AudioStream
 from transcode_worker.speed_guard import Step
 
@@ -93,6 +94,22 @@ def test_a_long_film_is_made_in_runs_of_at_most_run_segments(monkeypatch):
     assert len(value_after(argv, "-segment_times").split(",")) == RUN_SEGMENTS - 1
     assert value_after(argv, "-to") == f"{output.grid.cut(RUN_SEGMENTS):.6f}"
     assert "-to" not in argv_of()
+
+
+def test_a_sprint_makes_its_first_segment_alone_at_the_fastest_preset_and_high_profile():
+    spec, output = job_spec(), hls_output("j1", 4.0, start_number=12, first_segment_s=1.0)
+    sprint = replace(output, sprint=True)
+    argv = build_command(spec, sprint)
+    assert sprint.end_number == 12 and value_after(argv, "-to") == f"{output.grid.cut(13):.6f}"
+    assert value_after(argv, "-preset") == SPRINT_PRESET and "-segment_times" not in argv
+    params = value_after(argv, "-x264-params")
+    assert "cabac=1" in params and "8x8dct=1" in params and "bframes=3" in params  # High, two frames' delay
+    assert value_after(argv, "-b:v") == value_after(build_command(spec, output), "-b:v")
+    # who sprints: a player waits on an x264 transcode, between the film's start and its end
+    assert sprints(spec, output.grid, 12)
+    assert not sprints(spec, output.grid, 0) and not sprints(spec, output.grid, len(output.grid) - 1)
+    assert not sprints(job_spec(force_remux=True), output.grid, 12)
+    assert not sprints(job_spec(encoder="h264_nvenc"), output.grid, 12)
 
 
 @pytest.mark.parametrize("encoder", ["libx264", "libx265"], ids=["mpegts", "fmp4"])

@@ -120,7 +120,7 @@ def test_json_logs_carry_the_job_id(make_worker, media_root):
 
 def test_sigterm_is_not_held_up_by_waiting_players(make_worker, media_root, tmp_path):
     w = make_worker(playlist_wait_s=60.0, stop_grace_s=2.0, shutdown_timeout_s=12.0, speed_guard_s=0,
-                    ffmpeg_path=ffmpeg_slow_at("veryfast", tmp_path, rate=0.1))  # a tenth of real time
+                    ffmpeg_path=ffmpeg_slow_at(None, tmp_path, rate=0.1))  # a tenth of real time
     pid = start_job(w, media_root, "wait1", bitrate_bps=300_000)["pid"]
     w.wait_state("wait1", {"RUNNING"})
     answers = []

@@ -321,7 +321,7 @@ def test_sigkill_leaves_no_ffmpeg(make_worker, media_root, victim):
 def test_a_waiting_player_that_gives_up_frees_its_share(make_worker, media_root, front, tmp_path):
     # one request thread may wait; its player hangs up: the next player may wait at once
     worker = make_worker(http_threads=2, playlist_wait_share=0.5, playlist_wait_s=20.0, front=front,
-                         ffmpeg_path=ffmpeg_slow_at("veryfast", tmp_path, rate=0.2), speed_guard_s=0)
+                         ffmpeg_path=ffmpeg_slow_at(None, tmp_path, rate=0.2), speed_guard_s=0)
     assert worker.post_job({"job_id": "far", "source_path": source(media_root, mf.LONG),
                             "configuration": {"bitrate_bps": 300_000}}).status_code == 202
     worker.wait_state("far", {"RUNNING"})
@@ -341,7 +341,7 @@ def test_waiting_players_beyond_their_share_get_503_at_once_and_commands_still_w
                                                                                     tmp_path):
     # 4 request threads, half of them for waiting: two players wait, the third is told at once
     worker = make_worker(http_threads=4, playlist_wait_share=0.5, playlist_wait_s=15.0, front=front,
-                         ffmpeg_path=ffmpeg_slow_at("veryfast", tmp_path, rate=0.2), speed_guard_s=0)
+                         ffmpeg_path=ffmpeg_slow_at(None, tmp_path, rate=0.2), speed_guard_s=0)
     assert worker.post_job({"job_id": "far", "source_path": source(media_root, mf.LONG),
                             "configuration": {"bitrate_bps": 300_000}}).status_code == 202
     worker.wait_state("far", {"RUNNING"})

@@ -69,6 +69,13 @@ def frames_of(data, init=b""):
     return list(zip(times, numbers))
 
 
+def video_dts(data):
+    """Decode times of a segment's video packets, in file order."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "packet=dts_time",
+                          "-of", "csv=p=0", "-"], input=data, capture_output=True, check=True, timeout=60).stdout
+    return [float(line.strip(",")) for line in out.decode().split()]
+
+
 def check_segment(playlist, url, n, init=b"", v0=0.0):
     """Segment n shows the frames of its span of film, at their film time plus the job's clock
     (frame k of the source is at film time v0 + k frames)."""
@@ -129,6 +136,10 @@ def test_racing_requests_far_ahead_start_one_run(worker, counted):
     assert answers[0].content == answers[1].content == answers[3].content
     assert worker.job(job_id)["restarts"] == restarts + 1
     check_segment(playlist, url, far + 1, v0=video_start(counted))
+    # the run made `far` alone, fast (a sprint); the next went on from far + 1: decode times rise
+    # across the join, as within a run
+    dts = video_dts(answers[0].content) + video_dts(answers[2].content)
+    assert all(b > a for a, b in zip(dts, dts[1:])), dts
     assert worker.delete(job_id).status_code == 200
 
 

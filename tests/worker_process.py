@@ -212,12 +212,12 @@ def _raise_open_files_limit(wanted):
 
 
 SLOW_FFMPEG = """#!{python}
-# FFmpeg held to {rate} of real time at one preset ({preset}), as a machine too slow for the source
-# would be: -readrate before the input. Any other preset, or the speed guard's light analysis
-# (x264 settings of its own), runs at full speed.
+# FFmpeg held to {rate} of real time at one preset ({preset}; None: every run), as a machine too
+# slow for the source would be: -readrate before the input. Any other preset, or the speed guard's
+# light analysis and a sprint (x264 settings of their own), runs at full speed.
 import os, sys
 args = sys.argv[1:]
-if "{preset}" in args and "-x264-params" not in args:
+if "-i" in args and ({preset!r} is None or "{preset}" in args and "-x264-params" not in args):
     at = args.index("-i")
     args[at:at] = ["-readrate", "{rate}"]
 os.execvp("ffmpeg", ["ffmpeg", *args])
@@ -226,7 +226,8 @@ os.execvp("ffmpeg", ["ffmpeg", *args])
 
 def ffmpeg_slow_at(preset, folder, rate=0.5):
     """An ffmpeg_path whose jobs at `preset` (as it is: not the speed guard's light analysis of
-    it) run at `rate` of real time (the speed guard's tests, players that wait)."""
+    it; None: every run, a sprint too) run at `rate` of real time (the speed guard's tests,
+    players that wait)."""
     path = Path(folder) / f"ffmpeg-slow-at-{preset}"
     path.write_text(SLOW_FFMPEG.format(python=sys.executable, preset=preset, rate=rate))
     path.chmod(0o755)

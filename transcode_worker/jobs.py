@@ -18,7 +18,7 @@ import time
 from . import grid as grid_
 from . import hls_names, keyframes, segments, speed_guard, step_memory, tonemap
 from .ffmpeg_command import (HlsOutput, build_command, delivers_hevc, first_segment_s, light_from_start, output_size,
-                             tone_mapper)
+                             sprints, tone_mapper)
 from .media import PROBE_TIMEOUT_S
 from .janitor import Limits, janitor_verdict
 from .run import PATIENCE_S, RUN_START_S, Run
@@ -163,7 +163,7 @@ class JobManager:
                 current.record_request(number)
                 if number not in current.made and current.eta_s(number) is None or (
                         current.eta_s(number) or 0) > PATIENCE_S:
-                    current = self._restart(current, number, f"seek to {spec.seek_s:.1f}s", spec=spec)
+                    current = self._restart(current, number, f"seek to {spec.seek_s:.1f}s", spec=spec, waited=True)
                 return current, True
             restarts = 0
             if current is not None and current.command.other_subtitles_only(spec):
@@ -175,7 +175,7 @@ class JobManager:
                 current.supervisor.stop(self.settings.stop_grace_s, kill_now=True)
                 restarts = current.restarts + 1
                 self._remove_folder(current.folder)
-            job = self._start(spec, grid, number, restarts, extraction)
+            job = self._start(spec, grid, number, restarts, extraction, waited=True)
             self._jobs[spec.job_id] = job
         return job, True
 
@@ -239,13 +239,15 @@ class JobManager:
                     is_inside(spec.folder, other.folder) or is_inside(other.folder, spec.folder)):
                 raise Refused(422, f"output_path overlaps the folder of job {other.job_id}")
 
-    def _start(self, spec, grid, start_number, restarts, extraction=None, carry=None):
+    def _start(self, spec, grid, start_number, restarts, extraction=None, carry=None, waited=False):
         """Start a run of FFmpeg for `spec` at segment `start_number` of `grid`: in a new folder,
-        or as the next run of `carry` (the job's run before), in its folder, with its made segments."""
+        or as the next run of `carry` (the job's run before), in its folder, with its made segments.
+        `waited`: a player waits for that segment (a jump, a seek): the run sprints where it can."""
         if carry is None:
             self._remove_folder(spec.folder)
             os.makedirs(spec.folder)
-        output = HlsOutput(spec.job_id, grid, start_number, fmp4=delivers_hevc(spec))
+        output = HlsOutput(spec.job_id, grid, start_number, fmp4=delivers_hevc(spec),
+                           sprint=waited and sprints(spec, grid, start_number))
         if carry is None:
             command, (steps, kind) = spec, self._steps_of(spec)
         else:  # the same job: what the orchestrator asked, and its steps
@@ -268,6 +270,7 @@ class JobManager:
         argv = self._build(spec, output, ffmpeg=self.settings.ffmpeg_path, preset=self.settings.encoder_preset,
                            vaapi_device=self.vaapi_device, hardware_tonemap=self.hardware_tonemap,
                            tonemap_lut=lut, **burn)
+        job.go_on = self._go_on
         job.collector.prepare()
         job.supervisor = JobSupervisor(job, argv)
         job.supervisor.start()
@@ -276,9 +279,9 @@ class JobManager:
             self.published.publish(spec.job_id, spec.folder)
         return job
 
-    def _restart(self, job, number, reason, spec=None, step=None):
-        """The job's next run, at segment `number` (the old run stopped first: one run per job).
-        Called with the lock held."""
+    def _restart(self, job, number, reason, spec=None, step=None, waited=False, restarts=1):
+        """The job's next run, at segment `number` (the old run stopped first: one run per job),
+        `restarts` more than the job counted. Called with the lock held."""
         job.superseded = True
         job.supervisor.stop(self.settings.stop_grace_s, kill_now=True)
         spec = spec if spec is not None else job.spec
@@ -286,12 +289,30 @@ class JobManager:
             spec = dataclasses.replace(spec, step=step)
         elif job.spec.step is not None:
             spec = dataclasses.replace(spec, step=job.spec.step)
-        new = self._start(spec, job.grid, number, job.restarts + 1, job.subtitles, carry=job)
+        new = self._start(spec, job.grid, number, job.restarts + restarts, job.subtitles, carry=job, waited=waited)
         if spec is not job.spec:
             new.command = job.command
         self._jobs[job.job_id] = new
-        log.info("job %s: a run from segment %d (%s)", job.job_id, number, reason, extra={"job_id": job.job_id})
+        log.info("job %s: a run from segment %d (%s%s)", job.job_id, number, reason,
+                 ", its first segment at the sprint preset" if new.output.sprint else "", extra={"job_id": job.job_id})
         return new
+
+    def _go_on(self, job, number):
+        """`job`'s run made its span (a sprint's one segment, RUN_SEGMENTS), short of the film's end:
+        the next run goes on from `number` (Run.next_to_make) at once, unless a player's request or
+        a command has replaced it meanwhile. Called by the run's supervisor as it ends, so the next
+        run starts on a thread of its own (stopping the old run joins that supervisor)."""
+        def go_on():
+            with self._lock:
+                if not self._accepting or self._jobs.get(job.job_id) is not job:
+                    return
+                try:
+                    self._restart(job, number, f"goes on after segment {job.output.end_number}", restarts=0)
+                except Exception:  # the next request starts it instead
+                    log.exception("job %s: its next run did not start", job.job_id, extra={"job_id": job.job_id})
+                    job.superseded = False
+
+        threading.Thread(target=go_on, name=f"go-on-{job.job_id}", daemon=True).start()
 
     def want(self, job_id, number):
         """A player asked for segment `number`, not made yet: let the running FFmpeg make it when it
@@ -303,15 +324,19 @@ class JobManager:
                 return
             if job.state is JobState.FAILED or job.state is JobState.STOPPING:
                 return
-            if job.state in WRITING_STATES and job.first_number <= number <= job.output.end_number:
+            if job.superseded:  # its span made: its next run is about to start (Run.go_on)
+                return
+            # a sprint's next run goes on right after it: the segment after a sprint's is its too
+            span_end = job.output.end_number + (1 if job.output.sprint else 0)
+            if job.state in WRITING_STATES and job.first_number <= number <= span_end:
                 if job.paused:
                     job.supervisor.resume()
-                eta = job.eta_s(number)
+                eta = job.eta_s(min(number, job.output.end_number))
                 # a new run would first start, then make the segment at about the same speed
                 fresh = RUN_START_S + job.grid.duration(number) / (job.rate or 1.0)
                 if eta is not None and eta <= max(PATIENCE_S, fresh):
                     return
-            self._restart(job, number, f"a player asked for segment {number}")
+            self._restart(job, number, f"a player asked for segment {number}", waited=True)
 
     def _tonemap_lut(self, spec):
         """The LUT that tone-maps the job on the CPU (made the first time a film's peak is met),
@@ -340,8 +365,8 @@ class JobManager:
         """Run the speed guard on one job: step it down when it has fallen behind real time for
         speed_guard_s (returns the new Run), learn from it, note when it cannot keep up."""
         with job.changed:
-            if not job.steps or job.paused or job.state not in WRITING_STATES:
-                return None
+            if not job.steps or job.paused or job.state not in WRITING_STATES or job.output.sprint:
+                return None  # (a sprint's preset is not the job's: it says nothing of its speed)
             samples = list(job.samples)
         step = job.spec.step.number if job.spec.step is not None else 0
         # FFmpeg has opened the source and filled its pipeline once its first segment is out

@@ -46,6 +46,7 @@ class Run:
         self.guard = None  # the speed guard's last speed_guard.Decision on this run
         self.stepped = None  # why the job runs at a lighter step than asked (None: it does not)
         self.superseded = False  # a run replaced by the job's next: the job goes on
+        self.go_on = None  # go_on(run, number): the manager starts the next run where this one ends
         self.samples = deque(maxlen=SAMPLES)  # (monotonic, output seconds) of this run, for the guard
         self.restarts = restarts
         self.state = JobState.STARTING
@@ -173,6 +174,10 @@ class Run:
         """The first bytes of a file of the job (its tables and first packets say what it holds)."""
         with open(self.folder / name, "rb") as fh:
             return fh.read(READ_BYTES)
+
+    def next_to_make(self):
+        """The first segment after this run's last that is not made, or None: the film's end."""
+        return next((n for n in range(self.output.end_number + 1, len(self.grid)) if n not in self.made), None)
 
     def eta_s(self, number):
         """Seconds until this run has made segment `number`, at its measured speed; None when it

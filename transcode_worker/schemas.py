@@ -151,12 +151,19 @@ class SpeedGuardSchema(Schema):
 
 
 class JobContextSchema(Schema):
+    """One job in a heartbeat. A stream is made in pieces (runs of FFmpeg that start where players
+    ask), so the place fields speak of the run that is writing now."""
     active_job_id = fields.String(required=True, validate=validate.Regexp(JOB_ID_PATTERN))
-    progress = _nullable(fields.Float, validate=validate.Range(0, 100))
+    progress = _nullable(fields.Float, validate=validate.Range(0, 100),
+                         metadata={"description": "position_s as a percentage of the whole film"})
     speed = _nullable(fields.String, validate=validate.Regexp(r"^\d+(\.\d+)?x$"))
-    last_segment_id = _nullable(fields.Integer, strict=True, validate=validate.Range(min=0))
+    last_segment_id = _nullable(fields.Integer, strict=True, validate=validate.Range(min=0), metadata={
+        "description": "the grid number of the last segment the running run made (null: none yet); "
+                       "segments before the run's first may be made too, by earlier runs"})
     state = fields.String(required=True, validate=validate.OneOf(JOB_STATES))
-    position_s = fields.Float(required=True, validate=validate.Range(min=0))
+    position_s = fields.Float(required=True, validate=validate.Range(min=0), metadata={
+        "description": "the film time (seconds from the film's start, whatever seek_time says) the "
+                       "running run has reached"})
     error = _nullable(fields.String)
     speed_guard = fields.Nested(SpeedGuardSchema, allow_none=True, load_default=None)  # None: a remux
 

@@ -100,12 +100,18 @@ class JobSupervisor(threading.Thread):
     def _finish(self, exit_code):
         job = self.job
         tail = list(self.stderr_tail)
+        go_on_from = None
         with job.changed:
             job.exit_code = exit_code
             if self._stop_requested:  # STOPPING -> STOPPED
                 job.change_state(JobState.STOPPED)
             elif self._failure:  # STARTING/RUNNING -> FAILED: killed by the janitor
                 job.change_state(JobState.FAILED, error=self._failure, stderr_tail=tail)
+            elif exit_code == 0 and job.last_segment_id is not None and job.go_on is not None and (
+                    go_on_from := job.next_to_make()) is not None:
+                # the run made its span, short of the film's end: the job goes on in its next run
+                job.superseded = True
+                job.change_state(JobState.COMPLETED)
             elif exit_code == 0 and job.last_segment_id is not None:  # RUNNING -> COMPLETED
                 job.change_state(JobState.COMPLETED, progress=100.0)
             elif exit_code == 0:  # STARTING -> FAILED
@@ -117,6 +123,8 @@ class JobSupervisor(threading.Thread):
         log.log(logging.WARNING if job.state is JobState.FAILED else logging.INFO,
                 "job %s: FFmpeg pid %s ended (%s, exit %s)%s", job.job_id, job.pid, job.state, exit_code,
                 f": {tail[-1]}" if job.state is JobState.FAILED and tail else "", extra={"job_id": job.job_id})
+        if go_on_from is not None:
+            job.go_on(job, go_on_from)
 
     # -- called from other threads ------------------------------------------------------------
     def wait_spawned(self, timeout=SPAWN_WAIT_S):
