@@ -4,6 +4,7 @@ with a reason, and nothing outside the roots is opened. And a refused command (4
 FFmpeg of any kind: no subtitle read-out, no tone-map LUT, not even a probe when at capacity."""
 import concurrent.futures
 import os
+import signal
 import shutil
 import subprocess
 import threading
@@ -207,3 +208,44 @@ def test_commands_that_arrive_together_are_refused_before_any_read_out(make_work
     for answer in answers:
         if answer.status_code == 202:
             worker.delete(answer.json()["job_id"])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("where", ["the file", "its folder"])
+def test_a_source_swapped_for_a_symlink_after_its_command_is_not_followed(worker, media_root, tmp_path, where):
+    """The film plays; then it (or the folder it is in) becomes a symlink to a FIFO outside the
+    roots, and a player jumps far ahead: the next run of FFmpeg must not open what the symlink
+    names (the FIFO tells), and the job fails with the reason at once."""
+    folder = media_root / f"swap {where}"
+    folder.mkdir()
+    source = folder / "film.mkv"
+    shutil.copy(media_root / mf.LONG, source)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.mkfifo(outside / "film.mkv")
+    job_id = f"swap-{where.split()[-1]}"
+    try:
+        assert worker.post_job({"job_id": job_id, "source_path": str(source),
+                                "configuration": {"bitrate_bps": 300_000}}).status_code == 202
+        worker.wait_state(job_id, {"RUNNING"})
+        os.kill(worker.job(job_id)["pid"], signal.SIGSTOP)  # it will not get there: a jump starts a run
+        swap = media_root / "swap.tmp"
+        if where == "the file":
+            os.symlink(outside / "film.mkv", swap)
+            os.replace(swap, source)
+        else:
+            shutil.rmtree(folder)
+            os.symlink(outside, folder)
+        with OpenWatch(outside / "film.mkv") as watch:
+            answer = requests.get(f"{worker.url}/{job_id}_140.ts", timeout=30)
+            time.sleep(0.2)
+        assert watch.opened == 0, "FFmpeg followed the swapped source outside the media roots"
+        assert answer.status_code == 404 and "source" in answer.text, answer.text
+        job = worker.job(job_id)
+        assert job["state"] == "FAILED" and "source" in job["error"]["message"], job
+        assert worker.delete(job_id).status_code == 200
+    finally:  # nothing of it stays in the library the other tests share
+        worker.delete(job_id)
+        if folder.is_symlink():
+            folder.unlink()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -24,7 +24,7 @@ from .library import MediaLibrary
 from .metrics import WorkerMetrics
 from .orchestrator_client import OrchestratorClient, Unreachable
 from .runstate import RunState, lock_folder
-from .supervisor import JobSupervisor, nice_prefix, pdeathsig_prefix
+from .supervisor import nice_prefix, pdeathsig_prefix
 from .spool import Spool
 from .subtitles import SubtitleCache
 from .states import ACTIVE_STATES
@@ -96,9 +96,9 @@ def build_context(settings, capabilities=None):
     nginx_user = front.other_user(settings)
     published = front.Published(front.links_dir(settings), open_below=settings.segment_root if nginx_user else None) \
         if settings.front == "nginx" else None
-    JobSupervisor.umask = front.readable_umask() if nginx_user else -1
     manager = JobManager(settings, vaapi_device=capabilities.vaapi_device,
-                         hardware_tonemap=capabilities.hardware_tonemap, subtitles=subtitles, published=published)
+                         hardware_tonemap=capabilities.hardware_tonemap, subtitles=subtitles, published=published,
+                         ffmpeg_umask=front.readable_umask() if nginx_user else -1)
     manager.add_listener(lambda job, old, new: runstate.job_changed(job, new in ACTIVE_STATES))
     health = HealthMonitor(settings, interval_s=min(HEALTH_INTERVAL_S, settings.heartbeat_interval_s))
     health.check_now()

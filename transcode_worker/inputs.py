@@ -12,7 +12,9 @@ opens a source gives FFmpeg two whitelists, which it hands on to anything it ope
   which is off). Playlists (hls, dash), lists (concat, ffmetadata), picture sequences (image2),
   network descriptions (sdp, rtsp, rtp) and text (tty) are not on it.
 """
+import os
 import re
+import stat
 
 # FFmpeg's demuxer names: a name on the list matches a demuxer whose own name lists it
 # ("matroska" is the "matroska,webm" demuxer, "mov" the "mov,mp4,m4a,3gp,3g2,mj2" one).
@@ -31,6 +33,36 @@ _REFUSED = {
     "tty": "a text file",
 }
 _NOT_ON_LIST = re.compile(r"\[([\w,]+) @ 0x[0-9a-f]+\] Format not on whitelist")
+
+
+def open_source(path, media_roots):
+    """The source, opened for a run of FFmpeg: a file descriptor of the regular file that `path`
+    (validated and resolved when the command came) names now, checked again to lie inside a
+    media root. A file swapped for a symlink since (or a folder on its path) opens nothing
+    outside the roots: O_NOFOLLOW refuses a symlink in the last place, and the file the
+    descriptor holds is where the check looks. ValueError says why not."""
+    try:
+        # (O_NONBLOCK: a FIFO put in its place opens without waiting for a writer, and is refused)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ValueError(f"cannot be opened: {exc.strerror}") from None
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("is no longer a regular file")
+        if not any(os.path.commonpath([real, os.path.realpath(root)]) == os.path.realpath(root)
+                   and real != os.path.realpath(root) for root in media_roots):
+            raise ValueError("is no longer inside the media roots")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def fd_url(fd):
+    """FFmpeg's input for a descriptor it inherits under the same number: it opens the very file
+    the worker checked (the magic link of /proc), whatever the path names by then."""
+    return url(f"/proc/self/fd/{fd}")
 
 
 def url(path):

@@ -16,7 +16,7 @@ import threading
 import time
 
 from . import grid as grid_
-from . import hls_names, keyframes, segments, speed_guard, step_memory, tonemap
+from . import hls_names, inputs, keyframes, segments, speed_guard, step_memory, tonemap
 from .ffmpeg_command import (HlsOutput, build_command, delivers_hevc, first_segment_s, light_from_start, output_size,
                              sprints, tone_mapper)
 from .media import PROBE_TIMEOUT_S
@@ -64,8 +64,9 @@ class JobManager:
     """
 
     def __init__(self, settings, *, ffmpeg_argv=build_command, vaapi_device=None, hardware_tonemap=(),
-                 subtitles=None, published=None):
+                 subtitles=None, published=None, ffmpeg_umask=-1):
         self.settings = settings
+        self.ffmpeg_umask = ffmpeg_umask  # JobSupervisor's umask
         self.published = published  # front.Published: the folders nginx sends ready files from
         self.learnt = step_memory.StepMemory(settings.spool_dir)  # the speed guard's first steps
         self.lut_dir = os.path.join(settings.spool_dir, "tonemap")  # tone-map LUTs, one per peak
@@ -170,12 +171,13 @@ class JobManager:
                 # other subtitles drawn in: the same viewer, from where they are
                 spec = dataclasses.replace(spec, seek_time=seek_time(current.watched_position()))
                 number = grid.segment_at(spec.seek_s)
+            source_fd = self._open_source(spec)  # before anything is stopped
             if current is not None:
                 # Another stream: the old output is thrown away, so no SIGTERM grace.
                 current.supervisor.stop(self.settings.stop_grace_s, kill_now=True)
                 restarts = current.restarts + 1
                 self._remove_folder(current.folder)
-            job = self._start(spec, grid, number, restarts, extraction, waited=True)
+            job = self._start(spec, grid, number, restarts, extraction, waited=True, source_fd=source_fd)
             self._jobs[spec.job_id] = job
         return job, True
 
@@ -239,10 +241,37 @@ class JobManager:
                     is_inside(spec.folder, other.folder) or is_inside(other.folder, spec.folder)):
                 raise Refused(422, f"output_path overlaps the folder of job {other.job_id}")
 
-    def _start(self, spec, grid, start_number, restarts, extraction=None, carry=None, waited=False):
+    def _open_source(self, spec):
+        """The source opened for a run (inputs.open_source), or Refused: a file swapped since the
+        command was validated is not followed outside the media roots."""
+        try:
+            return inputs.open_source(spec.source, self.settings.media_roots)
+        except ValueError as exc:
+            raise Refused(422, f"the source {exc}") from None
+
+    def _start(self, spec, grid, start_number, restarts, extraction=None, carry=None, waited=False,
+               source_fd=None):
         """Start a run of FFmpeg for `spec` at segment `start_number` of `grid`: in a new folder,
         or as the next run of `carry` (the job's run before), in its folder, with its made segments.
-        `waited`: a player waits for that segment (a jump, a seek): the run sprints where it can."""
+        `waited`: a player waits for that segment (a jump, a seek): the run sprints where it can.
+        `source_fd`: the source, opened already (_open_source); FFmpeg reads that very file."""
+        if source_fd is None:
+            source_fd = self._open_source(spec)
+        try:
+            job, argv = self._prepare(spec, grid, start_number, restarts, extraction, carry, waited)
+        except BaseException:
+            os.close(source_fd)
+            raise
+        argv = [inputs.fd_url(source_fd) if arg == inputs.url(spec.source) else arg for arg in argv]
+        job.supervisor = JobSupervisor(job, argv, umask=self.ffmpeg_umask, source_fd=source_fd)  # closes it
+        job.supervisor.start()
+        job.supervisor.wait_spawned()
+        if self.published is not None:
+            self.published.publish(spec.job_id, spec.folder)
+        return job
+
+    def _prepare(self, spec, grid, start_number, restarts, extraction, carry, waited):
+        """(the run, its FFmpeg command) for _start: its folder, output, steps and files ready."""
         if carry is None:
             self._remove_folder(spec.folder)
             os.makedirs(spec.folder)
@@ -272,24 +301,21 @@ class JobManager:
                            tonemap_lut=lut, **burn)
         job.go_on = self._go_on
         job.collector.prepare()
-        job.supervisor = JobSupervisor(job, argv)
-        job.supervisor.start()
-        job.supervisor.wait_spawned()
-        if self.published is not None:
-            self.published.publish(spec.job_id, spec.folder)
-        return job
+        return job, argv
 
     def _restart(self, job, number, reason, spec=None, step=None, waited=False, restarts=1):
         """The job's next run, at segment `number` (the old run stopped first: one run per job),
         `restarts` more than the job counted. Called with the lock held."""
+        spec = spec if spec is not None else job.spec
+        source_fd = self._open_source(spec)  # Refused before the running FFmpeg is stopped
         job.superseded = True
         job.supervisor.stop(self.settings.stop_grace_s, kill_now=True)
-        spec = spec if spec is not None else job.spec
         if step is not None:
             spec = dataclasses.replace(spec, step=step)
         elif job.spec.step is not None:
             spec = dataclasses.replace(spec, step=job.spec.step)
-        new = self._start(spec, job.grid, number, job.restarts + restarts, job.subtitles, carry=job, waited=waited)
+        new = self._start(spec, job.grid, number, job.restarts + restarts, job.subtitles, carry=job, waited=waited,
+                          source_fd=source_fd)
         if spec is not job.spec:
             new.command = job.command
         self._jobs[job.job_id] = new
@@ -336,7 +362,11 @@ class JobManager:
                 fresh = RUN_START_S + job.grid.duration(number) / (job.rate or 1.0)
                 if eta is not None and eta <= max(PATIENCE_S, fresh):
                     return
-            self._restart(job, number, f"a player asked for segment {number}", waited=True)
+            try:
+                self._restart(job, number, f"a player asked for segment {number}", waited=True)
+            except Refused as exc:  # the source is gone or was swapped: the job cannot go on
+                log.warning("job %s: no run from segment %d: %s", job_id, number, exc, extra={"job_id": job_id})
+                job.supervisor.kill_stalled(str(exc))
 
     def _tonemap_lut(self, spec):
         """The LUT that tone-maps the job on the CPU (made the first time a film's peak is met),

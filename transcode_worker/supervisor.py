@@ -40,14 +40,16 @@ class JobSupervisor(threading.Thread):
     """Spawns the job's FFmpeg in its own process group, follows its progress and playlist,
     records its end, and stops it (SIGTERM, a bounded grace, SIGKILL, reap) on request."""
 
-    # FFmpeg's umask; -1 keeps the worker's. A worker started as root sets one that lets nginx's
-    # workers, another user, read the segments FFmpeg writes (app.build_context).
-    umask = -1
-
-    def __init__(self, job, argv):
+    def __init__(self, job, argv, *, umask=-1, source_fd=None):
+        """`umask`: FFmpeg's (-1 keeps the worker's; a worker started as root passes one that lets
+        nginx's workers, another user, read the segments). `source_fd`: the source, opened by the
+        worker (inputs.open_source), handed to FFmpeg under the same number and closed here once
+        FFmpeg has it."""
         super().__init__(name=f"job-{job.job_id}", daemon=True)
         self.job = job
         self.argv = argv
+        self.umask = umask
+        self.source_fd = source_fd
         self.stderr_tail = deque(maxlen=STDERR_TAIL_LINES)
         self._proc = None
         self._spawned = threading.Event()
@@ -58,20 +60,25 @@ class JobSupervisor(threading.Thread):
     def run(self):
         job = self.job
         with job.changed:
-            if self._stop_requested:  # stopped before it started: STOPPING -> STOPPED
-                job.change_state(JobState.STOPPED)
-                self._spawned.set()
-                return
             try:
-                self._proc = subprocess.Popen(
-                    pdeathsig_prefix() + self.argv, cwd=job.folder, stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0, close_fds=True,
-                    umask=self.umask,
-                )
-            except OSError as exc:  # STARTING -> FAILED
-                job.change_state(JobState.FAILED, error=f"cannot start FFmpeg: {exc}")
-                self._spawned.set()
-                return
+                if self._stop_requested:  # stopped before it started: STOPPING -> STOPPED
+                    job.change_state(JobState.STOPPED)
+                    self._spawned.set()
+                    return
+                try:
+                    self._proc = subprocess.Popen(
+                        pdeathsig_prefix() + self.argv, cwd=job.folder, stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0, close_fds=True,
+                        umask=self.umask, pass_fds=() if self.source_fd is None else (self.source_fd,),
+                    )
+                except OSError as exc:  # STARTING -> FAILED
+                    job.change_state(JobState.FAILED, error=f"cannot start FFmpeg: {exc}")
+                    self._spawned.set()
+                    return
+            finally:
+                if self.source_fd is not None:  # FFmpeg has its own copy, or will never need it
+                    os.close(self.source_fd)
+                    self.source_fd = None
             job.record_pid(self._proc.pid)
         self._spawned.set()
         log.info("job %s: FFmpeg started, pid %d", job.job_id, self._proc.pid, extra={"job_id": job.job_id})
@@ -177,8 +184,8 @@ class JobSupervisor(threading.Thread):
         return True
 
     def kill_stalled(self, reason):
-        """FFmpeg is alive but stuck: SIGKILL it; the job ends FAILED with `reason`, which wakes
-        any player waiting on it."""
+        """FFmpeg is alive but stuck (or its job cannot go on): SIGKILL it; the job ends FAILED
+        with `reason`, which wakes any player waiting on it."""
         with self.job.changed:
             if self._stop_requested or self._proc is None or self.job.state not in WRITING_STATES:
                 return False
