@@ -334,6 +334,20 @@ def test_own_origins_come_from_public_url_or_listen(monkeypatch):
         own_origins.cache_clear()
 
 
+@pytest.mark.parametrize("client", [{"public_url": "https://orch.example.com/"}], indirect=True)
+def test_reads_answer_only_to_the_orchestrators_own_names(client):
+    """A page DNS rebinding pointed here sends GETs as its own site, and reads the answers: the
+    workers and the jobs, if the Host it names were taken."""
+    c, _ = client
+    for path in ("/v1/workers", "/v1/jobs", "/v1/jobs/j1"):
+        answer = c.get(path, headers={**TOKEN, "Host": "evil.example:8080"})
+        assert answer.status_code == 400 and "public_url" in answer.get_json()["error"], (path, answer.data)
+    for host in ("orch.example.com", "localhost:8080", "127.0.0.1:8080", "[::1]:8080", "10.1.2.3:8080"):
+        assert c.get("/v1/workers", headers={**TOKEN, "Host": host}).status_code == 200, host
+    # players are sent to /play by any name
+    assert c.get("/play?path=/m/x.mkv", headers={"Host": "evil.example"}).status_code == 503
+
+
 def test_play_is_open_to_pages(client):
     c, _ = client
     answer = c.get("/play?path=/m/x.mkv", headers={"Origin": "http://tv.example"})

@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 from flask import Blueprint, abort, current_app, jsonify, redirect, request
 from marshmallow import EXCLUDE, ValidationError
 
-from ..origins import foreign_origin
+from ..origins import SAFE_METHODS, foreign_host, foreign_origin
 from ..schemas import ConfigurationSchema, DeathNoteSchema, HeartbeatSchema, RegistrationSchema, seek_seconds
-from .config import own_origins
+from .config import own_host_names, own_origins
 from .dispatch import NoWorker
 
 workers_bp = Blueprint("workers", __name__)
@@ -62,7 +62,15 @@ def _foreign_origin():
 
 def _cross_site_refusal():
     """403 for a call that would change something from another site's page (and for its
-    preflight), 415 for a body that is not JSON; None when the call may go on."""
+    preflight), 415 for a body that is not JSON, 400 for a read sent to a host name that is not
+    the orchestrator's (a DNS-rebound page would read the workers and the jobs); None when the
+    call may go on."""
+    if request.method in SAFE_METHODS:
+        settings = ctx().settings
+        if foreign_host(request.host, own_host_names(settings.public_url, settings.listen)):
+            return error(400, f"the API does not answer to the host {request.host[:200]!r}: set public_url "
+                              "to the URL the orchestrator is reached at")
+        return None
     if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
         if _foreign_origin():  # no Access-Control-Allow-* in the answer: the browser stops here
             return error(403, "cross-origin calls to the API are not allowed (only GET /play is open to pages)")

@@ -56,6 +56,16 @@ def own_origins(public_url, listen):
     return listen_origins(host, port, machine_names())
 
 
+def own_host_names(public_url, listen):
+    """The names its reads answer to: public_url's host, the listen address, and this machine's
+    names and addresses (loopback included). A page that DNS rebinding pointed here names its own
+    domain as Host, which is none of these."""
+    names = {listen_address(listen)[0].strip("[]").lower()}
+    if public_url:
+        names.add(origin_of(public_url)[1])
+    return frozenset(names | machine_names())
+
+
 def load_orchestrator_settings(path=None, environ=None):
     data, path = load_config(OrchestratorSettingsSchema(), ENV_PREFIX, "conf/orchestrator.toml", path, environ)
     data["database"] = os.path.expanduser(data["database"])
