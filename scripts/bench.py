@@ -24,7 +24,6 @@ in timed tests).
   so their extraction runs beside the job's FFmpeg) beside the same source without them.
 """
 import argparse
-import getpass
 import multiprocessing
 import os
 import platform
@@ -51,7 +50,7 @@ from worker_process import SlowClients, WorkerProcess, free_port, wait_for  # no
 sys.path.insert(0, str(ROOT / "scripts"))
 import bench_keyframes  # noqa: E402
 
-from transcode_worker import grid as grid_, hls_names, keyframes, media, speed_guard, tonemap  # noqa: E402
+from transcode_worker import front, grid as grid_, hls_names, keyframes, media, speed_guard, tonemap  # noqa: E402
 from transcode_worker.config import SettingsSchema  # noqa: E402
 from transcode_worker.ffmpeg_command import (LIGHT_DECODE, HlsOutput, build_command, delivers_hevc,  # noqa: E402
                                              first_segment_s)
@@ -371,7 +370,7 @@ PACED_MS = 400
 
 NGINX_CONF = """
 daemon off;
-user {user};
+{user}
 worker_processes 1;
 pid {tmp}/nginx.pid;
 error_log {tmp}/nginx-error.log;
@@ -440,7 +439,10 @@ def _serving(worker, alone, tmp, seconds_each, runs):
     nginx_port, floor_port = free_port(), free_port()
     (tmp / "tmp").mkdir(exist_ok=True)
     conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port, root=folder, user=getpass.getuser()))
+    # as root, its workers run as the worker's own front's do (nginx_user), never as root
+    found = front.worker_user(DEFAULTS)
+    user = f"user {found[0].pw_name} {found[1]};" if found is not None else ""
+    conf.write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port, root=folder, user=user))
     servers = [subprocess.Popen(["nginx", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     urls = {"worker": f"{worker.url}/", "alone": f"{alone.url}/", "nginx": f"http://127.0.0.1:{nginx_port}/",
             "floor": f"http://127.0.0.1:{floor_port}/"}

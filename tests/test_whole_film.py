@@ -76,6 +76,15 @@ def video_dts(data):
     return [float(line.strip(",")) for line in out.decode().split()]
 
 
+def audio_span(data):
+    """(first packet's start, last packet's end, a packet's length) of a segment's audio, in seconds."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries",
+                          "packet=pts_time,duration_time", "-of", "csv=p=0", "-"], input=data,
+                         capture_output=True, check=True, timeout=60).stdout
+    packets = [[float(v) for v in line.strip(",").split(",")[:2]] for line in out.decode().split()]
+    return packets[0][0], packets[-1][0] + packets[-1][1], packets[-1][1]
+
+
 def check_segment(playlist, url, n, init=b"", v0=0.0):
     """Segment n shows the frames of its span of film, at their film time plus the job's clock
     (frame k of the source is at film time v0 + k frames)."""
@@ -126,20 +135,30 @@ def test_racing_requests_far_ahead_start_one_run(worker, counted):
     assert worker.post_job({"job_id": job_id, "source_path": counted,
                             "configuration": {"bitrate_bps": 500_000}}).status_code == 202
     url, _, playlist = media_playlist(worker, job_id)
-    worker.wait_state(job_id, {"RUNNING", "COMPLETED"})
-    restarts = worker.job(job_id)["restarts"]
+    worker.wait_state(job_id, {"RUNNING"})
+    job = worker.job(job_id)
+    os.kill(job["pid"], signal.SIGSTOP)  # it will not get there (a hung read): the requests start a run
+    restarts = job["restarts"]
     far = len(playlist.segments) - 3
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(lambda n: requests.get(urljoin(url, playlist.segments[n].uri), timeout=30),
-                                [far, far, far + 1, far]))
+                                [far] * 4))
     assert [a.status_code for a in answers] == [200] * 4
-    assert answers[0].content == answers[1].content == answers[3].content
+    assert answers[0].content == answers[1].content == answers[2].content == answers[3].content
+    # the player's next: the run after the sprint makes it, started by no request
+    answers[2] = requests.get(urljoin(url, playlist.segments[far + 1].uri), timeout=30)
+    assert answers[2].status_code == 200
     assert worker.job(job_id)["restarts"] == restarts + 1
     check_segment(playlist, url, far + 1, v0=video_start(counted))
     # the run made `far` alone, fast (a sprint); the next went on from far + 1: decode times rise
     # across the join, as within a run
     dts = video_dts(answers[0].content) + video_dts(answers[2].content)
     assert all(b > a for a, b in zip(dts, dts[1:])), dts
+    # the sound goes on across the join, never a gap: the next run's AAC starts with its encoder's
+    # priming, from where its seek cut (half a video frame early), at most that much over what the
+    # sprint made
+    (_, sprint_end, frame), (next_start, _, _) = audio_span(answers[0].content), audio_span(answers[2].content)
+    assert -frame - FRAME_S / 2 - 1e-3 <= next_start - sprint_end <= 1e-3, (sprint_end, next_start, frame)
     assert worker.delete(job_id).status_code == 200
 
 
