@@ -172,3 +172,31 @@ def test_the_pure_readers_reject_overruns():
 def test_scan_runs_behind_a_prefix(media):
     found = keyframes.scan("ffprobe", media / "h264.ts", 0, 30, prefix=["nice", "-n", "19"])
     assert found.source == "scan" and os.path.exists(media / "h264.ts")
+
+
+def test_a_scan_is_kept_on_disk_for_the_same_file_only(tmp_path):
+    store = keyframes.ScanStore(str(tmp_path / "keyframes"), limit=2)
+    key = ("/media/a.ts", 0, 1_000, 5_000)
+    assert store.get(key) is None
+    store.put(key, (0.0, 2.5, 5.0))
+    again = keyframes.ScanStore(str(tmp_path / "keyframes"), limit=2)  # a worker started again
+    assert again.get(key) == (0.0, 2.5, 5.0)
+    assert again.get(("/media/a.ts", 0, 2_000, 5_000)) is None  # the file changed since
+    assert again.get(("/media/a.ts", 1, 1_000, 5_000)) is None
+    # at most `limit` kept, the least recently used dropped first
+    again.put(("/media/b.ts", 0, 1, 1), (0.0,))
+    os.utime(again._path(key), (1, 1))
+    os.utime(again._path(("/media/b.ts", 0, 1, 1)), (2, 2))
+    again.get(key)  # used again: now the most recent
+    again.put(("/media/c.ts", 0, 1, 1), (0.0,))
+    assert again.get(key) == (0.0, 2.5, 5.0) and again.get(("/media/b.ts", 0, 1, 1)) is None
+    assert len(os.listdir(tmp_path / "keyframes")) == 2
+
+
+def test_a_damaged_scan_file_is_scanned_again(tmp_path):
+    store = keyframes.ScanStore(str(tmp_path))
+    key = ("/media/a.ts", 0, 1, 1)
+    store.put(key, (0.0, 1.0))
+    with open(store._path(key), "w") as fh:
+        fh.write("{not json")
+    assert store.get(key) is None

@@ -76,6 +76,7 @@ class JobManager:
         self.segment_root = os.path.realpath(settings.segment_root)
         self._build = ffmpeg_argv
         self._keyframe_cache = {}  # (source, stream, mtime, size) -> keyframe times (a remux's grid)
+        self._scans = keyframes.ScanStore(os.path.join(settings.spool_dir, "keyframes"))  # on disk
         self._jobs = {}      # job_id -> current Run
         self._retiring = {}  # job_id -> Run being deleted (its folder still on disk)
         self._preparing = {}  # job_id -> commands for it being prepared (holding a slot)
@@ -201,11 +202,16 @@ class JobManager:
         with self._lock:
             found = self._keyframe_cache.get(key)
         if found is None:
+            found = self._scans.get(key)  # a source without an index, scanned before
+        if found is None:
             try:
-                found = keyframes.read(self.settings.ffprobe_path, spec.source, spec.media.video.index,
-                                       PROBE_TIMEOUT_S).times
+                read = keyframes.read(self.settings.ffprobe_path, spec.source, spec.media.video.index,
+                                      PROBE_TIMEOUT_S)
             except ValueError as exc:
                 raise Refused(422, f"cannot find the keyframes a remux is cut on: {exc}") from None
+            found = read.times
+            if read.source == "scan":
+                self._scans.put(key, found)
             with self._lock:
                 self._keyframe_cache[key] = found
                 while len(self._keyframe_cache) > KEYFRAME_CACHE:

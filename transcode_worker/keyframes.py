@@ -14,7 +14,10 @@ loop advances through bytes already read or is counted, and anything unexpected 
 """
 import array
 import bisect
+import hashlib
 import itertools
+import json
+import logging
 import operator
 import os
 import shutil
@@ -25,6 +28,8 @@ from fractions import Fraction
 from typing import NamedTuple
 
 from . import inputs
+
+log = logging.getLogger(__name__)
 
 MAX_READ = 64 << 20        # the largest index (Cues, moov) read into memory
 MAX_SAMPLES = 4_000_000    # frames of one MP4 track (a 3-hour film at 60 fps is 648 000)
@@ -85,6 +90,48 @@ def scan(ffprobe, path, stream_index, timeout_s, *, prefix=()):
 def read(ffprobe, path, stream_index, timeout_s, *, prefix=()):
     """The keyframes from the index when the container has one, else from a scan."""
     return from_index(path, stream_index) or scan(ffprobe, path, stream_index, timeout_s, prefix=prefix)
+
+
+class ScanStore:
+    """The keyframes scans found, kept on disk (one JSON file per source, in `folder`), so a source
+    without an index is scanned once, not once per start of the worker. A file names the source,
+    stream, modification time and size it was found for: a changed file is scanned again. At most
+    `limit` files are kept, the least recently used dropped first."""
+
+    def __init__(self, folder, limit=256):
+        self.folder = folder
+        self.limit = limit
+
+    def _path(self, key):
+        return os.path.join(self.folder, hashlib.sha256(repr(key).encode()).hexdigest()[:32] + ".json")
+
+    def get(self, key):
+        """The times kept for `key` (source, stream index, mtime_ns, size), or None."""
+        path = self._path(key)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+            if data.get("key") != list(key):
+                return None
+            times = tuple(float(t) for t in data["times"])
+            os.utime(path)  # used: kept longest
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return times or None
+
+    def put(self, key, times):
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+            path = self._path(key)
+            with open(path + ".tmp", "w", encoding="utf-8") as fh:
+                json.dump({"key": list(key), "times": list(times)}, fh)
+            os.replace(path + ".tmp", path)
+            kept = sorted((e for e in os.scandir(self.folder) if e.name.endswith(".json")),
+                          key=lambda e: e.stat().st_mtime)
+            for entry in kept[:max(0, len(kept) - self.limit)]:
+                os.unlink(entry.path)
+        except OSError as exc:  # a full or read-only disk: the scan is still in memory
+            log.warning("cannot keep a keyframe scan in %s: %s", self.folder, exc)
 
 
 def parse_scan(text):
