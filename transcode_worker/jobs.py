@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import subprocess
 import threading
 import time
 
@@ -179,6 +180,11 @@ class JobManager:
                 restarts = current.restarts + 1
                 self._remove_folder(current.folder)
             job = self._start(spec, grid, number, restarts, extraction, waited=True, source_fd=source_fd)
+            if job.supervisor.cannot_start:  # its files could not be made: nothing runs, nothing stays
+                self._remove_folder(spec.folder)
+                if current is not None:
+                    self._jobs.pop(spec.job_id, None)
+                raise Refused(503, f"job {spec.job_id}: {job.supervisor.cannot_start}", retry_after=30)
             self._jobs[spec.job_id] = job
         return job, True
 
@@ -260,27 +266,30 @@ class JobManager:
         """Start a run of FFmpeg for `spec` at segment `start_number` of `grid`: in a new folder,
         or as the next run of `carry` (the job's run before), in its folder, with its made segments.
         `waited`: a player waits for that segment (a jump, a seek): the run sprints where it can.
-        `source_fd`: the source, opened already (_open_source); FFmpeg reads that very file."""
+        `source_fd`: the source, opened already (_open_source); FFmpeg reads that very file.
+
+        Returns the run, always: one whose files cannot be made (a full disk, a subtitle file gone
+        with a NAS) is FAILED with the reason, which the heartbeat reports and waiting players hear,
+        never a job left with no run."""
         if source_fd is None:
             source_fd = self._open_source(spec)
+        job = self._new_run(spec, grid, start_number, restarts, extraction, carry, waited)
+        argv, failure = [], None
         try:
-            job, argv = self._prepare(spec, grid, start_number, restarts, extraction, carry, waited)
-        except BaseException:
-            os.close(source_fd)
-            raise
-        argv = [inputs.fd_url(source_fd) if arg == inputs.url(spec.source) else arg for arg in argv]
-        job.supervisor = JobSupervisor(job, argv, umask=self.ffmpeg_umask, source_fd=source_fd)  # closes it
+            argv = self._prepare(job, carry)
+            argv = [inputs.fd_url(source_fd) if arg == inputs.url(spec.source) else arg for arg in argv]
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            failure = f"cannot start the run: {exc}"
+            log.warning("job %s: %s", spec.job_id, failure, extra={"job_id": spec.job_id})
+            job.superseded = carry is None  # a new stream is refused (submit): no job to report ended
+        job.supervisor = JobSupervisor(job, argv, umask=self.ffmpeg_umask, source_fd=source_fd,  # closes it
+                                       failure=failure)
         job.supervisor.start()
         job.supervisor.wait_spawned()
-        if self.published is not None:
-            self.published.publish(spec.job_id, spec.folder)
         return job
 
-    def _prepare(self, spec, grid, start_number, restarts, extraction, carry, waited):
-        """(the run, its FFmpeg command) for _start: its folder, output, steps and files ready."""
-        if carry is None:
-            self._remove_folder(spec.folder)
-            os.makedirs(spec.folder)
+    def _new_run(self, spec, grid, start_number, restarts, extraction, carry, waited):
+        """The Run object of _start: its output, steps and what it carries on (no file touched)."""
         output = HlsOutput(spec.job_id, grid, start_number, fmp4=delivers_hevc(spec),
                            sprint=waited and sprints(spec, grid, start_number))
         if carry is None:
@@ -300,14 +309,27 @@ class JobManager:
             job.created_at, job.last_request_at = carry.created_at, carry.last_request_at
             job.furthest_requested = carry.furthest_requested
         job.subtitles = extraction
-        burn = _burn_files(spec, extraction) if spec.burn and spec.subtitle.text else {}
+        job.go_on = self._go_on
+        return job
+
+    def _prepare(self, job, carry):
+        """The files of a run, before its FFmpeg starts: the job's folder (a new stream), the
+        subtitles to burn, the tone-map LUT, the run's staging folder, nginx's link to the folder
+        (published before FFmpeg writes, so nothing runs that the front cannot serve). Returns its
+        FFmpeg command; OSError and the like when a file cannot be made."""
+        spec = job.spec
+        if carry is None:
+            self._remove_folder(spec.folder)
+            os.makedirs(spec.folder)
+        burn = _burn_files(spec, job.subtitles) if spec.burn and spec.subtitle.text else {}
         lut = self._tonemap_lut(spec)
-        argv = self._build(spec, output, ffmpeg=self.settings.ffmpeg_path, preset=self.settings.encoder_preset,
+        argv = self._build(spec, job.output, ffmpeg=self.settings.ffmpeg_path, preset=self.settings.encoder_preset,
                            vaapi_device=self.vaapi_device, hardware_tonemap=self.hardware_tonemap,
                            tonemap_lut=lut, **burn)
-        job.go_on = self._go_on
         job.collector.prepare()
-        return job, argv
+        if self.published is not None:
+            self.published.publish(spec.job_id, spec.folder)
+        return argv
 
     def _restart(self, job, number, reason, spec=None, step=None, waited=False, restarts=1):
         """The job's next run, at segment `number` (the old run stopped first: one run per job),

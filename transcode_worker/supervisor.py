@@ -40,12 +40,14 @@ class JobSupervisor(threading.Thread):
     """Spawns the job's FFmpeg in its own process group, follows its progress and playlist,
     records its end, and stops it (SIGTERM, a bounded grace, SIGKILL, reap) on request."""
 
-    def __init__(self, job, argv, *, umask=-1, source_fd=None):
+    def __init__(self, job, argv, *, umask=-1, source_fd=None, failure=None):
         """`umask`: FFmpeg's (-1 keeps the worker's; a worker started as root passes one that lets
         nginx's workers, another user, read the segments). `source_fd`: the source, opened by the
         worker (inputs.open_source), handed to FFmpeg under the same number and closed here once
-        FFmpeg has it."""
+        FFmpeg has it. `failure`: why the run cannot start (its files could not be made): the job
+        ends FAILED with it, no FFmpeg spawned."""
         super().__init__(name=f"job-{job.job_id}", daemon=True)
+        self.cannot_start = failure
         self.job = job
         self.argv = argv
         self.umask = umask
@@ -63,6 +65,10 @@ class JobSupervisor(threading.Thread):
             try:
                 if self._stop_requested:  # stopped before it started: STOPPING -> STOPPED
                     job.change_state(JobState.STOPPED)
+                    self._spawned.set()
+                    return
+                if self.cannot_start:  # STARTING -> FAILED
+                    job.change_state(JobState.FAILED, error=self.cannot_start)
                     self._spawned.set()
                     return
                 try:

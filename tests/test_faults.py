@@ -1,0 +1,51 @@
+"""Faults the worker must survive (issue 27), each injected into the real service: what a user sees
+is an answer within its limits, never a 500, no FFmpeg without a job, no job lost or invented."""
+import shutil
+
+import pytest
+import requests
+
+import media_files as mf
+from worker_process import ffmpeg_slow_at
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_run_whose_files_cannot_be_made_fails_the_job_with_the_reason(make_worker, media_root, tmp_path):
+    """A burned-in film whose extracted subtitles vanish (a NAS outage pruned the spool) while it
+    plays: the player's jump needs a new run, which cannot draw them. The job becomes FAILED with
+    the reason at once, the waiting player hears it at once, no FFmpeg is left; before, the old run
+    was killed and the job stayed superseded with no run, players waiting 20 s for each 503."""
+    worker = make_worker(ffmpeg_path=ffmpeg_slow_at(None, tmp_path, rate=0.5), speed_guard_s=0)
+    body = {"job_id": "burn", "source_path": str(media_root / mf.SUBTITLED),
+            "configuration": {"subtitle_stream": 0, "burn_subtitles": True, "bitrate_bps": 500_000}}
+    assert worker.post_job(body).status_code == 202
+    worker.wait_state("burn", {"RUNNING"})
+    shutil.rmtree(worker.workdir / "spool" / "subtitles")
+    last = requests.get(f"{worker.url}/burn.media.m3u8", timeout=10).text.count("#EXTINF") - 1
+    answer = requests.get(f"{worker.url}/burn_{last}.ts", timeout=10)
+    assert answer.status_code == 404 and "cannot start the run" in answer.text, answer.text
+    job = worker.job("burn")
+    assert job["state"] == "FAILED" and "cannot start the run" in job["error"]["message"], job
+    assert worker.ffmpeg_pids() == []
+    assert worker.delete("burn").status_code == 200
+
+
+def test_a_job_nginx_cannot_be_told_of_starts_no_ffmpeg(make_worker, media_root, tmp_path):
+    """The front's link to a job's folder cannot be written (here its folder is gone, a file in
+    its place; on a full spool_dir it is ENOSPC). Before, FFmpeg had been spawned first: the POST
+    answered 500 and FFmpeg ran on with no job (DELETE said 404). Now nothing starts: 503 with
+    the reason, no FFmpeg, no job, no folder."""
+    worker = make_worker()
+    links = worker.workdir / "spool" / "front" / "jobs"
+    shutil.rmtree(links)
+    links.write_text("not a folder")
+    try:
+        answer = worker.post_job({"job_id": "unseen", "source_path": str(media_root / mf.H264)})
+        assert answer.status_code == 503 and "cannot start the run" in answer.json()["error"], answer.text
+        assert answer.headers.get("Retry-After")
+        assert worker.jobs() == [] and worker.ffmpeg_pids() == []
+        assert not (worker.segment_root / "unseen").exists()
+    finally:
+        links.unlink()
+        links.mkdir()
