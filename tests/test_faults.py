@@ -1,6 +1,7 @@
 """Faults the worker must survive (issue 27), each injected into the real service: what a user sees
 is an answer within its limits, never a 500, no FFmpeg without a job, no job lost or invented."""
 import shutil
+import time
 
 import pytest
 import requests
@@ -49,3 +50,26 @@ def test_a_job_nginx_cannot_be_told_of_starts_no_ffmpeg(make_worker, media_root,
     finally:
         links.unlink()
         links.mkdir()
+
+
+def test_a_subtitle_read_out_that_fails_once_is_tried_again(make_worker, media_root):
+    """The subtitle cache's folder cannot be written (a file in its place; a full spool_dir does
+    the same): a burned-in job is refused at once with the reason, and once the folder is back the
+    next command reads them out. Before, the read-out's thread died before saying so: every job
+    of that film waited 20 s for a 503 until the worker restarted."""
+    worker = make_worker()
+    cache = worker.workdir / "spool" / "subtitles"
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.write_text("not a folder")
+    body = {"job_id": "subs", "source_path": str(media_root / mf.SUBTITLED),
+            "configuration": {"subtitle_stream": 0, "burn_subtitles": True}}
+    started = time.monotonic()
+    answer = worker.post_job(body)
+    assert time.monotonic() - started < 10
+    assert answer.status_code == 422 and "cannot extract the subtitles" in answer.text, answer.text
+    assert worker.jobs() == [] and worker.ffmpeg_pids() == []
+    cache.unlink()
+    cache.mkdir()
+    assert worker.post_job(body).status_code == 202
+    worker.wait_state("subs", {"RUNNING", "COMPLETED"})
+    assert worker.delete("subs").status_code == 200

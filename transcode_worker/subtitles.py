@@ -102,9 +102,9 @@ class SubtitleCache:
         return extraction
 
     def _extract(self, extraction, info):
+        """The extraction thread: whatever fails (the cache's folder too: a full or vanished
+        spool_dir), `ready` is set with the error, and the next job tries again."""
         tmp = extraction.folder.with_name(extraction.folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "fonts").mkdir(parents=True)
         argv = [*self.prefix, self.ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-y"]
         for number, index in enumerate(info.fonts):
             argv += [f"-dump_attachment:{index}", str(tmp / "fonts" / f"font{number}.ttf")]
@@ -116,6 +116,8 @@ class SubtitleCache:
         started = time.monotonic()
         self.extractions_run += 1
         try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            (tmp / "fonts").mkdir(parents=True)
             proc = subprocess.run(argv, capture_output=True, timeout=EXTRACT_TIMEOUT_S, stdin=subprocess.DEVNULL)
             lines = proc.stderr.decode(errors="replace").strip().splitlines()
             if proc.returncode != 0 or not all((tmp / f"{t.stream}.vtt").exists() for t in text_tracks(info)):
