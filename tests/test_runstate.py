@@ -49,6 +49,20 @@ def test_a_crash_is_recovered_at_the_next_start(dirs):
         leftover.wait()
 
 
+@pytest.mark.parametrize("standalone", [False, True])
+def test_lost_jobs_are_reported_until_taken_and_standalone_once(dirs, standalone):
+    run = RunState(str(dirs.spool), str(dirs.segments))
+    run.recover()
+    (dirs.segments / "job1").mkdir()
+    run.job_changed(fake_job("job1", dirs.segments / "job1", None), active=True)
+    # ... killed: the next start finds the job lost
+    assert RunState(str(dirs.spool), str(dirs.segments)).recover(standalone=standalone) == ["job1"]
+    # ... killed again before any orchestrator took the report: the one after says it again,
+    # unless no orchestrator will ever take it (the log said it once)
+    again = RunState(str(dirs.spool), str(dirs.segments)).recover(standalone=standalone)
+    assert again == ([] if standalone else ["job1"])
+
+
 def test_a_reused_pid_is_never_touched(dirs):
     bystander = sleeper()
     try:

@@ -83,7 +83,7 @@ def build_context(settings, capabilities=None):
     locks = tuple(lock_folder(folder, sibling_wait_s=settings.shutdown_timeout_s + 5)
                   for folder in (getattr(settings, key) for key in FOLDER_KEYS))
     runstate = RunState(settings.spool_dir, settings.segment_root)
-    runstate.recover()
+    runstate.recover(standalone=not settings.orchestrator_url)
     capabilities = capabilities or caps.detect(settings.ffmpeg_path)
     if capabilities.ffmpeg_ok:
         log.info("FFmpeg %s; encoders: %s; hardware acceleration: %s", capabilities.ffmpeg_version,

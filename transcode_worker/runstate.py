@@ -55,8 +55,10 @@ class RunState:
             return {"clean": False, "jobs": {}}
 
     # -- at start -----------------------------------------------------------------------------
-    def recover(self):
-        """End what a previous run left (FFmpeg, folders); return the ids of the jobs it lost."""
+    def recover(self, standalone=False):
+        """End what a previous run left (FFmpeg, folders); return the ids of the jobs it lost.
+        `standalone`: no orchestrator will ever take them; the log says them once, and no later
+        start says them again."""
         lost = list(self.lost_jobs)
         jobs = (self.previous or {}).get("jobs") or {}
         if self.unclean_restart:
@@ -73,7 +75,7 @@ class RunState:
                 lost.append(name)
         if lost:
             log.warning("a previous run ended without cleaning up; lost job(s): %s", ", ".join(lost))
-        self.lost_jobs = lost
+        self.lost_jobs = [] if standalone else lost
         self._write()
         return lost
 
