@@ -2,6 +2,7 @@
 re-registration, the death note. The loop's steps are driven one by one (no sleeping)."""
 import dataclasses
 import json
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -66,6 +67,7 @@ def link(tmp_path):
     hb = Heartbeat(settings, Capabilities("5.1", ("libx264",)), manager, health, runstate, spool,
                    telemetry=FakeTelemetry())
     hb.manager_fake, hb.health_fake = manager, health
+    hb._next_beat = time.monotonic() + 3600  # the tests call _beat and _deliver themselves
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         hb.rsps = rsps
         yield hb
@@ -184,6 +186,25 @@ def test_orchestrator_down_spools_then_replays_in_order_before_live(link):
     stamps = [b["recorded_at"] for b in delivered]
     assert stamps == sorted(stamps)  # each with the time it was recorded, not the time it was sent
     assert len(link.spool) == 0 and link.link_up
+
+
+def test_a_live_heartbeat_due_during_a_replay_goes_first(link):
+    connect(link)
+    link.rsps.replace(responses.POST, BEATS, body=requests.ConnectionError("refused"))
+    for cpu in (1.0, 2.0, 3.0):
+        link.telemetry.values["cpu_usage"] = cpu
+        link._beat()
+    link.rsps.replace(responses.POST, BEATS, status=204)
+    link._next_beat = 0.0  # a live beat is due as the orchestrator comes back
+    link._deliver()  # one record tells the link is up; then the live beat's turn
+    link.telemetry.values["cpu_usage"] = 4.0
+    link._beat()
+    link._next_beat = time.monotonic() + 60
+    link._deliver()
+    delivered = bodies(link.rsps, BEATS)
+    assert [(b["telemetry"]["cpu_usage"], b.get("replayed", False)) for b in delivered] == [
+        (1.0, True), (4.0, False), (2.0, True), (3.0, True)]
+    assert len(link.spool) == 0
 
 
 def test_spool_is_bounded_and_counts_what_it_dropped(link):

@@ -1,6 +1,7 @@
 """The real service under gunicorn talking to a real (stand-in) orchestrator on loopback."""
 import signal
 import statistics
+import time
 
 import psutil
 import pytest
@@ -83,15 +84,40 @@ def test_orchestrator_down_then_up_gets_the_spool_in_order_then_live(linked, orc
     orchestrator.start()
     wait_for(lambda: any(not h.body.get("replayed") for h in orchestrator.heartbeats()[down_at:]), 20,
              what="live heartbeats again")
+    wait_for(lambda: not list((w.workdir / "spool" / "outbox").glob("*.json")), 20, what="the spool delivered")
     after = [h.body for h in orchestrator.heartbeats() if orchestrator.calls.index(h) >= down_at]
-    replayed = [b for b in after if b.get("replayed")]
-    assert len(replayed) >= 3
-    first_live = next(i for i, b in enumerate(after) if not b.get("replayed"))
-    assert all(b.get("replayed") for b in after[:first_live])  # the whole spool first...
-    assert not any(b.get("replayed") for b in after[first_live:])  # ...then live only
-    stamps = [b["recorded_at"] for b in after]
-    assert stamps == sorted(stamps)
-    assert list((w.workdir / "spool" / "outbox").glob("*.json")) == []
+    replayed = [b["recorded_at"] for b in after if b.get("replayed")]
+    live = [b["recorded_at"] for b in after if not b.get("replayed")]
+    assert len(replayed) >= 3 and live
+    assert replayed == sorted(replayed) and live == sorted(live)  # each in the order it was recorded
+    assert max(replayed) < max(live)
+
+
+def test_live_heartbeats_keep_their_interval_while_a_spool_is_replayed(linked, orchestrator):
+    """Back from an outage, to an orchestrator that answers in 0.4 s: the spool goes on between
+    live heartbeats, which keep their interval (before, the whole spool went first: 30 s of it
+    meant 17 s without a live beat, and past 45 s an orchestrator marks the worker OFFLINE)."""
+    w = linked()
+    wait_for(lambda: orchestrator.heartbeats(), 10, what="a first heartbeat")
+    orchestrator.stop()
+    down_at = len(orchestrator.calls)
+    wait_for(lambda: len(list((w.workdir / "spool" / "outbox").glob("*.json"))) >= 8, 20,
+             what="eight spooled heartbeats")
+    arrivals = []
+
+    def slow(call):
+        arrivals.append((time.monotonic(), bool(call.body and call.body.get("replayed"))))
+        time.sleep(0.4)
+
+    orchestrator.on_call = slow
+    orchestrator.start()
+    wait_for(lambda: not list((w.workdir / "spool" / "outbox").glob("*.json")), 30, what="the spool delivered")
+    replay_end = max(t for t, replayed in arrivals if replayed)
+    live = [t for t, replayed in arrivals if not replayed and t <= replay_end]
+    assert len(live) >= 2, arrivals  # live beats came while the replay went on
+    # 1 s +-5 %, and at most one slow replayed answer in the way
+    assert all(b - a < 1.05 + 0.4 + 0.3 for a, b in zip(live, live[1:])), live
+    assert len(orchestrator.heartbeats()) > down_at
 
 
 def test_a_forgetful_orchestrator_gets_a_new_registration(linked, orchestrator):

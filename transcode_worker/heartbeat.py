@@ -105,6 +105,7 @@ class Heartbeat(threading.Thread):
         self._stopping = threading.Event()
         self._backoff_s = BACKOFF_FIRST_S
         self._retry_at = 0.0
+        self._next_beat = 0.0  # monotonic time of the next live heartbeat
         manager.add_listener(self._job_changed)
 
     # -- job transitions (called with the job's lock held: only note it) ----------------------
@@ -116,18 +117,18 @@ class Heartbeat(threading.Thread):
     # -- the thread ---------------------------------------------------------------------------
     def run(self):
         log.info("orchestrator %s: registering as %s", self.settings.orchestrator_url, self.settings.worker_id)
-        next_beat = time.monotonic()
+        self._next_beat = time.monotonic()
         while not self._stopping.is_set():
             try:
                 if time.monotonic() >= self._retry_at and (not self.registered or len(self.spool)):
                     self._deliver()
-                if time.monotonic() >= next_beat:
-                    next_beat = time.monotonic() + self.interval_s * random.uniform(1 - JITTER, 1 + JITTER)
+                if time.monotonic() >= self._next_beat:
+                    self._next_beat = time.monotonic() + self.interval_s * random.uniform(1 - JITTER, 1 + JITTER)
                     self._beat()
             except Exception:  # the link must outlive any surprise; the next round tries again
                 log.exception("heartbeat round failed")
                 self._schedule_retry()
-            due = next_beat
+            due = self._next_beat
             if not self.registered or len(self.spool):
                 due = min(due, self._retry_at)
             self._stopping.wait(max(0.05, due - time.monotonic()))
@@ -148,8 +149,11 @@ class Heartbeat(threading.Thread):
         return payload
 
     def _beat(self):
+        """The live heartbeat, sent at once whenever the orchestrator is reachable, a spool being
+        replayed or not (each record carries recorded_at: an older replayed one never overwrites
+        it); spooled while it is not."""
         payload = self._payload()
-        if self.registered and self.link_up and not len(self.spool):
+        if self.registered and self.link_up:
             try:
                 code = self.client.heartbeat(payload)
             except Unreachable as exc:
@@ -168,7 +172,8 @@ class Heartbeat(threading.Thread):
         self.spool.append(payload)
 
     def _deliver(self):
-        """Register if needed, then replay the spool in order; stop at the first failure."""
+        """Register if needed, then replay the spool in order; stop at the first failure, and
+        whenever a live heartbeat is due (it goes first; the replay goes on after it)."""
         try:
             if not self.registered:
                 self._register()
@@ -176,6 +181,8 @@ class Heartbeat(threading.Thread):
                     self._schedule_retry()
                     return
             while (item := self.spool.oldest()) is not None:
+                if self.link_up and time.monotonic() >= self._next_beat:
+                    return
                 name, record = item
                 code = self.client.heartbeat({**record, "replayed": True})
                 if code == 404:
@@ -185,9 +192,13 @@ class Heartbeat(threading.Thread):
                 if code >= 300:
                     log.warning("orchestrator refused a spooled heartbeat (HTTP %d): dropped", code)
                 self.spool.remove(name)
+                self._reachable()
         except Unreachable as exc:
             self._went_down(exc)
             return
+        self._reachable()
+
+    def _reachable(self):
         if not self.link_up:
             log.info("orchestrator reachable again")
         self.link_up = True
