@@ -73,3 +73,21 @@ def test_a_subtitle_read_out_that_fails_once_is_tried_again(make_worker, media_r
     assert worker.post_job(body).status_code == 202
     worker.wait_state("subs", {"RUNNING", "COMPLETED"})
     assert worker.delete("subs").status_code == 200
+
+
+def test_a_player_of_an_ended_job_starts_no_ffmpeg_past_capacity(make_worker, media_root):
+    """One slot: a job that began at a seek has made the rest of its film and ended, another job
+    has the slot; a player of the first asks for a segment before its seek. No run starts past
+    max_concurrent_jobs (before, players started FFmpeg past it): the player is told to retry."""
+    worker = make_worker(max_concurrent_jobs=1, playlist_wait_s=3.0)
+    ended = {"job_id": "ended", "source_path": str(media_root / mf.H264), "configuration": {"seek_time": "00:00:04"}}
+    assert worker.post_job(ended).status_code == 202
+    worker.wait_state("ended", {"COMPLETED"})
+    assert worker.post_job({"job_id": "other", "source_path": str(media_root / mf.LONG)}).status_code == 202
+    worker.wait_state("other", {"RUNNING"})
+    answer = requests.get(f"{worker.url}/ended_0.ts", timeout=10)
+    assert answer.status_code == 503 and answer.headers.get("Retry-After"), answer.status_code
+    assert len(worker.ffmpeg_pids()) == 1 and worker.job("ended")["state"] == "COMPLETED"
+    assert worker.delete("other").status_code == 200
+    assert requests.get(f"{worker.url}/ended_0.ts", timeout=10).status_code == 200  # a slot again
+    assert worker.delete("ended").status_code == 200

@@ -1,4 +1,6 @@
 """The janitor's rules as a pure function over a job and a clock."""
+import time
+
 import pytest
 
 from specs import hls_output, job_spec
@@ -92,3 +94,22 @@ def test_a_resumed_job_is_measured_afresh_by_the_speed_guard():
     job.paused = True
     JobSupervisor(job, ["ffmpeg"]).resume()
     assert not job.paused and list(job.samples) == []  # the pause does not count as slowness
+
+
+def test_after_a_seek_back_the_viewer_is_where_they_asked_last_and_a_trimmed_segment_is_remade():
+    """A viewer far ahead seeks back: trimming (job_disk_limit_mb) keeps what is around where they
+    are now, not around the furthest segment they ever asked for; and a segment the run passed
+    that is no longer made (trimmed) is one it will never make again: a run starts there."""
+    job = job_in(JobState.RUNNING)
+    job.record_request(120)
+    job.record_request(20)
+    assert job.watched_position() == job.grid.start(20)
+    assert job.furthest_requested == 120  # (throttling still measures from the furthest)
+    job.record_segment(130)
+    job.position_s = job.grid.end(130)
+    job.rate = 2.0
+    job.last_progress_at = time.monotonic()  # it is moving
+    job.made.add(119, 1000)
+    assert job.eta_s(119) == 0.0  # made: served
+    assert job.eta_s(20) is None  # passed long ago and not made: never, from this run
+    assert job.eta_s(129) == 0.0  # just passed: its file may not be listed yet

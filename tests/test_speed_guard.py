@@ -2,7 +2,7 @@
 import pytest
 
 from transcode_worker import speed_guard
-from transcode_worker.speed_guard import Step, decide, has_headroom, steps
+from transcode_worker.speed_guard import Step, decide, has_headroom, on_one_stream, steps
 
 
 def run_at(speeds, start_out=0.0, every_s=0.5):
@@ -108,3 +108,13 @@ def test_headroom_needs_a_sustained_margin():
     assert has_headroom(run_at([(40, 2.5)]), warmup_out_s=0.0)
     assert not has_headroom(run_at([(20, 2.5)]), warmup_out_s=0.0)  # not long enough
     assert not has_headroom(run_at([(30, 2.5), (6, 1.5)]), warmup_out_s=0.0)  # lately less
+
+
+def test_on_one_stream_the_steps_keep_the_picture_size_and_an_fmp4_job_its_encoder():
+    found = steps("libx264", "veryfast", 1080, 8_000_000)
+    kept = on_one_stream(found)
+    assert [(s.preset, s.light, s.height) for s in kept] == [
+        ("veryfast", False, 1080), ("veryfast", True, 1080), ("ultrafast", False, 1080)]
+    assert [s.number for s in kept] == [0, 1, 2]
+    hevc = on_one_stream(steps("libx265", "veryfast", 1080, 8_000_000), fmp4=True)
+    assert [(s.preset, s.height) for s in hevc] == [("veryfast", 1080)]  # its init segment's parameter sets

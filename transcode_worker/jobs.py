@@ -242,7 +242,8 @@ class JobManager:
         if spec is not None:
             self._check_folder_free(spec)
         # jobs running, and commands being prepared (each holds its slot from its first check)
-        held = {j.job_id for j in self._jobs.values() if j.state in ACTIVE_STATES} | set(self._preparing)
+        # (a run that made its span, whose next is about to start, holds its slot too)
+        held = {j.job_id for j in self._jobs.values() if j.state in ACTIVE_STATES or j.superseded} | set(self._preparing)
         if len(held - {job_id}) >= self.settings.max_concurrent_jobs:
             raise Refused(503, f"at capacity: {self.settings.max_concurrent_jobs} jobs running", retry_after=5)
         return current, False
@@ -307,7 +308,7 @@ class JobManager:
         if carry is not None:
             job.codecs, job.stepped = carry.codecs, carry.stepped
             job.created_at, job.last_request_at = carry.created_at, carry.last_request_at
-            job.furthest_requested = carry.furthest_requested
+            job.furthest_requested, job.last_requested = carry.furthest_requested, carry.last_requested
         job.subtitles = extraction
         job.go_on = self._go_on
         return job
@@ -370,7 +371,8 @@ class JobManager:
 
     def want(self, job_id, number):
         """A player asked for segment `number`, not made yet: let the running FFmpeg make it when it
-        will within PATIENCE_S at its speed, or before a new run could, else start a run there.
+        will within PATIENCE_S at its speed, or before a new run could, else start a run there
+        (Refused when an ended job cannot take a slot again: at capacity, an unhealthy worker).
         Racing requests start one run: the second finds the first's run about to make what it wants."""
         with self._lock:
             job = self._jobs.get(job_id)
@@ -390,6 +392,8 @@ class JobManager:
                 fresh = RUN_START_S + job.grid.duration(number) / (job.rate or 1.0)
                 if eta is not None and eta <= max(PATIENCE_S, fresh):
                     return
+            if job.state not in ACTIVE_STATES:  # an ended job takes a slot again: if there is one
+                self._admit(None, job_id)  # Refused: the player is told why, and to retry
             try:
                 self._restart(job, number, f"a player asked for segment {number}", waited=True)
             except Refused as exc:  # the source is gone or was swapped: the job cannot go on
@@ -412,10 +416,7 @@ class JobManager:
         preset = self.settings.encoder_preset
         light = light_from_start(command, preset, self.hardware_tonemap)
         steps = speed_guard.steps(command.encoder, preset, size[1], command.bitrate_bps, light=light)
-        # A VOD playlist announces one picture size: the guard's steps keep it (a lighter preset,
-        # a lighter analysis); the lower rungs wait for the quality ladder.
-        same_size = [s for s in steps if s.height == steps[0].height]
-        steps = [dataclasses.replace(s, number=n) for n, s in enumerate(same_size)]
+        steps = speed_guard.on_one_stream(steps, fmp4=delivers_hevc(command))
         return steps, step_memory.kind_of(command, preset, size[1], light)
 
     # -- the speed guard ------------------------------------------------------------------------

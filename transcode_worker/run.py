@@ -70,6 +70,7 @@ class Run:
         self.supervisor = None
         self.paused = False  # SIGSTOPped on purpose (throttling): not a stall
         self.furthest_requested = None  # the highest segment number a player asked for
+        self.last_requested = None  # the segment a player asked for last: where the viewer is now
         self._on_transition = on_transition
 
     @property
@@ -130,17 +131,19 @@ class Run:
     def record_request(self, segment=None):
         """A player asked for the playlist or a segment: the job is being watched."""
         self.last_request_at = time.monotonic()
-        if segment is not None and (self.furthest_requested is None or segment > self.furthest_requested):
-            self.furthest_requested = segment
+        if segment is not None:
+            self.last_requested = segment
+            if self.furthest_requested is None or segment > self.furthest_requested:
+                self.furthest_requested = segment
 
     def watched_position(self):
-        """Film time of the start of the furthest segment a player asked for (where a viewer is),
-        else of where the command asked the stream to begin."""
+        """Film time of the start of the segment a player asked for last (where the viewer is, a
+        seek back included), else of where the command asked the stream to begin."""
         with self.changed:
-            furthest = self.furthest_requested
-        if furthest is None or not 0 <= furthest < len(self.grid):
+            last = self.last_requested
+        if last is None or not 0 <= last < len(self.grid):
             return self.command.seek_s
-        return self.grid.start(furthest)
+        return self.grid.start(last)
 
     def lead_s(self):
         """How much film this run has made beyond the furthest segment a player asked for (from
@@ -192,7 +195,9 @@ class Run:
         position = max(self.position_s, made_to or 0.0)
         missing = self.grid.end(number) - position
         if missing <= 0:
-            return 0.0
+            # passed, and not made: trimmed since (job_disk_limit_mb), this run will not make it
+            # again (past two segments' time: a segment FFmpeg has just finished may not be listed yet)
+            return 0.0 if number in self.made or -missing < 2 * self.grid.target_s else None
         rate = self.rate
         if rate is None and made_to is not None:  # FFmpeg has not said yet: what it made so far
             rate = (made_to - self.grid.start(self.first_number)) / max(time.monotonic() - self.started_mono, 0.1)

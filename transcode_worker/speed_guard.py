@@ -21,7 +21,7 @@ as a stall; the first segment is all the warm-up there is. A job whose speed has
 below real time for `behind_s` takes the next step; one at its last step reports that it cannot
 keep up, which makes the worker STRESSED.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .ffmpeg_command import BITRATE_LADDER, LIGHT_PRESET
 
@@ -64,6 +64,16 @@ def steps(encoder, preset, height, bitrate_bps, light=False):
             bitrate = min(bitrate_bps, max(floor, LOWEST_BITRATE_BPS))
             found.append(Step(len(found), preset, rung, bitrate))
     return found
+
+
+def on_one_stream(found, fmp4=False):
+    """The steps a job may take without changing what players were told: a VOD playlist announces
+    one picture size, so the lower rungs wait for the quality ladder; and an fMP4 (HEVC) job's
+    one init segment holds the parameter sets of the encoder as it began (x265's ultrafast has
+    other CTU sizes and tools: its segments would not decode with it), so it keeps its first step
+    (the guard still says when it cannot keep up)."""
+    kept = [s for s in found if s.height == found[0].height][:1 if fmp4 else None]
+    return [replace(s, number=n) for n, s in enumerate(kept)]
 
 
 def windowed_speeds(samples, window_s=WINDOW_S):

@@ -23,6 +23,7 @@ from werkzeug.wsgi import wrap_file
 
 from .. import front, grid, hls_names, multivariant, webvtt
 from ..janitor import resume_due
+from ..jobs import Refused
 from ..playlist import media_playlist
 from ..states import JobState, WRITING_STATES
 from . import context
@@ -134,7 +135,10 @@ def _wait_and_serve(job_id, serve, segment=None, pending=None, want=None):
                 return response
             if want is not None and (asked is not job or time.monotonic() - asked_at >= ASK_AGAIN_S):
                 asked, asked_at = job, time.monotonic()
-                want()  # again now and then: a run that stopped moving is replaced
+                try:
+                    want()  # again now and then: a run that stopped moving is replaced
+                except Refused as exc:  # an ended job finds no slot for a run now
+                    return error(exc.status, str(exc), retry_after=exc.retry_after)
                 if manager.get(job_id) is not job:
                     continue
             # (a run being replaced: the next run is there in a moment)
