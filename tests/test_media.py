@@ -91,3 +91,16 @@ def test_the_cache_round_trip_keeps_everything():
     info = media.parse_probe(report({**PQ, **dovi(8, 1)}, audio=[{"codec_name": "aac", "channels": 2}],
                                     subtitles=[{"codec_name": "ass"}]))
     assert media.info_from_dict(media.info_to_dict(info)) == info
+
+
+@pytest.mark.parametrize("duration, why", [("inf", "no finite duration"), ("nan", "no finite duration"),
+                                           ("0", "no finite duration"), ("31536000", "claims to last 8760 hours")])
+def test_a_duration_no_film_has_is_refused(duration, why):
+    """The header's duration makes the whole-film playlist: years of it would be a list of
+    millions of segments, built for every player's request."""
+    data = report()
+    data["format"]["duration"] = duration
+    with pytest.raises(media.ProbeError, match=why):
+        media.parse_probe(data)
+    data["format"]["duration"] = str(47 * 3600)
+    assert media.parse_probe(data).duration_s == 47 * 3600

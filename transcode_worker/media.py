@@ -18,6 +18,9 @@ import pycountry
 from . import inputs, tonemap, untrusted
 
 PROBE_TIMEOUT_S = 20
+# The longest source played: a whole-film playlist lists every segment of it (48 hours of 4 s
+# segments: 43 200), so a header that claims years is refused, not listed.
+MAX_DURATION_S = 48 * 3600
 # ffprobe's field orders of interlaced video (the others: progressive, unknown)
 INTERLACED = frozenset({"tt", "bb", "tb", "bt"})
 _ENTRIES = (
@@ -247,8 +250,10 @@ def parse_probe(data, hdr10_plus=False):
         duration = float(fmt.get("duration"))
     except (TypeError, ValueError):
         raise ProbeError("no duration: a still image or an unfinished stream") from None
-    if duration <= 0:
-        raise ProbeError("zero duration")
+    if not math.isfinite(duration) or duration <= 0:
+        raise ProbeError("no finite duration")
+    if duration > MAX_DURATION_S:  # a header's claim: the grid would list it all (a segment each 4 s)
+        raise ProbeError(f"claims to last {duration / 3600:.0f} hours (at most {MAX_DURATION_S // 3600} are played)")
     of_type = lambda kind: [s for s in streams if s.get("codec_type") == kind]  # noqa: E731
     return MediaInfo(
         duration_s=duration, format_name=untrusted.ffmpeg_name(fmt.get("format_name")) or "",
