@@ -39,23 +39,26 @@ def open_source(path, media_roots):
     """The source, opened for a run of FFmpeg: a file descriptor of the regular file that `path`
     (validated and resolved when the command came) names now, checked again to lie inside a
     media root. A file swapped for a symlink since (or a folder on its path) opens nothing
-    outside the roots: O_NOFOLLOW refuses a symlink in the last place, and the file the
-    descriptor holds is where the check looks. ValueError says why not."""
-    try:
-        # (O_NONBLOCK: a FIFO put in its place opens without waiting for a writer, and is refused)
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    outside the roots: O_NOFOLLOW refuses a symlink in the last place, the file the handle holds
+    is where the check looks, and only a regular file inside a root is opened for reading.
+    ValueError says why not."""
+    try:  # a handle on the path only (O_PATH opens nothing: no device, no FIFO is touched)
+        handle = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         raise ValueError(f"cannot be opened: {exc.strerror}") from None
     try:
-        real = os.readlink(f"/proc/self/fd/{fd}")
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        real = os.readlink(f"/proc/self/fd/{handle}")
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
             raise ValueError("is no longer a regular file")
         if not any(os.path.commonpath([real, os.path.realpath(root)]) == os.path.realpath(root)
                    and real != os.path.realpath(root) for root in media_roots):
             raise ValueError("is no longer inside the media roots")
-    except BaseException:
-        os.close(fd)
-        raise
+        try:  # the very file the handle names, now opened for reading
+            fd = os.open(f"/proc/self/fd/{handle}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise ValueError(f"cannot be opened: {exc.strerror}") from None
+    finally:
+        os.close(handle)
     return fd
 
 
