@@ -259,6 +259,85 @@ def test_a_seek_the_holder_refuses_is_refused(pool):
     assert ctx.store.job("j3")["worker_id"] == "w1"
 
 
+# -- silence on the monotonic clock: a step of the wall clock (NTP) neither kills nor hides --------
+@pytest.fixture
+def clocks(monkeypatch):
+    """The orchestrator modules' clocks, by hand: `wall` is added to time.time() (an NTP step),
+    `mono` is what time.monotonic() says (still unless a test moves it). Asked before `pool`, so
+    that the dispatcher starts on it."""
+    from transcode_worker.orchestrator import api, dispatch, store
+
+    clock = SimpleNamespace(wall=0.0, mono=time.monotonic())
+    shim = SimpleNamespace(time=lambda: time.time() + clock.wall, monotonic=lambda: clock.mono)
+    for module in (api, dispatch, store):
+        monkeypatch.setattr(module, "time", shim)
+    return clock
+
+
+def answer_plays(rsps, *urls):
+    for url in urls:
+        rsps.get(url + "/v1/media", json=H264)
+        rsps.add_callback(responses.POST, url + "/v1/jobs", callback=job_answer(url))
+
+
+def test_a_wall_clock_step_forward_takes_no_worker_off_the_pool(clocks, pool):
+    c, ctx, rsps = pool
+    answer_plays(rsps, W1, W2)
+    ctx.store.add_job("j5", "/srv/nas/film.mkv", {"bitrate_bps": 1})
+    ctx.store.update_job("j5", worker_id="w1", state="RUNNING", position_s=12.0)
+    clocks.wall = 3600.0  # NTP steps the wall clock an hour forward, between two heartbeats
+    clocks.mono += 2.0
+    ctx.dispatcher.check()
+    assert {w["id"]: w["status"] for w in ctx.store.workers()} == {"w1": "IDLE", "w2": "IDLE"}
+    job = ctx.store.job("j5")
+    assert job["worker_id"] == "w1" and job["requeues"] == 0 and job["state"] == "RUNNING"
+    answer = c.post("/v1/play", json={"source_path": "/srv/nas/film.mkv"}, headers=TOKEN)
+    assert answer.status_code == 201, answer.get_json()
+    assert answer.get_json()["worker_id"] == "w1"  # the least loaded, heard from 2 s ago
+
+
+def test_a_silent_worker_goes_offline_on_the_monotonic_clock_though_the_wall_clock_steps_back(clocks, pool):
+    c, ctx, rsps = pool
+    answer_plays(rsps, W1, W2)
+    ctx.store.add_job("j6", "/srv/nas/film.mkv", {"bitrate_bps": 1})
+    ctx.store.update_job("j6", worker_id="w1", state="RUNNING", position_s=42.5)
+    c.post("/v1/workers/w1/heartbeats", json=beat(datetime.now(timezone.utc)), headers=TOKEN)
+    clocks.wall = -3600.0  # the wall clock steps an hour back; w1 dies, w2 goes on beating
+    clocks.mono += 30.0
+    c.post("/v1/workers/w2/heartbeats", json=beat(datetime.now(timezone.utc)), headers=TOKEN)
+    clocks.mono += 5.0
+    # w1 not heard from within seen_within_s (30 s): the play goes to w2 (else w1: the same load, id first)
+    answer = c.post("/v1/play", json={"source_path": "/srv/nas/a.mkv"}, headers=TOKEN)
+    assert answer.status_code == 201 and answer.get_json()["worker_id"] == "w2"
+    clocks.mono += 9.0  # 44 s of silence: not yet offline_after_s (45 s)
+    ctx.dispatcher.check()
+    assert ctx.store.worker("w1")["status"] == "IDLE"
+    clocks.mono += 2.0
+    ctx.dispatcher.check()
+    w1 = ctx.store.worker("w1")
+    assert w1["status"] == "OFFLINE" and "silent for 46s" in w1["reason"]
+    assert ctx.store.worker("w2")["status"] != "OFFLINE"
+    job = ctx.store.job("j6")
+    assert job["worker_id"] == "w2" and job["requeues"] == 1
+    assert job["configuration"]["seek_time"] == "00:00:42.500"
+
+
+def test_after_a_restart_silence_counts_from_the_orchestrators_start(clocks, client):
+    c, ctx = client
+    c.post("/v1/workers", json=REG, headers=TOKEN)
+    clocks.mono += 3600.0  # the orchestrator was down an hour; then a new one starts on the same file
+    app = create_app(ctx.settings)
+    again = app.extensions["transcode_orchestrator"]
+    try:
+        assert again.dispatcher.heard("w1") == again.dispatcher.started_at == clocks.mono
+        again.dispatcher.check(now=clocks.mono + 44.0)
+        assert again.store.worker("w1")["status"] == "IDLE"
+        again.dispatcher.check(now=clocks.mono + 46.0)
+        assert again.store.worker("w1")["status"] == "OFFLINE"
+    finally:
+        again.shutdown()
+
+
 # -- a web page cannot change anything; programs can ------------------------------------------
 @pytest.mark.parametrize("path", ["/v1/workers", "/v1/workers/w1/heartbeats", "/v1/play", "/v1/jobs/j1/seek"])
 def test_a_call_that_changes_something_takes_json_from_a_program_only(client, path):

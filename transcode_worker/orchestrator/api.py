@@ -133,6 +133,7 @@ def register():
     except ValidationError as err:
         return error(422, "invalid registration", fields=err.messages)
     c = ctx()
+    c.dispatcher.heard_from(reg["id"])
     c.store.register_worker(reg)
     lost = set(reg["lost_jobs"])
     for job in c.store.jobs(worker_id=reg["id"]):
@@ -147,7 +148,8 @@ def heartbeat(worker_id):
     if failure is not None:
         return failure
     c = ctx()
-    if not beat["replayed"]:
+    if not beat["replayed"]:  # a replay is history, not a sign of life
+        c.dispatcher.heard_from(worker_id)
         c.store.record_heartbeat(worker_id, beat)
     recorded = beat["recorded_at"]
     for context in beat["jobs"]:

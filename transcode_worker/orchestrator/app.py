@@ -1,7 +1,6 @@
 """The orchestrator's Flask factory and its monitor thread."""
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 
 from flask import Flask
@@ -20,7 +19,6 @@ class OrchestratorContext:
     settings: object
     store: Store
     dispatcher: Dispatcher
-    started_at: float = field(default_factory=time.time)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -31,7 +29,7 @@ class OrchestratorContext:
     def _monitor(self):
         while not self._stop.wait(self.settings.check_interval_s):
             try:
-                self.dispatcher.check(self.started_at)
+                self.dispatcher.check()
             except Exception:  # the monitor is what heals the pool: it must not die
                 log.exception("monitor round failed")
 

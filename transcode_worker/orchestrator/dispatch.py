@@ -12,6 +12,10 @@ no such file, or none it may play, is answered through to the player.
 
 The dispatcher's lock guards its bookkeeping only (the slots being taken, the jobs being placed):
 no lock is held across a call to a worker, and every call has a deadline for its whole answer.
+
+A worker's silence (OFFLINE, and placement's ``seen_within_s``) is measured on time.monotonic(),
+from when this process last heard from it: the stored ``last_seen`` is wall-clock time, for people,
+and an NTP step would make the whole pool silent at once (forward) or hide a dead worker (back).
 """
 import json
 import logging
@@ -103,11 +107,24 @@ class Dispatcher:
         self._taking = {}  # worker id -> job commands posted there and not answered yet
         self._placing = set()  # ids of the jobs being placed
         self._closing = threading.Event()
+        # the orchestrator's own start: its downtime is not the workers' silence
+        self.started_at = time.monotonic()
+        self._heard = {}  # worker id -> time.monotonic() when last heard from (single item reads, writes)
 
     def close(self):
         """The orchestrator is stopping: placements end at their next step, and calls with it."""
         self._closing.set()
         self.http.close()
+
+    def heard_from(self, worker_id):
+        """The worker said something live (a registration, a heartbeat). Called before the store
+        records it, so that the monitor never sees a fresh row with an old silence."""
+        self._heard[worker_id] = time.monotonic()
+
+    def heard(self, worker_id):
+        """When the worker was last heard from, on time.monotonic(); not since this process
+        started: its start (after a restart the workers get their full time to be heard)."""
+        return self._heard.get(worker_id, self.started_at)
 
     # -- calls to a worker --------------------------------------------------------------------
     def _call(self, method, worker, path, **kwargs):
@@ -180,10 +197,11 @@ class Dispatcher:
         """The best worker not in `tried` (a Choice), counted as taking a job until _give_back():
         commands on their way count like the active jobs the heartbeats report."""
         with self._lock:  # the store's reads are local and quick; no call to a worker in here
-            workers = [{**w, "active_jobs": w["active_jobs"] + self._taking.get(w["id"], 0)}
-                       for w in self.store.workers()]
+            # last_seen on the monotonic clock for the choice: a step of the wall clock moves nobody
+            workers = [{**w, "active_jobs": w["active_jobs"] + self._taking.get(w["id"], 0),
+                        "last_seen": self.heard(w["id"])} for w in self.store.workers()]
             choice = select_worker(
-                workers, time.time(), seen_within_s=self.settings.seen_within_s, needs_hevc=bool(hevc),
+                workers, time.monotonic(), seen_within_s=self.settings.seen_within_s, needs_hevc=bool(hevc),
                 encoder=configuration.get("encoder"), client_ip=client_ip,
                 prefer_same_subnet=self.settings.prefer_same_subnet, exclude=tried)
             if choice.worker is not None:
@@ -300,12 +318,12 @@ class Dispatcher:
         for job in self.store.jobs(worker_id=worker_id, states=MOVABLE_STATES):
             self.requeue(job, f"worker {worker_id} {why}", exclude={worker_id})
 
-    def check(self, started_at, now=None):
-        """One round of the monitor: silent workers go OFFLINE; queued jobs try again."""
-        now = time.time() if now is None else now
+    def check(self, now=None):
+        """One round of the monitor: silent workers go OFFLINE; queued jobs try again.
+        `now` is a time.monotonic() value, like heard()'s."""
+        now = time.monotonic() if now is None else now
         for worker in self.store.workers():
-            # the orchestrator's own downtime is not the workers' silence
-            silent = now - max(worker["last_seen"], started_at)
+            silent = now - self.heard(worker["id"])
             if worker["status"] != OFFLINE and silent > self.settings.offline_after_s:
                 self.worker_lost(worker["id"], f"silent for {silent:.0f}s")
         for job in self.store.jobs(states=(QUEUED,)):

@@ -45,7 +45,8 @@ def same_subnet(worker_url, client_ip):
 
 def select_worker(workers, now, *, seen_within_s, needs_hevc=False, encoder=None, client_ip=None,
                   prefer_same_subnet=True, exclude=()):
-    """Choose among `workers` (store rows) at unix time `now`; returns a Choice."""
+    """Choose among `workers` (store rows) at time `now`; returns a Choice. `now` and the rows'
+    ``last_seen`` are on one clock: the dispatcher gives time.monotonic() values for both."""
     if not workers:
         return Choice(None, "no worker has registered")
     fresh = [w for w in workers if w["id"] not in exclude and now - w["last_seen"] <= seen_within_s
