@@ -15,6 +15,7 @@ import psutil
 import pytest
 import requests
 
+import kernel_faults
 import media_files as mf
 from worker_process import SlowClients, free_port, open_to_others, play, process_gone, wait_for
 
@@ -143,9 +144,56 @@ def test_an_nginx_that_keeps_dying_stops_the_service_and_its_ffmpeg(make_worker,
         seen.update(p.pid for p in nginx_processes(worker))
         master.send_signal(signal.SIGKILL)
         time.sleep(0.5)
-    assert worker.proc.wait(30) == 0  # stopped in order (SIGTERM), so that systemd starts it again
+    assert worker.proc.wait(30) == 1  # stopped in order, status 1: systemd's Restart=on-failure starts it again
     assert all(process_gone(pid) for pid in ffmpeg + sorted(seen))
     assert "nginx died 4 times" in worker.log() and "stopping the service" in worker.log()
+
+
+def _tasks(pid):
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def _kill_front(worker):
+    [master] = [p for p in nginx_processes(worker) if p.ppid() == worker.proc.pid]
+    group = [p.pid for p in nginx_processes(worker)]
+    master.send_signal(signal.SIGKILL)
+    wait_for(lambda: all(process_gone(pid) for pid in group), 10, what="nginx gone")
+
+
+def test_an_nginx_that_cannot_be_forked_for_a_moment_is_started_again(make_worker, media_root):
+    """The service's master cannot fork (a pids cgroup at its limit) when nginx dies. Before, the
+    watcher thread died of the failed fork: nginx was never started again, `listen` refused every
+    connection and the service looked healthy to systemd. Now it tries again, and once the limit
+    is lifted the front is back, the service never stopped."""
+    worker = make_worker(front="nginx")
+    with kernel_faults.fork_limit(worker.proc.pid, _tasks(worker.proc.pid)) as group:
+        _kill_front(worker)
+        wait_for(lambda: "nginx cannot be started" in worker.log(), 10, what="a failed start logged")
+        assert not answers(f"{worker.url}/healthz")
+        wait_for(lambda: "the front (nginx) does not accept connections" in worker.log(), 15,
+                 what="the health check's finding")  # (ERROR in the heartbeat: no job is taken)
+        (group / "pids.max").write_text("max")
+        wait_for(lambda: answers(f"{worker.url}/healthz"), 20, what="nginx started again")
+    assert worker.proc.poll() is None and "trying again" in worker.log()
+    wait_for(lambda: requests.get(f"{worker.url}/healthz", timeout=5).json()["problems"] == [], 15,
+             what="the health check's finding cleared")
+    assert worker.post_job({"job_id": "back", "source_path": str(media_root / mf.H264)}).status_code == 202
+    assert worker.delete("back").status_code == 200
+
+
+def test_an_nginx_that_cannot_be_forked_at_all_stops_the_service_with_status_1(make_worker, media_root):
+    """Still no fork after SPAWN_TRIES starts in a row: the service stops, with status 1 so that
+    systemd's Restart=on-failure starts it again, and no FFmpeg outlives it."""
+    worker = make_worker(front="nginx")
+    assert worker.post_job({"job_id": "doomed", "source_path": str(media_root / mf.LONG),
+                            "configuration": {"bitrate_bps": 300_000}}).status_code == 202
+    ffmpeg = worker.ffmpeg_pids()
+    assert ffmpeg
+    with kernel_faults.fork_limit(worker.proc.pid, _tasks(worker.proc.pid)):
+        _kill_front(worker)
+        assert worker.proc.wait(30) == 1
+    assert all(process_gone(pid) for pid in ffmpeg)
+    assert "cannot be started" in worker.log() and "5 times in a row: stopping the service" in worker.log()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="nginx's workers are another user only for a service started as root")

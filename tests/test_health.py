@@ -1,18 +1,23 @@
 """HealthMonitor: real folders; a check that hangs like a dead NFS mount is bounded."""
 import os
+import socket
 import threading
 import time
 from types import SimpleNamespace
 
+import pytest
+
+import kernel_faults
 from transcode_worker.health import HealthMonitor
 
 
 def settings(tmp_path, **overrides):
-    media, segments = tmp_path / "media", tmp_path / "segments"
-    media.mkdir(exist_ok=True)
-    segments.mkdir(exist_ok=True)
+    media, segments, spool = tmp_path / "media", tmp_path / "segments", tmp_path / "spool"
+    for folder in (media, segments, spool):
+        folder.mkdir(exist_ok=True)
     values = dict(media_roots=[str(media)], segment_root=str(segments), ffmpeg_path="ffmpeg",
-                  ffprobe_path="ffprobe", min_free_disk_bytes=0, health_check_timeout_s=1.0)
+                  ffprobe_path="ffprobe", min_free_disk_bytes=0, health_check_timeout_s=1.0,
+                  spool_dir=str(spool), listen="127.0.0.1:1")
     values.update(overrides)
     return SimpleNamespace(**values)
 
@@ -37,6 +42,36 @@ def test_unwritable_segment_root(tmp_path):
     (problem,) = HealthMonitor(s).check_now()
     assert problem.startswith(f"segment_root {tmp_path / 'file'} is not writable")
     assert os.listdir(tmp_path / "segments") == []  # the write check leaves nothing behind
+
+
+@pytest.mark.parametrize("left", ["bytes", "inodes"])
+def test_a_full_spool_dir_is_a_problem(tmp_path, left):
+    """A spool_dir with no byte (or no inode) left: heartbeats, front links, subtitles and LUTs
+    cannot be written, so the worker says so and takes no job (before, /healthz said ok)."""
+    spool = tmp_path / "spool"
+    with kernel_faults.small_tmpfs(spool, inodes=16 if left == "inodes" else 4096):
+        assert HealthMonitor(settings(tmp_path)).check_now() == ()
+        if left == "inodes":
+            for n in range(100):
+                try:
+                    (spool / f"f{n}").touch()
+                except OSError:
+                    break
+        else:
+            kernel_faults.fill(spool)
+        (problem,) = HealthMonitor(settings(tmp_path)).check_now()
+        assert problem == f"spool_dir {spool} is not writable (No space left on device)", problem
+
+
+def test_a_front_that_accepts_no_connection_is_a_problem(tmp_path):
+    listener = socket.create_server(("127.0.0.1", 0))
+    listen = f"0.0.0.0:{listener.getsockname()[1]}"  # a wildcard address is checked on loopback
+    try:
+        assert HealthMonitor(settings(tmp_path, listen=listen, health_check_timeout_s=3), front=True).check_now() == ()
+    finally:
+        listener.close()
+    (problem,) = HealthMonitor(settings(tmp_path, listen=listen, health_check_timeout_s=3), front=True).check_now()
+    assert problem == f"the front (nginx) does not accept connections on {listen} (Connection refused)", problem
 
 
 def test_a_hanging_check_is_bounded_and_not_piled_up(tmp_path):

@@ -21,9 +21,11 @@ start, named (check_reachable). Started as another user, nginx's workers run as 
 
 nginx is a child of ``transcode-worker serve`` (gunicorn's master), in a process group of its
 own and started through ``setpriv --pdeathsig TERM``: it stops with the service, and dies with
-it if the master is killed. A front that dies is started again; one that dies more than
-RESTARTS times in a minute stops the service (so systemd restarts the whole of it), and the
-log says which.
+it if the master is killed. A front that dies is started again, and one that cannot be started
+(a failed fork: a pids limit, no memory) is tried again, less and less often; one that dies more
+than RESTARTS times in a minute, or cannot be started SPAWN_TRIES times in a row, stops the
+service with exit status 1 (so systemd's Restart=on-failure starts the whole of it again), and
+the log says which.
 """
 import grp
 import logging
@@ -48,6 +50,8 @@ BOOK_TAG = "tw"  # the syslog tag of a booking datagram
 MAX_BODY = "64k"  # a job command is a few hundred bytes (app.MAX_BODY_BYTES)
 RESTARTS = 3  # within RESTART_WINDOW_S, then the service stops
 RESTART_WINDOW_S = 60
+RESTART_DELAY_S = 0.2  # after a death; doubled after each failed start
+SPAWN_TRIES = 5  # failed starts in a row (0.2 + 0.4 + ... 3.2 s apart), then the service stops
 STOP_GRACE_S = 5
 SETPRIV = shutil.which("setpriv")
 
@@ -368,6 +372,7 @@ class Front:
         self._stopping = threading.Event()
         self._deaths = []
         self._thread = None
+        self.gave_up = False  # the service stops because of the front: it exits with status 1
 
     def start(self):
         exe = find_nginx(self.settings.nginx_path)
@@ -400,34 +405,63 @@ class Front:
                  self.app_address)
 
     def _watch(self):
+        """Start nginx again whenever it dies; stop the service (on_give_up) when it keeps dying
+        or cannot be started, and when this thread itself fails: never a service without a front."""
+        try:
+            self._watch_loop()
+        except Exception:
+            log.exception("front: the nginx watcher failed: stopping the service")
+            self._give_up()
+
+    def _watch_loop(self):
+        failed_spawns = 0
         while not self._stopping.is_set():
             code = self.proc.wait()
             if self._stopping.is_set():
                 return
-            self._kill_group(self.proc.pid)  # a killed master leaves its worker behind
+            dead, self.proc = self.proc, None  # (stop() signals no reaped pid)
+            self._kill_group(dead.pid)  # a killed master leaves its worker behind
             now = time.monotonic()
             self._deaths = [t for t in self._deaths if now - t < RESTART_WINDOW_S] + [now]
             if len(self._deaths) > RESTARTS:
                 log.error("front: nginx died %d times within %ds (last exit %s): stopping the service",
                           len(self._deaths), RESTART_WINDOW_S, code)
-                self.on_give_up()
+                self._give_up()
                 return
-            log.error("front: nginx %d died (exit %s): starting it again", self.proc.pid, code)
-            time.sleep(0.2)
-            self._spawn()
+            log.error("front: nginx %d died (exit %s): starting it again", dead.pid, code)
+            while True:
+                if self._stopping.wait(RESTART_DELAY_S * 2 ** failed_spawns):
+                    return
+                try:
+                    self._spawn()
+                    failed_spawns = 0
+                    break
+                except OSError as exc:  # EAGAIN from fork (a pids limit), ENOMEM: try again later
+                    failed_spawns += 1
+                    if failed_spawns >= SPAWN_TRIES:
+                        log.error("front: nginx cannot be started (%s), %d times in a row: stopping the "
+                                  "service", exc, failed_spawns)
+                        self._give_up()
+                        return
+                    log.error("front: nginx cannot be started (%s): trying again", exc)
+
+    def _give_up(self):
+        self.gave_up = True
+        self.on_give_up()
 
     def stop(self):
         self._stopping.set()
-        if self.proc is None:
+        proc = self.proc
+        if proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)  # graceful: requests in flight end first
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGQUIT)  # graceful: requests in flight end first
             try:
-                self.proc.wait(STOP_GRACE_S)
+                proc.wait(STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 pass
-        self._kill_group(self.proc.pid)
-        self.proc.wait()
+        self._kill_group(proc.pid)
+        proc.wait()
 
     @staticmethod
     def _kill_group(pgid):

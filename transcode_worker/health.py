@@ -2,16 +2,20 @@
 
 Problems put the worker in ERROR (status.py) and make it refuse new jobs with 503 and the reason:
 a media root that is missing or does not answer, FFmpeg or ffprobe gone, segment_root not
-writable or below its free-space floor. A stat on a dead NFS mount can hang for minutes, so every
+writable or below its free-space floor, spool_dir not writable (a full disk: no byte or no inode
+left), the front (nginx) not accepting connections on `listen`. A stat on a dead NFS mount can hang for minutes, so every
 check runs on a helper thread with a timeout; a check still hanging from an earlier round is not
 started again (no pile of stuck threads), and reads as "no answer for N s".
 """
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
+
+from .config import listen_address
 
 log = logging.getLogger(__name__)
 
@@ -25,21 +29,51 @@ def _check_media_root(root):
     return None
 
 
-WRITE_CHECK_PREFIX = ".write-check-"  # the file that proves segment_root writable, there for an instant
+WRITE_CHECK_PREFIX = ".write-check-"  # the file that proves a folder writable, there for an instant
+FRONT_TRIES = 3  # connections tried, FRONT_RETRY_S apart: a restarting nginx is back within 0.2 s
+FRONT_RETRY_S = 0.5
 
 
-def _check_segment_root(root, min_free_bytes):
+def _check_writable(root, what):
+    """A file made and a byte written in `root` (a full disk has no inode, or no byte, left)."""
     try:
         fd, probe = tempfile.mkstemp(dir=root, prefix=WRITE_CHECK_PREFIX)
     except OSError as exc:
-        return f"segment_root {root} is not writable ({exc.strerror})"
-    os.close(fd)
-    os.unlink(probe)
+        return f"{what} {root} is not writable ({exc.strerror})"
+    try:
+        os.write(fd, b"x")
+    except OSError as exc:
+        return f"{what} {root} is not writable ({exc.strerror})"
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+    return None
+
+
+def _check_segment_root(root, min_free_bytes):
+    problem = _check_writable(root, "segment_root")
+    if problem:
+        return problem
     free = shutil.disk_usage(root).free
     if free < min_free_bytes:
         return (f"segment_root {root} has {free / GIB:.2f} GiB free, below the floor of "
                 f"{min_free_bytes / GIB:.2f} GiB (min_free_disk_bytes)")
     return None
+
+
+def _check_front(listen):
+    """nginx accepts connections on `listen` (its own address; a wildcard is reached on loopback)."""
+    host, port = listen_address(listen)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    for attempt in range(FRONT_TRIES):
+        try:
+            socket.create_connection((host, port), timeout=1.0).close()
+            return None
+        except OSError as exc:
+            error = exc.strerror or str(exc)
+        if attempt < FRONT_TRIES - 1:
+            time.sleep(FRONT_RETRY_S)
+    return f"the front (nginx) does not accept connections on {listen} ({error})"
 
 
 def _check_executable(name, what):
@@ -49,10 +83,10 @@ def _check_executable(name, what):
 class HealthMonitor:
     """Runs the checks every `interval_s` on its own thread; `problems` is the latest finding."""
 
-    def __init__(self, settings, interval_s=5.0, timeout_s=None, checks=None):
+    def __init__(self, settings, interval_s=5.0, timeout_s=None, checks=None, front=False):
         self.interval_s = interval_s
         self.timeout_s = timeout_s if timeout_s is not None else settings.health_check_timeout_s
-        self.checks = checks if checks is not None else self.default_checks(settings)
+        self.checks = checks if checks is not None else self.default_checks(settings, front)
         self.problems = ()  # replaced whole, never mutated: safe to read from any thread
         self._pending = {}  # check name -> (thread, started) still running from an earlier round
         self._results = {}
@@ -60,13 +94,16 @@ class HealthMonitor:
         self._thread = None
 
     @staticmethod
-    def default_checks(settings):
-        """{name: callable() -> problem or None}, in report order."""
+    def default_checks(settings, front=False):
+        """{name: callable() -> problem or None}, in report order; `front`: nginx runs on `listen`."""
         checks = {
             "ffmpeg": lambda: _check_executable(settings.ffmpeg_path, "FFmpeg"),
             "ffprobe": lambda: _check_executable(settings.ffprobe_path, "ffprobe"),
             "segment_root": lambda: _check_segment_root(settings.segment_root, settings.min_free_disk_bytes),
+            "spool_dir": lambda: _check_writable(settings.spool_dir, "spool_dir"),
         }
+        if front:
+            checks["front"] = lambda: _check_front(settings.listen)
         for root in settings.media_roots:
             checks[f"media_root {root}"] = lambda root=root: _check_media_root(root)
         return checks

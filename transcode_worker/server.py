@@ -45,6 +45,7 @@ def post_worker_init(worker):
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
+FRONT_FAILED = 1  # the service's exit status when it stopped because nginx could not run
 _front = None  # the nginx child, in gunicorn's master
 _booking = None  # the socket nginx books the files it sends on; the worker process inherits it
 
@@ -64,13 +65,17 @@ def when_ready(server):
         _front.start()
     except (RuntimeError, OSError) as exc:
         log.error("front: %s", exc)
+        _front.gave_up = True
         os.kill(os.getpid(), signal.SIGTERM)
 
 
 def on_exit(server):
-    """The master's last call: the front goes with it."""
+    """The master's last call: the front goes with it. A service stopped because its front could
+    not run exits with status 1, so systemd (Restart=on-failure) starts it again."""
     if _front is not None:
         _front.stop()
+        if _front.gave_up:
+            raise SystemExit(FRONT_FAILED)
 
 
 def worker_exit(server, worker):
@@ -166,4 +171,4 @@ class WorkerApplication(BaseApplication):
                 self.cfg.set(key, value)
 
     def load(self):
-        return create_app(self.settings)
+        return create_app(self.settings, front_started=_front is not None)  # (after the fork: the master's)
