@@ -9,7 +9,7 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 
-from . import hardware
+from . import bounded, hardware
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def parse_hwaccels(text):
 
 def _run(ffmpeg, option):
     # no -hide_banner: the banner on stderr carries the version
-    proc = subprocess.run([ffmpeg, option], capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    proc = bounded.run([ffmpeg, option], 30)
     return proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
 
 

@@ -17,6 +17,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from . import bounded
+
 log = logging.getLogger(__name__)
 
 TRIAL_TIMEOUT_S = 15
@@ -114,7 +116,7 @@ def plan_trials(listed_encoders, hwaccels, nodes, workdir):
 def run_trial(ffmpeg, trial):
     argv = [ffmpeg, "-hide_banner", "-nostdin", "-v", "error", *trial.args]
     try:
-        proc = subprocess.run(argv, capture_output=True, timeout=TRIAL_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        proc = bounded.run(argv, TRIAL_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return TrialResult(trial, False, f"no answer within {TRIAL_TIMEOUT_S}s")
     except OSError as exc:
@@ -132,7 +134,7 @@ def _make_hevc_sample(ffmpeg, workdir):
     argv = [ffmpeg, "-hide_banner", "-nostdin", "-v", "error", *_FRAME, "-c:v", "libx265",
             "-x265-params", "log-level=error", "-f", "hevc", os.path.join(workdir, HEVC_SAMPLE)]
     try:
-        return subprocess.run(argv, capture_output=True, timeout=TRIAL_TIMEOUT_S).returncode == 0
+        return bounded.run(argv, TRIAL_TIMEOUT_S).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 

@@ -27,7 +27,7 @@ import sys
 from fractions import Fraction
 from typing import NamedTuple
 
-from . import inputs
+from . import bounded, inputs
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,11 @@ def from_index(path, stream_index):
     return None
 
 
-def scan(ffprobe, path, stream_index, timeout_s, *, prefix=()):
+def scan(ffprobe, path, stream_index, timeout_s, *, prefix=(), pass_fds=()):
     """Keyframes found by one ffprobe pass over every packet of the stream (the fallback).
 
-    `prefix` goes before the command, as media.run_ffprobe's does (``nice`` for background work).
+    `prefix` goes before the command, as media.run_ffprobe's does (``nice`` for background work);
+    `pass_fds`: the source's descriptor when `path` is its /proc/self/fd link (inputs.open_source).
     Raises ValueError, saying why, when ffprobe fails or finds no keyframe."""
     exe = shutil.which(ffprobe)
     if exe is None:
@@ -72,7 +73,7 @@ def scan(ffprobe, path, stream_index, timeout_s, *, prefix=()):
     argv = [*prefix, exe, "-v", "error", *inputs.GUARD, "-select_streams", str(int(stream_index)),
             "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0", "-i", inputs.url(path)]
     try:
-        proc = subprocess.run(argv, capture_output=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+        proc = bounded.run(argv, timeout_s, pass_fds=pass_fds)
     except subprocess.TimeoutExpired:
         raise ValueError(f"the keyframe scan took longer than {timeout_s}s") from None
     except OSError as exc:
@@ -87,9 +88,10 @@ def scan(ffprobe, path, stream_index, timeout_s, *, prefix=()):
     return Keyframes(times, "scan")
 
 
-def read(ffprobe, path, stream_index, timeout_s, *, prefix=()):
+def read(ffprobe, path, stream_index, timeout_s, *, prefix=(), pass_fds=()):
     """The keyframes from the index when the container has one, else from a scan."""
-    return from_index(path, stream_index) or scan(ffprobe, path, stream_index, timeout_s, prefix=prefix)
+    return from_index(path, stream_index) or scan(ffprobe, path, stream_index, timeout_s, prefix=prefix,
+                                                  pass_fds=pass_fds)
 
 
 class ScanStore:

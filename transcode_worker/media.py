@@ -15,7 +15,7 @@ from fractions import Fraction
 
 import pycountry
 
-from . import inputs, tonemap, untrusted
+from . import bounded, inputs, tonemap, untrusted
 
 PROBE_TIMEOUT_S = 20
 # The longest source played: a whole-film playlist lists every segment of it (48 hours of 4 s
@@ -297,7 +297,7 @@ def signal_peak(frames_report):
 
 def _run(argv):
     try:
-        proc = subprocess.run(argv, capture_output=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        proc = bounded.run(argv, PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise ProbeError(f"ffprobe took longer than {PROBE_TIMEOUT_S}s") from None
     except OSError as exc:

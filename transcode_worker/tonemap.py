@@ -32,6 +32,8 @@ import subprocess
 import tempfile
 import time
 
+from . import bounded
+
 log = logging.getLogger(__name__)
 
 # zscale's names for ffprobe's colour properties (they agree but for the unknown/unset cases)
@@ -97,9 +99,12 @@ def make_lut(path, peak, ffmpeg="ffmpeg"):
         return array.array("H", [round(value_of(x, y) * 65535 / (n - 1)) for y in range(height) for x in range(width)])
     red, green, blue = plane(lambda x, y: x % n), plane(lambda x, y: x // n), plane(lambda x, y: y)
     raw = green.tobytes() + blue.tobytes() + red.tobytes()  # gbrp16le's plane order
-    out = subprocess.run([ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "rawvideo",
-                          "-pix_fmt", "gbrp16le", "-s", f"{width}x{height}", "-i", "-", "-vf", lut_chain(peak),
-                          "-f", "rawvideo", "-"], input=raw, capture_output=True, timeout=60, check=True).stdout
+    argv = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "gbrp16le",
+            "-s", f"{width}x{height}", "-i", "-", "-vf", lut_chain(peak), "-f", "rawvideo", "-"]
+    made = bounded.run(argv, 60, input=raw)
+    if made.returncode:
+        raise subprocess.CalledProcessError(made.returncode, argv, made.stdout, made.stderr)
+    out = made.stdout
     size = width * height
     if len(out) != 3 * 4 * size:
         raise ValueError(f"FFmpeg gave {len(out)} bytes for a {width}x{height} frame")
