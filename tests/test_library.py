@@ -6,9 +6,10 @@ import stat
 
 import pytest
 
-from media_files import H264, TEXT
+from media_files import H264, SUBTITLED, TEXT
 from transcode_worker.library import CACHE_FILE, VIDEO_EXTENSIONS, MediaLibrary
 from transcode_worker.media import ProbeError
+from transcode_worker.subtitles import SubtitleCache
 from worker_process import wait_for
 
 
@@ -70,6 +71,42 @@ def test_files_gone_from_the_library_are_forgotten(media_root, tmp_path):
     library.scan()
     saved = json.loads((tmp_path / CACHE_FILE).read_text())["files"]
     assert list(saved) == [str(root / "a.mp4")]
+
+
+@pytest.mark.parametrize("away", ["renamed", "unmounted"])
+def test_a_media_root_away_for_a_moment_keeps_what_is_known(media_root, tmp_path, away, caplog):
+    """A root renamed away (a NAS remount), or an empty mount point in its place (unmounted): the
+    scan keeps every file it knew there, and their subtitle read-outs; back, nothing is probed
+    or read out again. Before, one scan forgot them all."""
+    root = tmp_path / "nas"
+    (root / "films").mkdir(parents=True)
+    shutil.copy(media_root / H264, root / "films" / "a.mp4")
+    shutil.copy(media_root / SUBTITLED, root / "films" / "b.mkv")
+    cache = SubtitleCache("ffmpeg", tmp_path / "subtitles", 1 << 30, media_roots=[root])
+    library = MediaLibrary("ffprobe", [str(root)], str(tmp_path), after_scan=cache.prune)
+    assert library.scan() == 2
+    film = str(root / "films" / "b.mkv")
+    extraction = cache.get(film, library.info(film))
+    assert extraction.ready.wait(30) and extraction.error is None
+    if away == "renamed":
+        root.rename(tmp_path / "elsewhere")
+    else:
+        (root / "films").rename(tmp_path / "elsewhere")
+    try:
+        with caplog.at_level(logging.WARNING, logger="transcode_worker.library"):
+            assert library.scan() == 0
+        assert len(library) == 2 and extraction.folder.exists()
+        assert "cannot be reached: what is known of its files is kept" in caplog.text
+    finally:
+        if away == "renamed":
+            (tmp_path / "elsewhere").rename(root)
+        else:
+            (tmp_path / "elsewhere").rename(root / "films")
+    assert library.scan() == 0 and library.probes_run == 2
+    assert cache.get(film, library.info(film)) is extraction and cache.extractions_run == 1
+    (root / "films" / "a.mp4").unlink()  # a file really gone is still forgotten
+    library.scan()
+    assert len(library) == 1
 
 
 def test_an_unreadable_cache_is_ignored_and_a_missing_ffprobe_not_remembered(media_root, tmp_path, caplog):

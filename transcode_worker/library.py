@@ -6,6 +6,10 @@ in ``spool_dir``, keyed by path, size and mtime: a restart probes only what chan
 file is probed again. A file nobody has seen yet (copied in a minute ago) is probed when a job asks
 for it, once. Files ffprobe rejects are remembered too, so a rescan does not retry them until they
 change.
+
+A root (or a folder under it) that cannot be listed, is missing, or lists empty while files under
+it were known (an unmounted share's mount point) is unreachable, not empty: what is known of its
+files is kept, and so are their subtitle read-outs, so a NAS back after an outage costs no probe.
 """
 import json
 import logging
@@ -47,6 +51,7 @@ class MediaLibrary:
         self._stop = threading.Event()
         self._thread = None
         self.probes_run = 0
+        self.unreachable = ()  # the folders the last scan could not list (their files are kept)
 
     def info(self, path, low_priority=False):
         """MediaInfo of the file at `path` (resolved and checked by the caller).
@@ -108,7 +113,8 @@ class MediaLibrary:
         """Probe every video file under the media roots that is not known yet; return how many."""
         before = self.probes_run
         seen = set()
-        for path in self._video_files():
+        unreachable = []
+        for path in self._video_files(unreachable):
             if self._stop.is_set():
                 return self.probes_run - before  # partial: nothing is forgotten
             seen.add(path)
@@ -118,26 +124,53 @@ class MediaLibrary:
                 pass  # remembered (or unreadable now): a job asking for it gets the reason
             if self._unsaved >= SAVE_EVERY:
                 self.save()
-        with self._lock:  # files gone from the library since the last scan
-            for path in [p for p in self._entries if p not in seen]:
+        with self._lock:  # files gone from the library since the last scan (not merely out of reach)
+            for path in [p for p in self._entries if p not in seen and not any(is_inside(p, u) for u in unreachable)]:
                 del self._entries[path]
                 self._unsaved += 1
+        self._say_unreachable(unreachable)
         self.save()
         if self.after_scan is not None:
-            self.after_scan()
+            self.after_scan(unreachable)
         return self.probes_run - before
 
-    def _video_files(self):
+    def _say_unreachable(self, unreachable):
+        for folder in sorted(set(unreachable) - set(self.unreachable)):
+            log.warning("library scan: %s cannot be reached: what is known of its files is kept", folder)
+        for folder in sorted(set(self.unreachable) - set(unreachable)):
+            log.info("library scan: %s can be reached again", folder)
+        self.unreachable = tuple(unreachable)
+
+    def _video_files(self, unreachable):
+        """The video files under the roots; appends to `unreachable` each folder that could not
+        be listed, and each root that is missing or lists empty while files under it are known."""
         for root in self.media_roots:
-            for folder, subfolders, names in os.walk(root):
-                subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-                for name in sorted(names):
-                    if name.startswith(".") or os.path.splitext(name)[1].lower() not in VIDEO_EXTENSIONS:
-                        continue
-                    real = os.path.realpath(os.path.join(folder, name))
-                    # the same rule as a job's source: a link out of the roots is never read
-                    if any(is_inside(real, r) for r in self.media_roots) and os.path.isfile(real):
-                        yield real
+            real_root = os.path.realpath(root)
+            if not os.path.isdir(root):
+                unreachable.append(real_root)
+                continue
+            found = 0
+            for path in self._walk(root, unreachable):
+                found += 1
+                yield path
+            if not found:
+                with self._lock:
+                    if any(is_inside(p, real_root) for p in self._entries):  # an unmounted share's mount point
+                        unreachable.append(real_root)
+
+    def _walk(self, root, unreachable):
+        def cannot_list(exc):
+            unreachable.append(os.path.realpath(exc.filename or root))
+
+        for folder, subfolders, names in os.walk(root, onerror=cannot_list):
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+            for name in sorted(names):
+                if name.startswith(".") or os.path.splitext(name)[1].lower() not in VIDEO_EXTENSIONS:
+                    continue
+                real = os.path.realpath(os.path.join(folder, name))
+                # the same rule as a job's source: a link out of the roots is never read
+                if any(is_inside(real, r) for r in self.media_roots) and os.path.isfile(real):
+                    yield real
 
     # -- on disk ------------------------------------------------------------------------------
     def _load(self):
