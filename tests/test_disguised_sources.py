@@ -14,6 +14,11 @@ import pytest
 import requests
 
 import media_files as mf
+from specs import job_spec
+from transcode_worker import media
+from transcode_worker.config import load_settings
+from transcode_worker.jobs import JobManager, Refused
+from transcode_worker.subtitles import SubtitleCache
 from worker_process import ProcessWatch, WorkerProcess, wait_for
 
 
@@ -164,7 +169,6 @@ def test_a_burned_ass_track_whose_header_is_a_playlist_opens_nothing(tmp_path):
     # (the subtitles filter opened it through the HLS demuxer: FFmpeg blocked on the FIFO).
     from transcode_worker.ffmpeg_command import picture_args
     from transcode_worker.media import SubtitleStream
-    from specs import job_spec
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -249,3 +253,32 @@ def test_a_source_swapped_for_a_symlink_after_its_command_is_not_followed(worker
         if folder.is_symlink():
             folder.unlink()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_a_swapped_source_is_not_followed_by_its_subtitle_read_out_nor_its_keyframe_scan(media_root, tmp_path):
+    """A source becomes a symlink to a FIFO outside the roots between its command's check and the
+    subtitle read-out or the keyframe scan (a remux's grid): both open the file themselves
+    (inputs.open_source) and so open nothing outside; before, both read the path."""
+    roots, outside = tmp_path / "media", tmp_path / "outside"
+    roots.mkdir()
+    outside.mkdir()
+    os.mkfifo(outside / "film.mkv")
+    source = roots / "film.mkv"
+    shutil.copy(media_root / mf.SUBTITLED, source)
+    info = media.run_ffprobe("ffprobe", str(source))
+    os.symlink(outside / "film.mkv", roots / "swap")
+    os.replace(roots / "swap", source)
+    (tmp_path / "segments").mkdir()
+    settings = load_settings(environ={
+        "TRANSCODE_WORKER_MEDIA_ROOTS": str(roots), "TRANSCODE_WORKER_SEGMENT_ROOT": str(tmp_path / "segments"),
+        "TRANSCODE_WORKER_SPOOL_DIR": str(tmp_path / "spool")})
+    with OpenWatch(outside / "film.mkv") as watch:
+        extraction = SubtitleCache("ffmpeg", tmp_path / "subtitles", 1 << 20, media_roots=[roots]).get(source, info)
+        assert extraction.ready.wait(30) and "cannot extract the subtitles: the source" in extraction.error
+        with pytest.raises(Refused) as refused:
+            JobManager(settings).grid_of(job_spec(source=source, media=info, force_remux=True,
+                                                  folder=tmp_path / "segments" / "j1"))
+        assert refused.value.status == 422 and "source" in str(refused.value)
+        time.sleep(0.2)
+    assert watch.opened == 0, "the source was followed outside the media roots"

@@ -1,13 +1,18 @@
 """Faults the worker must survive (issue 27), each injected into the real service: what a user sees
 is an answer within its limits, never a 500, no FFmpeg without a job, no job lost or invented."""
+import os
+import resource
 import shutil
+import socket
 import time
 
 import pytest
 import requests
 
+import kernel_faults
 import media_files as mf
-from worker_process import ffmpeg_slow_at
+from transcode_worker.api.hls import _client_gone
+from worker_process import ffmpeg_slow_at, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +33,7 @@ def test_a_run_whose_files_cannot_be_made_fails_the_job_with_the_reason(make_wor
     assert answer.status_code == 404 and "cannot start the run" in answer.text, answer.text
     job = worker.job("burn")
     assert job["state"] == "FAILED" and "cannot start the run" in job["error"]["message"], job
-    assert worker.ffmpeg_pids() == []
+    wait_for(lambda: worker.ffmpeg_pids() == [], 5, what="the killed run reaped")
     assert worker.delete("burn").status_code == 200
 
 
@@ -91,3 +96,100 @@ def test_a_player_of_an_ended_job_starts_no_ffmpeg_past_capacity(make_worker, me
     assert worker.delete("other").status_code == 200
     assert requests.get(f"{worker.url}/ended_0.ts", timeout=10).status_code == 200  # a slot again
     assert worker.delete("ended").status_code == 200
+
+
+def _settled_pid(worker, job_id, other_than):
+    """The pid of the job's run once it has been the same for a second (a sprint's run makes one
+    segment and hands over to the next), else None."""
+    job = worker.job(job_id)
+    if job["state"] != "RUNNING" or job["pid"] == other_than:
+        return None
+    time.sleep(1)
+    again = worker.job(job_id)
+    return job["pid"] if again["pid"] == job["pid"] and job["pid"] in worker.ffmpeg_pids() else None
+
+
+def test_an_ffmpeg_that_sigkill_does_not_end_holds_its_slot_and_no_answer_waits(make_worker, media_root):
+    """FFmpeg in uninterruptible sleep (the cgroup freezer; a hung NFS read does this): a seek and a
+    DELETE answer at once, never 500 (before: TimeoutExpired escaped after 10 s, under the lock every
+    other request waits on); a player's jump starts no third FFmpeg while the first will not end
+    (503, retry); the stuck FFmpeg keeps its slot and is reported in /healthz until it ends; then
+    its slot is free again and the deleted job's folder goes."""
+    worker = make_worker(max_concurrent_jobs=1, stop_grace_s=1.0)
+    assert worker.post_job({"job_id": "hung", "source_path": str(media_root / mf.LONG)}).status_code == 202
+    worker.wait_state("hung", {"RUNNING"})
+    first = worker.job("hung")["pid"]
+    with kernel_faults.frozen(first) as freeze:
+        wait_for(lambda: kernel_faults.state_of(first) == "D", 5, what="FFmpeg frozen")
+        started = time.monotonic()
+        seek = worker.post_job({"job_id": "hung", "source_path": str(media_root / mf.LONG),
+                                "configuration": {"seek_time": "00:05:00"}})
+        assert seek.status_code in (200, 202) and time.monotonic() - started < 3, (seek.status_code, seek.text)
+        second = wait_for(lambda: _settled_pid(worker, "hung", other_than=first), 30, what="the next run going")
+        assert set(worker.ffmpeg_pids()) == {first, second}
+        freeze(second)  # the share hangs for every run: a player's jump must not pile up stuck FFmpeg
+        jump = requests.get(f"{worker.url}/hung_250.ts", timeout=30)
+        assert jump.status_code == 503 and "has not ended after SIGKILL" in jump.text, (jump.status_code, jump.text)
+        assert jump.headers.get("Retry-After") and set(worker.ffmpeg_pids()) == {first, second}
+        started = time.monotonic()
+        assert worker.delete("hung").status_code == 200
+        assert time.monotonic() - started < 1.0 + 5 + 2  # the grace, the reap's wait, and no more
+        assert requests.get(f"{worker.url}/v1/jobs/hung", timeout=5).status_code == 404
+        health = wait_for(lambda: len((h := requests.get(f"{worker.url}/healthz", timeout=5).json())["stuck_ffmpeg"]) == 2
+                          and h, 10, what="both stuck FFmpeg reported")
+        assert all("has not ended after SIGKILL" in line for line in health["stuck_ffmpeg"]), health
+        full = worker.post_job({"job_id": "next", "source_path": str(media_root / mf.H264)})
+        assert full.status_code == 503 and "at capacity" in full.text, full.text
+        assert (worker.segment_root / "hung").exists()
+    wait_for(lambda: worker.ffmpeg_pids() == [], 10, what="the thawed FFmpeg reaped")
+    wait_for(lambda: requests.get(f"{worker.url}/healthz", timeout=5).json()["stuck_ffmpeg"] == [], 5,
+             what="/healthz clear")
+    wait_for(lambda: not (worker.segment_root / "hung").exists(), 5, what="the deleted job's folder removed")
+    assert worker.post_job({"job_id": "next", "source_path": str(media_root / mf.H264)}).status_code == 202
+    worker.wait_state("next", {"RUNNING", "COMPLETED"})
+    assert worker.delete("next").status_code == 200
+
+
+def test_a_waiting_player_on_a_descriptor_above_1024_is_not_taken_for_gone():
+    """A worker with many connections (front "none") serves sockets numbered above 1024, where
+    select() fails: the check of whether a waiting player has gone called every such player
+    gone (their waits ended at once). Now it asks the socket itself."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"needs descriptors above 2000 (hard limit {hard})")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    player, server = socket.socketpair()
+    high = socket.socket(fileno=os.dup2(server.fileno(), 2000))
+    try:
+        assert not _client_gone({"gunicorn.socket": high})
+        player.sendall(b"GET /next HTTP/1.1\r\n")  # a pipelined request is not a close
+        assert not _client_gone({"gunicorn.socket": high})
+        player.close()
+        high.recv(100)
+        assert _client_gone({"gunicorn.socket": high})
+    finally:
+        for sock in (player, server, high):
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_run_whose_segment_list_cannot_be_read_for_a_moment_goes_on(make_worker, media_root, tmp_path):
+    """The run's list of finished segments cannot be opened for a moment (a symlink loop in its
+    place: ELOOP; a flaky share gives EIO or ESTALE). Before, the OSError killed the thread that
+    follows FFmpeg: the job stayed RUNNING forever with no segment made. Now the list is read
+    again at the next report, and every segment gets in place."""
+    worker = make_worker(ffmpeg_path=ffmpeg_slow_at(None, tmp_path, rate=1.0), speed_guard_s=0)
+    assert worker.post_job({"job_id": "flaky", "source_path": str(media_root / mf.LONG)}).status_code == 202
+    worker.wait_state("flaky", {"RUNNING"})
+    [staging] = (worker.segment_root / "flaky").glob("flaky.run*")
+    listed = staging / "segments.csv"
+    listed.rename(staging / "aside")
+    listed.symlink_to("segments.csv")  # itself: ELOOP
+    made = worker.job("flaky")["segments_made"]
+    time.sleep(3)
+    listed.unlink()
+    (staging / "aside").rename(listed)
+    wait_for(lambda: worker.job("flaky")["segments_made"] >= made + 2, 20, what="segments in place again")
+    assert worker.job("flaky")["state"] == "RUNNING"
+    assert "list of segments cannot be read" in worker.log()
+    assert worker.delete("flaky").status_code == 200

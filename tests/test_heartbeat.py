@@ -38,6 +38,10 @@ class FakeTelemetry:
 class FakeManager:
     def __init__(self):
         self.listeners, self.list = [], []
+        self.stuck_ffmpeg = []
+
+    def stuck(self):
+        return list(self.stuck_ffmpeg)
 
     def add_listener(self, callback):
         self.listeners.append(callback)
@@ -120,6 +124,14 @@ def test_heartbeat_in_each_status(link):
     assert "CPU at 97%" in beats[2]["reason"]
     assert beats[3]["reason"] == "media root /nas is missing or not a folder"
     assert all(c.request.headers["Authorization"] == "Bearer tok" for c in link.rsps.calls)
+
+
+def test_an_ffmpeg_that_sigkill_did_not_end_stresses_the_worker(link):
+    connect(link)
+    link.manager_fake.stuck_ffmpeg = ["FFmpeg pid 42 of job a has not ended 9s after SIGKILL"]
+    link._beat()
+    beat = bodies(link.rsps, BEATS)[-1]
+    assert beat["status"] == "STRESSED" and "pid 42 of job a has not ended" in beat["reason"], beat
 
 
 def test_a_job_that_ended_is_reported_once(link):

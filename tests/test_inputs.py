@@ -1,6 +1,7 @@
 """inputs.open_source: the file a run of FFmpeg reads is opened by the worker and checked where it
 really is, so a source swapped since its command came opens nothing outside the media roots."""
 import os
+import resource
 
 import pytest
 
@@ -64,3 +65,19 @@ def test_a_root_of_the_same_prefix_is_not_inside(library, tmp_path):
     (twin / "film.mkv").write_bytes(b"twin")
     with pytest.raises(ValueError, match="no longer inside"):
         inputs.open_source(str(twin / "film.mkv"), [str(root)])
+
+
+def test_a_source_that_cannot_be_opened_for_now_is_told_apart_from_one_that_is_gone(library):
+    """Out of descriptors (EMFILE; a stale share gives ESTALE): the job is not failed for it, the
+    player is told to try again (jobs.JobManager.want: 503). A file that is gone is for good."""
+    root, _ = library
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (3, hard))  # no descriptor above stdin/out/err
+    try:
+        with pytest.raises(inputs.SourceUnavailable, match="Too many open files"):
+            inputs.open_source(str(root / "shows" / "film.mkv"), [str(root)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    with pytest.raises(ValueError, match="No such file") as gone:
+        inputs.open_source(str(root / "shows" / "gone.mkv"), [str(root)])
+    assert not isinstance(gone.value, inputs.SourceUnavailable)

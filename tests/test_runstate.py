@@ -95,9 +95,13 @@ def test_only_hls_folders_are_removed(dirs):
     films = dirs.segments / "films"  # an mp4 that is not an init segment is not ours
     films.mkdir()
     (films / "films_init.mp4").write_text("x")
+    aside = dirs.segments / ".removing-j9-123"  # a deleted job's folder, set aside when it crashed
+    aside.mkdir()
+    (aside / "j9_0.ts").write_text("x")
+    (dirs.segments / ".removing-note").write_text("a file of that name is not ours")
     run = RunState(str(dirs.spool), str(dirs.segments))
     assert run.recover() == ["abc", "hevc_1"]
-    assert sorted(os.listdir(dirs.segments)) == ["films", "notes.txt", "photos"]
+    assert sorted(os.listdir(dirs.segments)) == [".removing-note", "films", "notes.txt", "photos"]
     assert dirs.spool.is_dir()  # what the link pointed at is untouched
 
 

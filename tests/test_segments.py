@@ -1,3 +1,4 @@
+import io
 import struct
 
 import pytest
@@ -20,9 +21,9 @@ def test_made_knows_the_unbroken_run_from_a_segment():
 def test_an_fmp4_segment_splits_into_its_header_and_its_fragment():
     header = box(b"ftyp", b"iso6") + box(b"moov", box(b"mvhd", b"\0" * 8))
     fragment = box(b"moof", box(b"mfhd", b"\0" * 8)) + box(b"mdat", b"media")
-    assert segments.split_fmp4(header + fragment) == (header, fragment)
+    assert segments.moof_offset(io.BytesIO(header + fragment)) == len(header)
     with pytest.raises(ValueError):
-        segments.split_fmp4(header)
+        segments.moof_offset(io.BytesIO(header))
 
 
 def run_folder(tmp_path, fmp4=False):

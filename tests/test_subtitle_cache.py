@@ -22,7 +22,7 @@ def film(media_root, tmp_path):
 
 def test_one_pass_gives_every_text_track_and_is_shared(film, tmp_path):
     source, info = film
-    cache = SubtitleCache("ffmpeg", tmp_path / "cache", 1 << 20)
+    cache = SubtitleCache("ffmpeg", tmp_path / "cache", 1 << 20, media_roots=[tmp_path / "media"])
     first = cache.get(source, info)
     assert first.ready.wait(30) and first.error is None
     assert [c.text for c in first.cues(0)] == [text for _, _, text in mf.CUES]
@@ -30,12 +30,12 @@ def test_one_pass_gives_every_text_track_and_is_shared(film, tmp_path):
     if mf.FONT.exists():  # the file's fonts, for burning the styled track
         assert [f.read_bytes() for f in first.fonts.iterdir()] == [mf.FONT.read_bytes()]
     assert cache.get(source, info) is first and cache.extractions_run == 1  # shared by the next job
-    again = SubtitleCache("ffmpeg", tmp_path / "cache", 1 << 20)  # a restarted worker
+    again = SubtitleCache("ffmpeg", tmp_path / "cache", 1 << 20, media_roots=[tmp_path / "media"])  # a restarted worker
     assert again.get(source, info).ready.is_set() and again.extractions_run == 0
 
 
 def test_a_file_without_text_tracks_needs_nothing(media_root, tmp_path):
-    cache = SubtitleCache("ffmpeg", tmp_path / "cache", 1 << 20)
+    cache = SubtitleCache("ffmpeg", tmp_path / "cache", 1 << 20, media_roots=[tmp_path / "media"])
     assert cache.get(media_root / mf.PGS_FILM, media.run_ffprobe("ffprobe", str(media_root / mf.PGS_FILM))) is None
 
 
@@ -43,7 +43,7 @@ def test_the_cache_keeps_to_its_size_and_forgets_changed_files(film, tmp_path):
     source, info = film
     other = source.with_name("other.mkv")
     shutil.copy(source, other)
-    cache = SubtitleCache("ffmpeg", tmp_path / "cache", 1)  # room for the newest only
+    cache = SubtitleCache("ffmpeg", tmp_path / "cache", 1, media_roots=[tmp_path / "media"])  # room for the newest only
     first = cache.get(source, info)
     first.ready.wait(30)
     second = cache.get(other, info)
@@ -56,7 +56,7 @@ def test_the_cache_keeps_to_its_size_and_forgets_changed_files(film, tmp_path):
 
 def test_a_failed_extraction_says_why_and_is_tried_again(film, tmp_path):
     source, info = film
-    cache = SubtitleCache(str(tmp_path / "no-ffmpeg"), tmp_path / "cache", 1 << 20)
+    cache = SubtitleCache(str(tmp_path / "no-ffmpeg"), tmp_path / "cache", 1 << 20, media_roots=[tmp_path / "media"])
     failed = cache.get(source, info)
     assert failed.ready.wait(30) and "cannot extract the subtitles" in failed.error
     assert not list((tmp_path / "cache").iterdir())  # nothing half-written is kept

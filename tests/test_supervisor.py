@@ -6,6 +6,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+import kernel_faults
 from specs import hls_output, job_spec, media_info
 from transcode_worker.janitor import Limits, janitor_verdict
 from transcode_worker.run import Run
@@ -113,3 +114,22 @@ def wait_until_value(produce, timeout=10):
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
     return value
+
+
+def test_an_ffmpeg_sigkill_does_not_end_fails_the_job_and_stop_returns(run_fake, monkeypatch):
+    """FFmpeg in uninterruptible sleep (frozen by the cgroup freezer, as a hung NFS read holds it):
+    stop() returns False within the grace and REAP_WAIT_S instead of raising (before:
+    TimeoutExpired, a 500), the job is FAILED with why; once it can die it is reaped."""
+    monkeypatch.setattr("transcode_worker.supervisor.REAP_WAIT_S", 1.0)
+    job = run_fake("stubborn")
+    wait_until(lambda: job.position_s == 1.0)
+    with kernel_faults.frozen(job.pid):
+        wait_until(lambda: kernel_faults.state_of(job.pid) == "D")
+        started = time.monotonic()
+        assert job.supervisor.stop(0.5) is False
+        assert time.monotonic() - started < 3
+        assert job.state is JobState.FAILED and "did not end 1s after SIGKILL" in job.error, job.error
+        assert not job.supervisor.ended() and psutil.pid_exists(job.pid)
+    wait_until(job.supervisor.ended)
+    job.supervisor.join(5)
+    assert not job.supervisor.is_alive() and job.state is JobState.FAILED and job.exit_code == -9

@@ -78,7 +78,7 @@ class WorkerContext:
             self.heartbeat.death_note("SHUTDOWN")
 
 
-def build_context(settings, capabilities=None):
+def build_context(settings, capabilities=None, front_started=False):
     # after a SIGHUP, the process this one replaces holds the folders until its jobs have stopped
     locks = tuple(lock_folder(folder, sibling_wait_s=settings.shutdown_timeout_s + 5)
                   for folder in (getattr(settings, key) for key in FOLDER_KEYS))
@@ -89,7 +89,8 @@ def build_context(settings, capabilities=None):
         log.info("FFmpeg %s; encoders: %s; hardware acceleration: %s", capabilities.ffmpeg_version,
                  ", ".join(capabilities.encoders) or "none", ", ".join(capabilities.hardware_acceleration) or "none")
     subtitles = SubtitleCache(settings.ffmpeg_path, os.path.join(settings.spool_dir, "subtitles"),
-                              settings.subtitle_cache_mb << 20, prefix=pdeathsig_prefix() + nice_prefix())
+                              settings.subtitle_cache_mb << 20, media_roots=settings.media_roots,
+                              prefix=pdeathsig_prefix() + nice_prefix())
     library = MediaLibrary(settings.ffprobe_path, settings.media_roots, settings.spool_dir,
                            settings.library_scan_interval_s, after_scan=subtitles.prune)
     # a service started as root opens what nginx's workers (another user then) send to them
@@ -99,8 +100,10 @@ def build_context(settings, capabilities=None):
     manager = JobManager(settings, vaapi_device=capabilities.vaapi_device,
                          hardware_tonemap=capabilities.hardware_tonemap, subtitles=subtitles, published=published,
                          ffmpeg_umask=front.readable_umask() if nginx_user else -1)
-    manager.add_listener(lambda job, old, new: runstate.job_changed(job, new in ACTIVE_STATES))
-    health = HealthMonitor(settings, interval_s=min(HEALTH_INTERVAL_S, settings.heartbeat_interval_s))
+    # (a replaced run's end, which may come after its successor's start, is not the job's)
+    manager.add_listener(lambda job, old, new: None if job.superseded and new not in ACTIVE_STATES
+                         else runstate.job_changed(job, new in ACTIVE_STATES))
+    health = HealthMonitor(settings, interval_s=min(HEALTH_INTERVAL_S, settings.heartbeat_interval_s), front=front_started)
     health.check_now()
     manager.set_gate(health.reason)
     heartbeat = None
@@ -112,13 +115,14 @@ def build_context(settings, capabilities=None):
     return ctx
 
 
-def create_app(settings=None, capabilities=None):
-    """Build the worker's WSGI app. Under gunicorn this runs in the worker process, after fork."""
+def create_app(settings=None, capabilities=None, front_started=False):
+    """Build the worker's WSGI app. Under gunicorn this runs in the worker process, after fork;
+    `front_started`: the master has started nginx in front of it (health.py checks it)."""
     settings = settings or load_settings()
     try:
         for folder in (settings.segment_root, settings.spool_dir):
             os.makedirs(folder, exist_ok=True)
-        ctx = build_context(settings, capabilities)
+        ctx = build_context(settings, capabilities, front_started)
     except Exception as exc:
         log.critical("the worker cannot start: %s", exc)
         send_fatal_death_note(settings, f"the worker cannot start: {exc}")

@@ -116,6 +116,7 @@ class HlsOutput:
     start_number: int = 0
     fmp4: bool = False  # fMP4 segments with an init segment (HEVC), else MPEG-TS
     sprint: bool = False  # its first segment only, at SPRINT_PRESET (sprints() says when)
+    run_id: int = 0  # the worker's count of runs: its staging folder is its own
 
     @property
     def segment_s(self):
@@ -163,7 +164,7 @@ class HlsOutput:
 
     @property
     def staging(self):
-        return hls_names.staging(self.job_id, self.start_number)
+        return hls_names.staging(self.job_id, self.start_number, self.run_id)
 
     def staged(self, number):
         """A segment's name as this run's FFmpeg writes it, in its staging folder."""

@@ -64,13 +64,14 @@ def registration_payload(settings, capabilities, lost_jobs, unclean_restart):
     }
 
 
-def heartbeat_payload(telemetry, jobs, ended, problems, thresholds):
+def heartbeat_payload(telemetry, jobs, ended, problems, thresholds, stuck=()):
     """The heartbeat (pure): `jobs` are the worker's current jobs, `ended` the contexts of jobs
-    that ended since the last heartbeat (each reported once, so a spooled history is complete)."""
+    that ended since the last heartbeat (each reported once, so a spooled history is complete),
+    `stuck` why FFmpeg processes SIGKILL did not end hold slots (JobManager.stuck: STRESSED)."""
     active = [job_context(j) for j in sorted(jobs, key=lambda j: j.created_at) if j.state in ACTIVE_STATES]
     behind = [f"job {j.job_id} cannot keep up: {j.guard.reason}" for j in jobs
               if j.guard is not None and j.guard.stressed and j.state in ACTIVE_STATES]
-    status, reason = decide_status(telemetry, len(active), problems, thresholds, behind)
+    status, reason = decide_status(telemetry, len(active), problems, thresholds, behind + list(stuck))
     return {
         "status": status.value,
         "reason": reason,
@@ -143,7 +144,7 @@ class Heartbeat(threading.Thread):
         while self._ended:
             ended.append(self._ended.popleft())
         payload = heartbeat_payload(self.telemetry.collect(), self.manager.jobs(), ended,
-                                    self.health.problems, self.thresholds)
+                                    self.health.problems, self.thresholds, self.manager.stuck())
         if self.spool.dropped:
             payload["spool_dropped"] = self.spool.dropped
         return payload

@@ -9,8 +9,9 @@
 - ``<job>.sub<k>.m3u8`` and ``<job>_sub<k>_<n>.vtt``: the WebVTT rendition of the source's
   subtitle track k (its position among the file's subtitles), segment n beside video segment n;
   the worker writes them when asked, nothing is on disk.
-A run of FFmpeg writes its segments into its own staging folder ``<job>.run<n>`` (n: its first
-segment), never served; segments.py moves each into the job's folder once the run's list says it
+A run of FFmpeg writes its segments into its own staging folder ``<job>.run<n>`` or
+``<job>.run<n>-<k>`` (n: its first segment; k: the worker's count of runs, so a run being stopped
+and the next one never share a folder), never served; segments.py moves each into the job's folder once the run's list says it
 is complete, so a file there is always whole. A job that burns
 text subtitles also holds ``<job>.burn.<ass|vtt>`` (the track) and ``<job>.fonts`` (a link to
 the fonts of its file), never served.
@@ -25,7 +26,10 @@ INIT = re.compile(rf"({_ID})_init_(\d{{1,9}})\.mp4")
 SUBTITLE_PLAYLIST = re.compile(rf"({_ID})\.sub(\d{{1,3}})\.m3u8")
 SUBTITLE_SEGMENT = re.compile(rf"({_ID})_sub(\d{{1,3}})_(\d{{1,9}})\.vtt")
 # Anything FFmpeg or the worker leaves in a job's folder (crash recovery knows its own by this).
-ANY_FILE = re.compile(rf"{_ID}(\.m3u8|\.media\.m3u8|_\d+\.(ts|m4s)|_init_\d+\.mp4|\.burn\.(ass|vtt)|\.fonts|\.run\d+)(\.tmp)?")
+ANY_FILE = re.compile(rf"{_ID}(\.m3u8|\.media\.m3u8|_\d+\.(ts|m4s)|_init_\d+\.mp4|\.burn\.(ass|vtt)|\.fonts|\.run\d+(-\d+)?)(\.tmp)?")
+# A deleted job's folder renamed aside at the top of segment_root, then removed (a start after a
+# crash removes what is left of such folders).
+REMOVING = ".removing-"
 SEGMENT_LIST = "segments.csv"  # a run's list of the segments it has completed (FFmpeg's segment muxer)
 
 
@@ -45,8 +49,8 @@ def init_segment(job_id, start_number):
     return f"{job_id}_init_{start_number}.mp4"
 
 
-def staging(job_id, start_number):
-    return f"{job_id}.run{start_number}"
+def staging(job_id, start_number, run_id=0):
+    return f"{job_id}.run{start_number}" + (f"-{run_id}" if run_id else "")
 
 
 def subtitle_playlist(job_id, stream):

@@ -12,6 +12,7 @@ opens a source gives FFmpeg two whitelists, which it hands on to anything it ope
   which is off). Playlists (hls, dash), lists (concat, ffmetadata), picture sequences (image2),
   network descriptions (sdp, rtsp, rtp) and text (tty) are not on it.
 """
+import errno
 import os
 import re
 import stat
@@ -35,17 +36,32 @@ _REFUSED = {
 _NOT_ON_LIST = re.compile(r"\[([\w,]+) @ 0x[0-9a-f]+\] Format not on whitelist")
 
 
+class SourceUnavailable(ValueError):
+    """The source cannot be opened for now (no descriptor left, a share that does not answer or
+    went stale): a later try may work, unlike a file that is gone or swapped."""
+
+
+# errors of the moment: the process's or system's descriptors, a network share's hiccup
+TRANSIENT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.EINTR, errno.EIO,
+                       errno.ESTALE, errno.ETIMEDOUT, errno.EHOSTDOWN, errno.EHOSTUNREACH, errno.ENOTCONN})
+
+
+def _cannot_open(exc):
+    kind = SourceUnavailable if exc.errno in TRANSIENT else ValueError
+    return kind(f"cannot be opened: {exc.strerror}")
+
+
 def open_source(path, media_roots):
     """The source, opened for a run of FFmpeg: a file descriptor of the regular file that `path`
     (validated and resolved when the command came) names now, checked again to lie inside a
     media root. A file swapped for a symlink since (or a folder on its path) opens nothing
     outside the roots: O_NOFOLLOW refuses a symlink in the last place, the file the handle holds
     is where the check looks, and only a regular file inside a root is opened for reading.
-    ValueError says why not."""
+    ValueError says why not (SourceUnavailable when it may work later)."""
     try:  # a handle on the path only (O_PATH opens nothing: no device, no FIFO is touched)
         handle = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
-        raise ValueError(f"cannot be opened: {exc.strerror}") from None
+        raise _cannot_open(exc) from None
     try:
         real = os.readlink(f"/proc/self/fd/{handle}")
         if not stat.S_ISREG(os.fstat(handle).st_mode):
@@ -56,7 +72,7 @@ def open_source(path, media_roots):
         try:  # the very file the handle names, now opened for reading
             fd = os.open(f"/proc/self/fd/{handle}", os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
-            raise ValueError(f"cannot be opened: {exc.strerror}") from None
+            raise _cannot_open(exc) from None
     finally:
         os.close(handle)
     return fd

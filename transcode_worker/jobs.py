@@ -9,6 +9,7 @@ and every segment is the same whichever run made it. A command that changes the 
 sound (another bitrate, audio track or burned subtitle) is a new stream: its folder starts empty.
 """
 import dataclasses
+import itertools
 import logging
 import os
 import shutil
@@ -24,8 +25,8 @@ from .media import PROBE_TIMEOUT_S
 from .janitor import Limits, janitor_verdict
 from .run import PATIENCE_S, RUN_START_S, Run
 from .schemas import seek_time
-from .states import ACTIVE_STATES, WRITING_STATES, JobState
-from .supervisor import JobSupervisor
+from .states import ACTIVE_STATES, ENDED_STATES, WRITING_STATES, JobState
+from .supervisor import REAP_WAIT_S, JobSupervisor
 from .validation import is_inside
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,23 @@ class Refused(Exception):
 
 
 KEYFRAME_CACHE = 64  # sources whose keyframes are kept
+
+
+@dataclasses.dataclass
+class Dying:
+    """A run whose FFmpeg was stopped and is not reaped yet: it holds a slot until it ends (one
+    that SIGKILL does not end, in uninterruptible sleep on a hung share, is reported meanwhile).
+    `folder`: removed once it ends (a deleted job's), else None."""
+    run: Run
+    killed_at: float  # monotonic time of its SIGKILL
+    folder: object = None
+
+    def ended(self):
+        return self.run.supervisor.ended()
+
+    def stuck_for(self, now):
+        """Seconds since its SIGKILL, once past REAP_WAIT_S (else None: it is merely dying)."""
+        return now - self.killed_at if now - self.killed_at > REAP_WAIT_S else None
 
 
 def _burn_files(spec, extraction):
@@ -72,6 +90,8 @@ class JobManager:
         self.learnt = step_memory.StepMemory(settings.spool_dir)  # the speed guard's first steps
         self.lut_dir = os.path.join(settings.spool_dir, "tonemap")  # tone-map LUTs, one per peak
         self.subtitles = subtitles  # SubtitleCache: each file's text tracks, extracted once
+        if subtitles is not None:  # what a job reads from stays in the cache while the job is there
+            subtitles.in_use = lambda: {j.subtitles.folder.name for j in self.jobs() if j.subtitles is not None}
         self.vaapi_device = vaapi_device
         self.hardware_tonemap = hardware_tonemap
         self.segment_root = os.path.realpath(settings.segment_root)
@@ -81,6 +101,9 @@ class JobManager:
         self._jobs = {}      # job_id -> current Run
         self._retiring = {}  # job_id -> Run being deleted (its folder still on disk)
         self._preparing = {}  # job_id -> commands for it being prepared (holding a slot)
+        self._dying = []  # Dying: stopped runs whose FFmpeg has not ended yet
+        self._bin = []  # folders set aside, to be removed with no lock held (_discard)
+        self._run_ids = itertools.count(1)  # each run's staging folder is its own (HlsOutput.run_id)
         self._lock = threading.RLock()
         self._accepting = True
         self._listeners = []
@@ -99,7 +122,11 @@ class JobManager:
 
     def _notify(self, job, old, new):
         for callback in self._listeners:
-            callback(job, old, new)
+            try:
+                callback(job, old, new)
+            except Exception:  # a listener's failure (a full spool_dir) never stops a job's change
+                log.exception("job %s: a listener of its %s -> %s failed", job.job_id, old, new,
+                              extra={"job_id": job.job_id})
 
     # -- queries ------------------------------------------------------------------------------
     def get(self, job_id):
@@ -155,38 +182,46 @@ class JobManager:
                 raise Refused(422, f"subtitle stream {spec.subtitle.stream}: {extraction.error}")
         self._tonemap_lut(spec)  # a new LUT takes 0.15 s: made here, not under the lock
         grid = self.grid_of(spec)
-        with self._lock:
-            current, retry = self._admit(spec)
-            if retry:
-                return current, False
-            number = grid.segment_at(spec.seek_s)
-            if current is not None and current.command.same_stream(spec) and current.state is not JobState.FAILED:
-                current.command = dataclasses.replace(current.command, seek_time=spec.seek_time,
-                                                      subtitle=spec.subtitle, subtitle_chosen_by=spec.subtitle_chosen_by)
-                current.record_request(number)
-                if number not in current.made and current.eta_s(number) is None or (
-                        current.eta_s(number) or 0) > PATIENCE_S:
-                    current = self._restart(current, number, f"seek to {spec.seek_s:.1f}s", spec=spec, waited=True)
-                return current, True
-            restarts = 0
-            if current is not None and current.command.other_subtitles_only(spec):
-                # other subtitles drawn in: the same viewer, from where they are
-                spec = dataclasses.replace(spec, seek_time=seek_time(current.watched_position()))
+        source_fd = self._open_source(spec)  # here too, with no lock held: a hung share blocks the open
+        used = False  # (a run that starts takes it, and closes it)
+        try:
+            with self._lock:
+                current, retry = self._admit(spec)
+                if retry:
+                    return current, False
                 number = grid.segment_at(spec.seek_s)
-            source_fd = self._open_source(spec)  # before anything is stopped
-            if current is not None:
-                # Another stream: the old output is thrown away, so no SIGTERM grace.
-                current.supervisor.stop(self.settings.stop_grace_s, kill_now=True)
-                restarts = current.restarts + 1
-                self._remove_folder(current.folder)
-            job = self._start(spec, grid, number, restarts, extraction, waited=True, source_fd=source_fd)
-            if job.supervisor.cannot_start:  # its files could not be made: nothing runs, nothing stays
-                self._remove_folder(spec.folder)
+                if current is not None and current.command.same_stream(spec) and current.state is not JobState.FAILED:
+                    current.command = dataclasses.replace(current.command, seek_time=spec.seek_time,
+                                                          subtitle=spec.subtitle, subtitle_chosen_by=spec.subtitle_chosen_by)
+                    current.record_request(number)
+                    if number not in current.made and current.eta_s(number) is None or (
+                            current.eta_s(number) or 0) > PATIENCE_S:
+                        current = self._restart(current, number, f"seek to {spec.seek_s:.1f}s", spec=spec, waited=True,
+                                                source_fd=source_fd)
+                        used = True
+                    return current, True
+                restarts = 0
+                if current is not None and current.command.other_subtitles_only(spec):
+                    # other subtitles drawn in: the same viewer, from where they are
+                    spec = dataclasses.replace(spec, seek_time=seek_time(current.watched_position()))
+                    number = grid.segment_at(spec.seek_s)
                 if current is not None:
-                    self._jobs.pop(spec.job_id, None)
-                raise Refused(503, f"job {spec.job_id}: {job.supervisor.cannot_start}", retry_after=30)
-            self._jobs[spec.job_id] = job
-        return job, True
+                    self._abandon(current)  # another stream: the old output is thrown away, no SIGTERM grace
+                    restarts = current.restarts + 1
+                    self._discard(current.folder)
+                job = self._start(spec, grid, number, restarts, extraction, waited=True, source_fd=source_fd)
+                used = True
+                if job.supervisor.cannot_start:  # its files could not be made: nothing runs, nothing stays
+                    self._discard(spec.folder)
+                    if current is not None:
+                        self._jobs.pop(spec.job_id, None)
+                    raise Refused(503, f"job {spec.job_id}: {job.supervisor.cannot_start}", retry_after=30)
+                self._jobs[spec.job_id] = job
+            return job, True
+        finally:
+            if not used:
+                os.close(source_fd)
+            self._empty_bin()
 
     def grid_of(self, spec):
         """The job's grid (grid.py): whole frames for a transcode; the source's keyframes, read from
@@ -200,10 +235,17 @@ class JobManager:
                                origin_s=media.start_s)
 
     def _keyframes(self, spec):
+        """The source's keyframes, read through a descriptor of the file checked to be inside the
+        roots (inputs.open_source), as a run reads it: a file swapped since the command came is
+        not followed."""
+        fd = self._open_source(spec)
         try:
-            stat = os.stat(spec.source)
-        except OSError as exc:
-            raise Refused(422, f"cannot read the source: {exc.strerror}") from None
+            return self._keyframes_of(spec, fd)
+        finally:
+            os.close(fd)
+
+    def _keyframes_of(self, spec, fd):
+        stat = os.fstat(fd)
         key = (str(spec.source), spec.media.video.index, stat.st_mtime_ns, stat.st_size)
         with self._lock:
             found = self._keyframe_cache.get(key)
@@ -211,8 +253,8 @@ class JobManager:
             found = self._scans.get(key)  # a source without an index, scanned before
         if found is None:
             try:
-                read = keyframes.read(self.settings.ffprobe_path, spec.source, spec.media.video.index,
-                                      PROBE_TIMEOUT_S)
+                read = keyframes.read(self.settings.ffprobe_path, f"/proc/self/fd/{fd}", spec.media.video.index,
+                                      PROBE_TIMEOUT_S, pass_fds=(fd,))
             except ValueError as exc:
                 raise Refused(422, f"cannot find the keyframes a remux is cut on: {exc}") from None
             found = read.times
@@ -243,8 +285,13 @@ class JobManager:
             self._check_folder_free(spec)
         # jobs running, and commands being prepared (each holds its slot from its first check)
         # (a run that made its span, whose next is about to start, holds its slot too)
-        held = {j.job_id for j in self._jobs.values() if j.state in ACTIVE_STATES or j.superseded} | set(self._preparing)
-        if len(held - {job_id}) >= self.settings.max_concurrent_jobs:
+        # and every FFmpeg not reaped yet: a FAILED run's that SIGKILL has not ended, a stopped run's
+        # and jobs being deleted (their FFmpeg in its grace)
+        held = {j.job_id for j in self._jobs.values() if j.state in ACTIVE_STATES or j.superseded} | set(
+            self._preparing) | set(self._retiring)
+        dying = sum(1 for d in self._dying if not d.ended()) + sum(
+            1 for j in self._jobs.values() if j.state in ENDED_STATES and not j.supervisor.ended())
+        if len(held - {job_id}) + dying >= self.settings.max_concurrent_jobs:
             raise Refused(503, f"at capacity: {self.settings.max_concurrent_jobs} jobs running", retry_after=5)
         return current, False
 
@@ -253,12 +300,19 @@ class JobManager:
             if other.job_id != spec.job_id and (
                     is_inside(spec.folder, other.folder) or is_inside(other.folder, spec.folder)):
                 raise Refused(422, f"output_path overlaps the folder of job {other.job_id}")
+        for dying in self._dying:  # a deleted job's folder, removed once its FFmpeg has ended
+            if dying.folder is not None and not dying.ended() and (
+                    is_inside(spec.folder, dying.folder) or is_inside(dying.folder, spec.folder)):
+                raise Refused(503, f"output_path overlaps the folder of job {dying.run.job_id}, whose FFmpeg has "
+                                   "not ended after SIGKILL", retry_after=30)
 
     def _open_source(self, spec):
         """The source opened for a run (inputs.open_source), or Refused: a file swapped since the
         command was validated is not followed outside the media roots."""
         try:
             return inputs.open_source(spec.source, self.settings.media_roots)
+        except inputs.SourceUnavailable as exc:  # for now: the player (or command) tries again
+            raise Refused(503, f"the source {exc}", retry_after=5) from None
         except ValueError as exc:
             raise Refused(422, f"the source {exc}") from None
 
@@ -285,14 +339,21 @@ class JobManager:
             job.superseded = carry is None  # a new stream is refused (submit): no job to report ended
         job.supervisor = JobSupervisor(job, argv, umask=self.ffmpeg_umask, source_fd=source_fd,  # closes it
                                        failure=failure)
-        job.supervisor.start()
+        try:
+            job.supervisor.start()
+        except RuntimeError as exc:  # no thread to be had (a tasks limit): FAILED, with why
+            os.close(source_fd)
+            job.supervisor.cannot_start = job.supervisor.cannot_start or f"cannot start the run: {exc}"
+            job.change_state(JobState.FAILED, error=job.supervisor.cannot_start)
+            job.superseded = carry is None
+            return job
         job.supervisor.wait_spawned()
         return job
 
     def _new_run(self, spec, grid, start_number, restarts, extraction, carry, waited):
         """The Run object of _start: its output, steps and what it carries on (no file touched)."""
         output = HlsOutput(spec.job_id, grid, start_number, fmp4=delivers_hevc(spec),
-                           sprint=waited and sprints(spec, grid, start_number))
+                           sprint=waited and sprints(spec, grid, start_number), run_id=next(self._run_ids))
         if carry is None:
             command, (steps, kind) = spec, self._steps_of(spec)
         else:  # the same job: what the orchestrator asked, and its steps
@@ -320,7 +381,7 @@ class JobManager:
         FFmpeg command; OSError and the like when a file cannot be made."""
         spec = job.spec
         if carry is None:
-            self._remove_folder(spec.folder)
+            self._discard(spec.folder)  # (what an earlier job left there)
             os.makedirs(spec.folder)
         burn = _burn_files(spec, job.subtitles) if spec.burn and spec.subtitle.text else {}
         lut = self._tonemap_lut(spec)
@@ -332,13 +393,15 @@ class JobManager:
             self.published.publish(spec.job_id, spec.folder)
         return argv
 
-    def _restart(self, job, number, reason, spec=None, step=None, waited=False, restarts=1):
+    def _restart(self, job, number, reason, spec=None, step=None, waited=False, restarts=1, source_fd=None):
         """The job's next run, at segment `number` (the old run stopped first: one run per job),
-        `restarts` more than the job counted. Called with the lock held."""
+        `restarts` more than the job counted. Called with the lock held; `source_fd`: the source
+        opened already (else it is opened here, under the lock)."""
         spec = spec if spec is not None else job.spec
-        source_fd = self._open_source(spec)  # Refused before the running FFmpeg is stopped
+        if source_fd is None:
+            source_fd = self._open_source(spec)  # Refused before the running FFmpeg is stopped
         job.superseded = True
-        job.supervisor.stop(self.settings.stop_grace_s, kill_now=True)
+        self._abandon(job)
         if step is not None:
             spec = dataclasses.replace(spec, step=step)
         elif job.spec.step is not None:
@@ -358,47 +421,88 @@ class JobManager:
         a command has replaced it meanwhile. Called by the run's supervisor as it ends, so the next
         run starts on a thread of its own (stopping the old run joins that supervisor)."""
         def go_on():
-            with self._lock:
-                if not self._accepting or self._jobs.get(job.job_id) is not job:
-                    return
-                try:
-                    self._restart(job, number, f"goes on after segment {job.output.end_number}", restarts=0)
-                except Exception:  # the next request starts it instead
-                    log.exception("job %s: its next run did not start", job.job_id, extra={"job_id": job.job_id})
-                    job.superseded = False
+            source_fd = None
+            try:
+                source_fd = self._open_source(job.spec)  # (no lock held: a hung share blocks the open)
+                with self._lock:
+                    if not self._accepting or self._jobs.get(job.job_id) is not job:
+                        return
+                    self._restart(job, number, f"goes on after segment {job.output.end_number}", restarts=0,
+                                  source_fd=source_fd)
+                    source_fd = None  # the run has it
+            except Exception:  # the next request starts it instead
+                log.exception("job %s: its next run did not start", job.job_id, extra={"job_id": job.job_id})
+                job.superseded = False
+            finally:
+                if source_fd is not None:
+                    os.close(source_fd)
 
-        threading.Thread(target=go_on, name=f"go-on-{job.job_id}", daemon=True).start()
+        try:
+            threading.Thread(target=go_on, name=f"go-on-{job.job_id}", daemon=True).start()
+        except RuntimeError:  # no thread to be had (a tasks limit): the next request starts the run
+            log.exception("job %s: its next run did not start", job.job_id, extra={"job_id": job.job_id})
+            job.superseded = False
 
     def want(self, job_id, number):
         """A player asked for segment `number`, not made yet: let the running FFmpeg make it when it
         will within PATIENCE_S at its speed, or before a new run could, else start a run there
-        (Refused when an ended job cannot take a slot again: at capacity, an unhealthy worker).
-        Racing requests start one run: the second finds the first's run about to make what it wants."""
+        (Refused when an ended job cannot take a slot again: at capacity, an unhealthy worker; when
+        the source cannot be opened for now: out of descriptors, a share that went stale; and while
+        the job's last run does not end after SIGKILL: a new one would hang on the same share).
+        Racing requests start one run: the second finds the first's run about to make what it wants.
+        The source is opened with no lock held (a hung share blocks the open)."""
         with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None or not self._accepting or not 0 <= number < len(job.grid) or number in job.made:
-                return
-            if job.state is JobState.FAILED or job.state is JobState.STOPPING:
-                return
-            if job.superseded:  # its span made: its next run is about to start (Run.go_on)
-                return
-            # a sprint's next run goes on right after it: the segment after a sprint's is its too
-            span_end = job.output.end_number + (1 if job.output.sprint else 0)
-            if job.state in WRITING_STATES and job.first_number <= number <= span_end:
-                if job.paused:
-                    job.supervisor.resume()
-                eta = job.eta_s(min(number, job.output.end_number))
-                # a new run would first start, then make the segment at about the same speed
-                fresh = RUN_START_S + job.grid.duration(number) / (job.rate or 1.0)
-                if eta is not None and eta <= max(PATIENCE_S, fresh):
-                    return
-            if job.state not in ACTIVE_STATES:  # an ended job takes a slot again: if there is one
-                self._admit(None, job_id)  # Refused: the player is told why, and to retry
+            job = self._wants_a_run(job_id, number)
+        if job is None:
+            return
+        try:
+            source_fd = self._open_source(job.spec)
+        except Refused as exc:
+            log.warning("job %s: no run from segment %d: %s", job_id, number, exc, extra={"job_id": job_id})
+            if exc.status == 503:  # the source cannot be opened for now: the player tries again
+                raise
+            job.supervisor.kill_stalled(str(exc))  # it is gone or was swapped: the job cannot go on
+            return
+        with self._lock:
             try:
-                self._restart(job, number, f"a player asked for segment {number}", waited=True)
-            except Refused as exc:  # the source is gone or was swapped: the job cannot go on
-                log.warning("job %s: no run from segment %d: %s", job_id, number, exc, extra={"job_id": job_id})
-                job.supervisor.kill_stalled(str(exc))
+                again = self._wants_a_run(job_id, number)
+            except Refused:
+                os.close(source_fd)
+                raise
+            if again is not job:  # another request started one meanwhile
+                os.close(source_fd)
+                return
+            self._restart(job, number, f"a player asked for segment {number}", waited=True, source_fd=source_fd)
+        self._empty_bin()
+
+    def _wants_a_run(self, job_id, number):
+        """want()'s decision, with the lock held: the job's run to replace by one at `number`, or
+        None when no new run is needed (or none may start: Refused)."""
+        job = self._jobs.get(job_id)
+        if job is None or not self._accepting or not 0 <= number < len(job.grid) or number in job.made:
+            return None
+        if job.state is JobState.FAILED or job.state is JobState.STOPPING:
+            return None
+        if job.superseded:  # its span made: its next run is about to start (Run.go_on)
+            return None
+        # a sprint's next run goes on right after it: the segment after a sprint's is its too
+        span_end = job.output.end_number + (1 if job.output.sprint else 0)
+        if job.state in WRITING_STATES and job.first_number <= number <= span_end:
+            if job.paused:
+                job.supervisor.resume()
+            eta = job.eta_s(min(number, job.output.end_number))
+            # a new run would first start, then make the segment at about the same speed
+            fresh = RUN_START_S + job.grid.duration(number) / (job.rate or 1.0)
+            if eta is not None and eta <= max(PATIENCE_S, fresh):
+                return None
+        stuck = next((d for d in self._dying if d.run.job_id == job_id and d.stuck_for(time.monotonic())
+                      and not d.ended()), None)
+        if stuck is not None:
+            raise Refused(503, f"job {job_id}: its FFmpeg pid {stuck.run.pid} has not ended after SIGKILL (a hung "
+                               "disk or network share?): no new run until it does", retry_after=5)
+        if job.state not in ACTIVE_STATES:  # an ended job takes a slot again: if there is one
+            self._admit(None, job_id)  # Refused: the player is told why, and to retry
+        return job
 
     def _tonemap_lut(self, spec):
         """The LUT that tone-maps the job on the CPU (made the first time a film's peak is met),
@@ -459,21 +563,30 @@ class JobManager:
         log.warning("job %s: %s", job.job_id, new.stepped, extra={"job_id": job.job_id})
         return new
 
-    def delete(self, job_id, reason=None):
-        """Stop the job (SIGTERM, grace, SIGKILL), delete its folder, forget it. False if unknown.
-        `reason` (the janitor's) becomes the job's error, so the heartbeat reports why it ended."""
+    def delete(self, job_id, reason=None, run=None):
+        """Stop the job (SIGTERM, grace, SIGKILL), delete its folder, forget it. False if unknown,
+        or (given `run`: the janitor's) if the job's run is no longer that one: a command has
+        replaced it since. `reason` becomes the job's error, so the heartbeat reports why it ended."""
         with self._lock:
-            job = self._jobs.pop(job_id, None)
-            if job is None:
+            job = self._jobs.get(job_id)
+            if job is None or run is not None and job is not run:
                 return False
+            del self._jobs[job_id]
+            if job.superseded and job.state in ENDED_STATES:  # its span made, its next run not begun:
+                job.superseded = False  # its end is now the job's, which listeners hear of
+                with job.changed:
+                    self._notify(job, JobState.RUNNING, job.state)
             self._retiring[job_id] = job
             self._withdraw(job)
         if reason:
             with job.changed:
                 job.error = reason
         try:
-            job.supervisor.stop(self.settings.stop_grace_s)
-            self._remove_folder(job.folder)
+            if job.supervisor.stop(self.settings.stop_grace_s):
+                self._remove_folder(job.folder)
+            else:  # FAILED with why; its slot and folder are kept until it ends
+                with self._lock:
+                    self._dying.append(Dying(job, time.monotonic() - REAP_WAIT_S, folder=job.folder))
         finally:
             with self._lock:
                 self._retiring.pop(job_id, None)
@@ -504,6 +617,7 @@ class JobManager:
         """Apply janitor_verdict to every job once; returns [(job_id, action, reason)]."""
         now = time.monotonic() if now is None else now
         done = []
+        self._reap_dying()
         for job in self.jobs():
             self._keep_within_limit(job)
             verdict = janitor_verdict(job, now, limits)
@@ -519,7 +633,7 @@ class JobManager:
             elif action == "stall":
                 if job.supervisor.kill_stalled(reason):
                     done.append((job.job_id, action, reason))
-            elif self.get(job.job_id) is job and self.delete(job.job_id, reason=reason):
+            elif self.delete(job.job_id, reason=reason, run=job):
                 done.append((job.job_id, action, reason))
         return done
 
@@ -564,6 +678,7 @@ class JobManager:
             thread.start()
         for thread in stoppers:
             thread.join()
+        self._empty_bin()
 
     def _withdraw(self, job):
         if self.published is not None:
@@ -571,8 +686,66 @@ class JobManager:
 
     def _stop_and_remove(self, job):
         self._withdraw(job)
-        job.supervisor.stop(self.settings.stop_grace_s)
-        self._remove_folder(job.folder)
+        if job.supervisor.stop(self.settings.stop_grace_s):
+            self._remove_folder(job.folder)  # (one that will not end keeps it: the next start cleans up)
+
+    # -- stopped runs whose FFmpeg has not ended yet --------------------------------------------
+    def _abandon(self, run):
+        """Stop `run`'s FFmpeg without waiting for it (the lock is held: its next run, or another
+        stream, starts now); it holds a slot until it has ended (_admit counts self._dying)."""
+        run.superseded = True  # its end, whenever it comes, is not the job's (heartbeat, run state)
+        run.supervisor.abandon()
+        if not run.supervisor.ended():
+            self._dying.append(Dying(run, time.monotonic()))
+
+    def _reap_dying(self):
+        """Forget the Dying whose FFmpeg has ended, removing a deleted job's folder (the janitor)."""
+        with self._lock:
+            ended = [d for d in self._dying if d.ended()]
+            self._dying = [d for d in self._dying if d not in ended]
+            for dying in ended:  # (no command can have taken its folder: _check_folder_free)
+                if dying.folder is not None:
+                    self._discard(dying.folder)
+        for dying in ended:
+            if dying.stuck_for(time.monotonic()):
+                log.warning("job %s: FFmpeg pid %s has ended at last", dying.run.job_id, dying.run.pid,
+                            extra={"job_id": dying.run.job_id})
+        self._empty_bin()
+
+    def _discard(self, folder):
+        """Remove `folder` (strictly inside segment_root) with the lock held: it is renamed to a
+        hidden name at the top of segment_root at once, and removed by _empty_bin() once no lock
+        is held (a start after a crash removes what is left: hls_names.REMOVING). A folder on
+        another file system under segment_root cannot be renamed there: it goes the same way."""
+        real = os.path.realpath(folder)
+        if not is_inside(real, self.segment_root, strictly=True):
+            log.error("refusing to delete %s: outside segment_root %s", folder, self.segment_root)
+            return
+        aside = os.path.join(self.segment_root, f"{hls_names.REMOVING}{os.path.basename(real)}-{time.monotonic_ns()}")
+        try:
+            os.rename(real, aside)
+        except FileNotFoundError:
+            return
+        except OSError:  # EXDEV: it is removed where it is
+            aside = real
+        with self._lock:
+            self._bin.append(aside)
+
+    def _empty_bin(self):
+        """Remove what _discard() set aside; called with no lock held."""
+        with self._lock:
+            folders, self._bin = self._bin, []
+        for folder in folders:
+            self._remove_folder(folder)
+
+    def stuck(self):
+        """Why the worker is short of slots: each FFmpeg that SIGKILL has not ended (a hung disk or
+        network share holds it in uninterruptible sleep), for the heartbeat and /healthz."""
+        now = time.monotonic()  # (no lock: /healthz must answer while a command holds it)
+        runs = [d.run for d in list(self._dying) if d.stuck_for(now) and not d.ended()]
+        runs += [j for j in list(self._jobs.values()) if j.state is JobState.FAILED and not j.supervisor.ended()]
+        return [f"FFmpeg pid {run.pid} of job {run.job_id} has not ended after SIGKILL (uninterruptible sleep: "
+                "a hung disk or network share?); it holds a slot" for run in runs]
 
     def _remove_folder(self, folder):
         # The one place the worker deletes: only strictly inside segment_root, never a symlink's target.

@@ -73,11 +73,20 @@ class RunState:
             shutil.rmtree(os.path.join(self.segment_root, name), ignore_errors=True)
             if name not in lost:
                 lost.append(name)
+        for name in self._set_aside_folders():  # deleted jobs' folders, being removed at the crash
+            shutil.rmtree(os.path.join(self.segment_root, name), ignore_errors=True)
         if lost:
             log.warning("a previous run ended without cleaning up; lost job(s): %s", ", ".join(lost))
         self.lost_jobs = [] if standalone else lost
         self._write()
         return lost
+
+    def _set_aside_folders(self):
+        try:
+            return sorted(e.name for e in os.scandir(self.segment_root)
+                          if e.name.startswith(hls_names.REMOVING) and e.is_dir(follow_symlinks=False))
+        except OSError:
+            return []
 
     def _leftover_folders(self):
         """Folders directly under segment_root that hold only HLS output (ours, from a crash)."""

@@ -16,6 +16,8 @@ import threading
 
 log = logging.getLogger(__name__)
 
+COPY_CHUNK = 1 << 20  # an fMP4 segment is copied into place a mebibyte at a time
+
 
 class Made:
     """The numbers of a job's complete segments (shared by all its runs), with their sizes."""
@@ -61,15 +63,20 @@ class Made:
         return number - 1
 
 
-def split_fmp4(data):
-    """(header, media) of a one-fragment MP4 file: ftyp+moov, and the moof+mdat that follow."""
+def moof_offset(fh):
+    """Where the first moof box of an MP4 file starts: its header (ftyp+moov) is what comes before,
+    its media (moof+mdat) the rest. Reads box headers only, not the media."""
     offset = 0
-    while offset + 8 <= len(data):
-        size, kind = struct.unpack(">I4s", data[offset:offset + 8])
-        if size == 1 and offset + 16 <= len(data):
-            size = struct.unpack(">Q", data[offset + 8:offset + 16])[0]
+    while True:
+        fh.seek(offset)
+        head = fh.read(16)
+        if len(head) < 8:
+            break
+        size, kind = struct.unpack(">I4s", head[:8])
+        if size == 1 and len(head) == 16:
+            size = struct.unpack(">Q", head[8:16])[0]
         if kind == b"moof":
-            return data[:offset], data[offset:]
+            return offset
         if size < 8:
             break
         offset += size
@@ -80,6 +87,14 @@ def write_atomically(path, data):
     temporary = f"{path}.tmp"
     with open(temporary, "wb") as fh:
         fh.write(data)
+    os.replace(temporary, path)
+
+
+def copy_atomically(path, source):
+    """The rest of file object `source`, from where it is, as the file `path` (whole or absent)."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "wb") as fh:
+        shutil.copyfileobj(source, fh, COPY_CHUNK)
     os.replace(temporary, path)
 
 
@@ -115,6 +130,8 @@ class Collector:
         self._offset = 0
         self._partial = b""
         self._lock = threading.Lock()
+        self._abandoned = False
+        self._error = None  # the last error reading the list (said once)
         self._name = re.compile(rf"{re.escape(output.job_id)}_(\d+)\.(?:ts|mp4)")
 
     @property
@@ -129,12 +146,21 @@ class Collector:
     def collect(self):
         """Move what the run's list newly names into place; returns their numbers."""
         with self._lock:
+            if self._abandoned:
+                return []
             try:
                 with open(os.path.join(self.folder, self.output.segment_list), "rb") as fh:
                     fh.seek(self._offset)
                     data = fh.read()
             except FileNotFoundError:
                 return []
+            except OSError as exc:  # EIO, ESTALE, ELOOP: tried again at the next call
+                if str(exc) != self._error:
+                    log.warning("job %s: the run's list of segments cannot be read: %s", self.output.job_id,
+                                exc, extra={"job_id": self.output.job_id})
+                self._error = str(exc)
+                return []
+            self._error = None
             self._offset += len(data)
             lines = (self._partial + data).split(b"\n")
             self._partial = lines.pop()
@@ -153,12 +179,14 @@ class Collector:
         target = os.path.join(self.folder, self.output.segment(number))
         try:
             if self.output.fmp4:
-                with open(staged, "rb") as fh:
-                    header, media = split_fmp4(fh.read())
-                init = os.path.join(self.folder, self.output.init_segment)
-                if not os.path.exists(init):
-                    write_atomically(init, header)
-                write_atomically(target, media)
+                with open(staged, "rb") as fh:  # (a segment is megabytes: streamed, never held whole)
+                    offset = moof_offset(fh)
+                    init = os.path.join(self.folder, self.output.init_segment)
+                    if not os.path.exists(init):
+                        fh.seek(0)
+                        write_atomically(init, fh.read(offset))
+                    fh.seek(offset)
+                    copy_atomically(target, fh)
                 os.unlink(staged)
             else:
                 os.replace(staged, target)
@@ -172,6 +200,12 @@ class Collector:
             size = 0
         self.made.add(number, size)
         return True
+
+    def abandon(self):
+        """The run is stopped and the job's next run may be writing already: put nothing more in
+        place (a collect() under way ends first)."""
+        with self._lock:
+            self._abandoned = True
 
     def finish(self):
         """After the run's FFmpeg has exited: collect what it listed last, drop what it left half

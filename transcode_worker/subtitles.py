@@ -14,12 +14,12 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
 
-from . import inputs, webvtt
+from . import bounded, inputs, webvtt
+from .validation import is_inside
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,18 @@ def text_tracks(info):
 
 
 class SubtitleCache:
-    def __init__(self, ffmpeg, folder, max_bytes, prefix=()):
+    def __init__(self, ffmpeg, folder, max_bytes, *, media_roots, prefix=()):
         self.ffmpeg = ffmpeg
+        self.media_roots = list(media_roots)  # a read-out opens only a file inside them (inputs.open_source)
         self.folder = Path(folder)
         self.max_bytes = max_bytes
         self.prefix = list(prefix)  # nice: extraction is background work
         self._lock = threading.Lock()
         self._entries = {}  # key -> Extraction (this process's, done or running)
         self.extractions_run = 0
+        # in_use() -> the keys jobs hold now (their burn-in draws from them, their WebVTT is served
+        # from them): never evicted nor pruned (JobManager sets it)
+        self.in_use = lambda: ()
 
     @staticmethod
     def key(path):
@@ -108,17 +112,23 @@ class SubtitleCache:
         argv = [*self.prefix, self.ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-y"]
         for number, index in enumerate(info.fonts):
             argv += [f"-dump_attachment:{index}", str(tmp / "fonts" / f"font{number}.ttf")]
-        argv += [*inputs.GUARD, "-i", inputs.url(extraction.source)]
+        argv += [*inputs.GUARD, "-i", None]  # the source's descriptor, opened below
         for track in text_tracks(info):
             argv += ["-map", f"0:{track.index}", "-c:s", "webvtt", "-f", "webvtt", str(tmp / f"{track.stream}.vtt")]
             if track.codec in ("ass", "ssa"):
                 argv += ["-map", f"0:{track.index}", "-c:s", "copy", "-f", "ass", str(tmp / f"{track.stream}.ass")]
         started = time.monotonic()
         self.extractions_run += 1
+        fd = None
         try:
             shutil.rmtree(tmp, ignore_errors=True)
             (tmp / "fonts").mkdir(parents=True)
-            proc = subprocess.run(argv, capture_output=True, timeout=EXTRACT_TIMEOUT_S, stdin=subprocess.DEVNULL)
+            try:  # the file checked to lie inside the roots now, not whatever the path names later
+                fd = inputs.open_source(extraction.source, self.media_roots)
+            except ValueError as exc:
+                raise RuntimeError(f"the source {exc}") from None
+            argv[argv.index(None)] = inputs.fd_url(fd)
+            proc = bounded.run(argv, EXTRACT_TIMEOUT_S, pass_fds=(fd,))
             lines = proc.stderr.decode(errors="replace").strip().splitlines()
             if proc.returncode != 0 or not all((tmp / f"{t.stream}.vtt").exists() for t in text_tracks(info)):
                 raise RuntimeError((lines or [f"FFmpeg exited with {proc.returncode}"])[-1])
@@ -128,13 +138,15 @@ class SubtitleCache:
             os.rename(tmp, extraction.folder)
             log.info("subtitles of %r extracted in %.1fs (%d track(s), %d bytes)", extraction.source,
                      time.monotonic() - started, len(text_tracks(info)), size)
-        except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+        except Exception as exc:  # (OSError, RuntimeError, TimeoutExpired; a bug too): said, tried again
             extraction.error = f"cannot extract the subtitles: {exc}"
             log.warning("%r: %r", extraction.source, extraction.error)  # %r: a path may hold a line break
             shutil.rmtree(tmp, ignore_errors=True)
             with self._lock:  # a later job tries again
                 self._entries.pop(extraction.folder.name, None)
         finally:
+            if fd is not None:
+                os.close(fd)
             try:
                 self.evict(keep=extraction.folder.name)
             finally:
@@ -155,24 +167,34 @@ class SubtitleCache:
         """Remove the least recently used entries until the cache fits in max_bytes."""
         entries = self._done_entries()
         total = sum(size for _, size, _ in entries)
+        in_use = set(self.in_use())
         for _, size, folder in entries:
             if total <= self.max_bytes:
                 break
-            if folder.name == keep or self._running(folder.name):
+            if folder.name == keep or folder.name in in_use or self._running(folder.name):
                 continue
             self._remove(folder)
             total -= size
 
-    def prune(self):
-        """Remove entries whose source changed or vanished, and what an interrupted run left."""
+    def prune(self, unreachable=()):
+        """Remove entries whose source changed or vanished, and what an interrupted run left; an
+        entry whose source is under an `unreachable` folder (the library's: a share that is away)
+        or cannot be looked at now (a stale or failing mount) is kept."""
+        in_use = set(self.in_use())
         for folder in list(self.folder.glob("*")) if self.folder.exists() else ():
-            if self._running(folder.name.removesuffix(".tmp")):
+            if self._running(folder.name.removesuffix(".tmp")) or folder.name in in_use:
                 continue
             try:
                 source = json.loads((folder / DONE).read_text())["source"]
-                current = self.key(source) == folder.name
             except (OSError, ValueError, KeyError):
                 current = False
+            else:
+                try:
+                    current = self.key(source) == folder.name
+                except FileNotFoundError:
+                    current = any(is_inside(os.path.realpath(source), u) for u in unreachable)
+                except OSError:  # ESTALE, EIO, ENOTCONN: the share is sick, the file may be fine
+                    current = True
             if not current:
                 self._remove(folder)
 

@@ -9,7 +9,7 @@ import time
 from collections import deque
 
 from .progress import ProgressParser
-from .states import JobState, WRITING_STATES
+from .states import ENDED_STATES, WRITING_STATES, JobState
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class JobSupervisor(threading.Thread):
         self._spawned = threading.Event()
         self._stop_requested = False
         self._failure = None  # why the worker itself killed FFmpeg (a stall)
+        self._killed_at = None  # when it did (monotonic)
 
     # -- the thread ---------------------------------------------------------------------------
     def run(self):
@@ -89,11 +90,20 @@ class JobSupervisor(threading.Thread):
         self._spawned.set()
         log.info("job %s: FFmpeg started, pid %d", job.job_id, self._proc.pid, extra={"job_id": job.job_id})
         drain = threading.Thread(target=self._drain_stderr, name=f"job-{job.job_id}-stderr", daemon=True)
-        drain.start()
-        self._follow_progress()
+        try:
+            drain.start()
+            self._follow_progress()
+        except Exception as exc:  # never a run left RUNNING that nobody follows: it ends, FAILED
+            log.exception("job %s: following FFmpeg failed", job.job_id, extra={"job_id": job.job_id})
+            self.kill_stalled(f"the worker could not follow FFmpeg: {exc}")
+            self._proc.stdout.close()
         exit_code = self._proc.wait()
-        drain.join(timeout=REAP_WAIT_S)
-        job.collector.finish()
+        if drain.is_alive():
+            drain.join(timeout=REAP_WAIT_S)
+        try:
+            job.collector.finish()
+        except OSError as exc:
+            log.warning("job %s: the run's last segments: %s", job.job_id, exc, extra={"job_id": job.job_id})
         self._finish(exit_code)
 
     def _follow_progress(self):
@@ -116,6 +126,10 @@ class JobSupervisor(threading.Thread):
         go_on_from = None
         with job.changed:
             job.exit_code = exit_code
+            if job.state in ENDED_STATES:  # FAILED already: it outlived SIGKILL (stop), now it ended
+                log.warning("job %s: FFmpeg pid %s ended at last (exit %s)", job.job_id, job.pid, exit_code,
+                            extra={"job_id": job.job_id})
+                return
             if self._stop_requested:  # STOPPING -> STOPPED
                 job.change_state(JobState.STOPPED)
             elif self._failure:  # STARTING/RUNNING -> FAILED: killed by the janitor
@@ -144,15 +158,14 @@ class JobSupervisor(threading.Thread):
         return self._spawned.wait(timeout)
 
     def stop(self, grace_s, *, kill_now=False):
-        """Stop FFmpeg and wait for this thread. kill_now skips SIGTERM: for output about to be
-        thrown away (a seek), where the grace would only delay the new stream."""
-        with self.job.changed:
-            self._stop_requested = True
-            if self.job.state in WRITING_STATES:  # STARTING/RUNNING -> STOPPING
-                self.job.change_state(JobState.STOPPING)
-        if self.is_alive():
-            self.wait_spawned()
-        proc = self._proc
+        """Stop FFmpeg and wait for this thread; True once FFmpeg has ended. kill_now skips SIGTERM:
+        for output about to be thrown away, where the grace would only delay the new stream.
+
+        Never raises and never waits past grace_s + REAP_WAIT_S: an FFmpeg that SIGKILL does not
+        end (uninterruptible sleep on a hung disk or network share) ends the job FAILED with why,
+        and False is returned (the caller keeps it counted until it ends: JobManager's dying).
+        Not to be called with a lock others wait on held."""
+        proc = self._request_stop()
         if proc is not None and proc.poll() is None:
             if not kill_now:
                 self._signal(signal.SIGTERM)
@@ -164,8 +177,49 @@ class JobSupervisor(threading.Thread):
                                 self.job.job_id, proc.pid, grace_s, extra={"job_id": self.job.job_id})
             if proc.poll() is None:
                 self._signal(signal.SIGKILL)
-                proc.wait(REAP_WAIT_S)
+                try:
+                    proc.wait(REAP_WAIT_S)
+                except subprocess.TimeoutExpired:
+                    self._unkillable(proc)
+                    return False
         self.join(REAP_WAIT_S)
+        return True
+
+    def abandon(self):
+        """Stop FFmpeg without waiting for it (a lock is held: the job's next run starts now): its
+        group gets SIGKILL, what it had listed is put in place, and nothing more of it from then on
+        (Collector.abandon), so the next run owns the job's folder at once. This thread reaps it;
+        ended() says when."""
+        proc = self._request_stop()
+        if proc is not None and proc.poll() is None:
+            self._signal(signal.SIGKILL)
+            self._signal(signal.SIGCONT)  # a paused FFmpeg ends at once too
+        self.job.collect()  # what it listed before the kill is whole: kept
+        self.job.collector.abandon()
+
+    def ended(self):
+        """True once FFmpeg has exited and been reaped (or never started)."""
+        if self.is_alive() and self._proc is None:
+            return False  # not spawned yet
+        return self._proc is None or self._proc.poll() is not None
+
+    def _request_stop(self):
+        """Mark the stop asked (STARTING/RUNNING -> STOPPING); FFmpeg's Popen once spawned."""
+        with self.job.changed:
+            self._stop_requested = True
+            if self.job.state in WRITING_STATES:  # STARTING/RUNNING -> STOPPING
+                self.job.change_state(JobState.STOPPING)
+        if self.is_alive():
+            self.wait_spawned()
+        return self._proc
+
+    def _unkillable(self, proc):
+        reason = (f"FFmpeg pid {proc.pid} did not end {REAP_WAIT_S:g}s after SIGKILL (uninterruptible sleep: "
+                  "a hung disk or network share?); its slot stays taken until it ends")
+        log.error("job %s: %s", self.job.job_id, reason, extra={"job_id": self.job.job_id})
+        with self.job.changed:
+            if self.job.state not in ENDED_STATES:  # STOPPING -> FAILED: the heartbeat says why
+                self.job.change_state(JobState.FAILED, error=reason, stderr_tail=list(self.stderr_tail))
 
     def pause(self):
         """SIGSTOP FFmpeg's group (throttling: it is far ahead of every player). True if paused."""
@@ -195,7 +249,12 @@ class JobSupervisor(threading.Thread):
         with self.job.changed:
             if self._stop_requested or self._proc is None or self.job.state not in WRITING_STATES:
                 return False
+            if self._failure is not None:  # killed already, and not ended: FAILED once it will not
+                if time.monotonic() - self._killed_at > REAP_WAIT_S and self._proc.poll() is None:
+                    self._unkillable(self._proc)
+                return False
             self._failure = reason
+            self._killed_at = time.monotonic()
             self._signal(signal.SIGKILL)
         log.warning("job %s: %s", self.job.job_id, reason, extra={"job_id": self.job.job_id})
         return True

@@ -1,5 +1,6 @@
 """Liveness for load balancers and systemd checks: no auth, no work. Always 200 while the process
-serves; `problems` lists what keeps it from taking jobs (the heartbeat's ERROR reasons)."""
+serves; `problems` lists what keeps it from taking jobs (the heartbeat's ERROR reasons),
+`stuck_ffmpeg` each FFmpeg that SIGKILL did not end, holding a slot (one of its STRESSED reasons)."""
 from flask import Blueprint
 
 from .. import __version__
@@ -20,4 +21,5 @@ def healthz():
         "ffmpeg": ctx.capabilities.ffmpeg_version,
         "hardware_acceleration": list(ctx.capabilities.hardware_acceleration),
         "problems": list(ctx.health.problems),
+        "stuck_ffmpeg": ctx.manager.stuck(),
     }

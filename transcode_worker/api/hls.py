@@ -11,7 +11,6 @@ segment. The blueprint answers the rest (a segment or playlist to wait for, a by
 revalidation, a 404) and in the same words: both build their answers from the functions below.
 """
 import os
-import select
 import socket
 import time
 
@@ -169,11 +168,9 @@ def _client_gone(environ):
     sock = environ.get("gunicorn.socket")
     if sock is None:
         return False
-    try:
-        if not select.select([sock], [], [], 0)[0]:
-            return False
+    try:  # (no select(): it fails on a descriptor above 1024, and a busy worker has them)
         return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
+    except BlockingIOError:  # nothing to read: still there
         return False
     except (OSError, ValueError):  # reset, or closed already
         return True

@@ -1,0 +1,113 @@
+"""JobManager's bookkeeping around real child processes (a fake FFmpeg), without the HTTP service:
+what races between commands, the janitor and stops leave behind."""
+import dataclasses
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import media_files as mf
+from specs import job_spec, media_info
+from transcode_worker import media
+from transcode_worker.config import load_settings
+from transcode_worker.jobs import JobManager, Refused
+from transcode_worker.subtitles import SubtitleCache
+from worker_process import process_gone, wait_for
+
+FAKE = str(Path(__file__).parent / "fake_ffmpeg.py")
+
+
+@pytest.fixture
+def manager(tmp_path):
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / "film.mkv").write_bytes(b"\0" * 1000)  # opened, never read by the fake
+    settings = load_settings(environ={
+        "TRANSCODE_WORKER_MEDIA_ROOTS": str(tmp_path / "media"), "TRANSCODE_WORKER_SEGMENT_ROOT": str(tmp_path / "segments"),
+        "TRANSCODE_WORKER_SPOOL_DIR": str(tmp_path / "spool"), "TRANSCODE_WORKER_MAX_CONCURRENT_JOBS": "1",
+        "TRANSCODE_WORKER_STOP_GRACE_S": "2", "TRANSCODE_WORKER_SPEED_GUARD_S": "0"})
+    (tmp_path / "segments").mkdir()
+    manager = JobManager(settings, ffmpeg_argv=lambda spec, output, **kw: [sys.executable, FAKE, "stubborn"])
+    yield manager
+    pids = [job.pid for job in manager.jobs()]
+    manager.shutdown()
+    assert all(process_gone(pid) for pid in pids if pid)
+
+
+def spec(tmp_path, job_id, **changes):
+    return job_spec(job_id=job_id, source=tmp_path / "media" / "film.mkv", source_path=str(tmp_path / "media" / "film.mkv"),
+                    folder=tmp_path / "segments" / job_id, media=media_info(duration=60.0), **changes)
+
+
+def test_the_janitor_never_deletes_the_run_a_command_just_put_in_place(manager, tmp_path):
+    """The janitor judged run `old` idle; before it deletes, a command replaced the job with another
+    stream. Before, delete(job_id) then took the new job down with it."""
+    old, _ = manager.submit(spec(tmp_path, "j1"))
+    new, _ = manager.submit(dataclasses.replace(spec(tmp_path, "j1"), bitrate_bps=2_000_000))
+    assert new is not old
+    assert manager.delete("j1", reason="idle for 60s", run=old) is False
+    assert manager.get("j1") is new and new.pid is not None and not process_gone(new.pid)
+
+
+def test_a_job_being_deleted_holds_its_slot_until_its_ffmpeg_has_ended(manager, tmp_path):
+    """One slot; a job whose FFmpeg ignores SIGTERM is deleted (its 2 s grace runs). Before, the
+    deleted job no longer counted: a new job started beside the old FFmpeg, past capacity."""
+    first, _ = manager.submit(spec(tmp_path, "first"))
+    wait_for(lambda: first.speed, 10, what="the fake FFmpeg ignoring SIGTERM")  # (it says so once it does)
+    deleting = threading.Thread(target=manager.delete, args=("first",))
+    deleting.start()
+    time.sleep(0.5)
+    with pytest.raises(Refused) as refused:
+        manager.submit(spec(tmp_path, "second"))
+    assert refused.value.status == 503 and "at capacity" in str(refused.value)
+    deleting.join(10)
+    assert process_gone(first.pid)
+    second, _ = manager.submit(spec(tmp_path, "second"))
+    assert second.pid is not None
+
+
+def test_the_subtitles_a_job_reads_stay_in_the_cache_while_it_is_there(media_root, tmp_path):
+    """A cache of one byte: a second film's read-out evicts the least recently used entry. Before,
+    that could be the subtitles a burning-in job draws from: its next run (a jump, a seek) could
+    not start, and its WebVTT went. Now an entry a job holds is never evicted nor pruned."""
+    (tmp_path / "media").mkdir()
+    films = []
+    for name in ("a.mkv", "b.mkv"):
+        shutil.copy(media_root / mf.SUBTITLED, tmp_path / "media" / name)
+        films.append((tmp_path / "media" / name, media.run_ffprobe("ffprobe", str(tmp_path / "media" / name))))
+    (tmp_path / "segments").mkdir()
+    cache = SubtitleCache("ffmpeg", tmp_path / "subtitles", 1, media_roots=[tmp_path / "media"])
+    settings = load_settings(environ={
+        "TRANSCODE_WORKER_MEDIA_ROOTS": str(tmp_path / "media"), "TRANSCODE_WORKER_SEGMENT_ROOT": str(tmp_path / "segments"),
+        "TRANSCODE_WORKER_SPOOL_DIR": str(tmp_path / "spool"), "TRANSCODE_WORKER_SPEED_GUARD_S": "0"})
+    manager = JobManager(settings, subtitles=cache,
+                         ffmpeg_argv=lambda spec, output, **kw: [sys.executable, FAKE, "stubborn"])
+    try:
+        (source, info), (other, other_info) = films
+        job, _ = manager.submit(job_spec(job_id="j1", source=source, source_path=str(source), media=info,
+                                         folder=tmp_path / "segments" / "j1"))
+        assert job.subtitles.ready.wait(30) and job.subtitles.error is None
+        assert cache.get(other, other_info).ready.wait(30)
+        cache.prune()
+        assert job.subtitles.folder.exists() and cache.extractions_run == 2
+        manager.delete("j1")
+        cache.evict()  # no job holds it now: the least recently used goes
+        assert not job.subtitles.folder.exists()
+    finally:
+        manager.shutdown()
+
+
+def test_a_listener_that_fails_stops_no_job_change(manager, tmp_path):
+    """A listener of job changes fails (the run state's file on a full spool_dir; a bug): before,
+    its exception escaped into the thread that follows FFmpeg, which died (the job RUNNING
+    forever), and into DELETE (a 500). Now it is logged, and the job changes all the same."""
+    def broken(job, old, new):
+        raise OSError(28, "No space left on device")
+
+    manager.add_listener(broken)
+    job, _ = manager.submit(spec(tmp_path, "j1"))
+    wait_for(lambda: job.speed, 10, what="FFmpeg followed")
+    assert manager.delete("j1") is True
+    assert job.state.value == "STOPPED" and process_gone(job.pid) and not job.supervisor.is_alive()
