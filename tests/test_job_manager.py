@@ -111,3 +111,25 @@ def test_a_listener_that_fails_stops_no_job_change(manager, tmp_path):
     wait_for(lambda: job.speed, 10, what="FFmpeg followed")
     assert manager.delete("j1") is True
     assert job.state.value == "STOPPED" and process_gone(job.pid) and not job.supervisor.is_alive()
+
+
+def test_two_players_far_apart_do_not_replace_each_others_run_every_second(manager, tmp_path, monkeypatch):
+    """Two players waiting on one job far apart: each asks again every second. Before, each ask
+    replaced the other's run at once, and neither ever got a segment. A run started for a player
+    still waiting now lives MIN_RUN_S before another segment's waiter may replace it; a run
+    nobody waits on any more (the player jumped again) is replaced at once, as before."""
+    monkeypatch.setattr("transcode_worker.jobs.MIN_RUN_S", 1.0)
+    manager.submit(spec(tmp_path, "j1"))
+    with manager.waiting("j1", 8):  # player A waits for segment 8
+        manager.want("j1", 8)
+        jump = manager.get("j1")
+        assert jump.first_number == 8
+        with manager.waiting("j1", 2):  # player B, far from A, at once
+            manager.want("j1", 2)
+            assert manager.get("j1") is jump  # A's run makes its segment first
+            time.sleep(1.1)
+            manager.want("j1", 2)
+            assert manager.get("j1").first_number == 2
+    with manager.waiting("j1", 6):  # a player that jumps again, nobody waiting on the young run
+        manager.want("j1", 6)
+        assert manager.get("j1").first_number == 6

@@ -8,6 +8,8 @@ under the same id that carries the grid, the record and the folder on, so what i
 and every segment is the same whichever run made it. A command that changes the pictures or the
 sound (another bitrate, audio track or burned subtitle) is a new stream: its folder starts empty.
 """
+import collections
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -23,7 +25,7 @@ from .ffmpeg_command import (HlsOutput, build_command, delivers_hevc, first_segm
                              sprints, tone_mapper)
 from .media import PROBE_TIMEOUT_S
 from .janitor import Limits, janitor_verdict
-from .run import PATIENCE_S, RUN_START_S, Run
+from .run import MIN_RUN_S, PATIENCE_S, RUN_START_S, Run
 from .schemas import seek_time
 from .states import ACTIVE_STATES, ENDED_STATES, WRITING_STATES, JobState
 from .supervisor import REAP_WAIT_S, JobSupervisor
@@ -103,6 +105,7 @@ class JobManager:
         self._preparing = {}  # job_id -> commands for it being prepared (holding a slot)
         self._dying = []  # Dying: stopped runs whose FFmpeg has not ended yet
         self._bin = []  # folders set aside, to be removed with no lock held (_discard)
+        self._waiters = collections.Counter()  # (job_id, segment) -> players waiting for it now
         self._run_ids = itertools.count(1)  # each run's staging folder is its own (HlsOutput.run_id)
         self._lock = threading.RLock()
         self._accepting = True
@@ -372,6 +375,7 @@ class JobManager:
             job.furthest_requested, job.last_requested = carry.furthest_requested, carry.last_requested
         job.subtitles = extraction
         job.go_on = self._go_on
+        job.waited_for = waited
         return job
 
     def _prepare(self, job, carry):
@@ -475,6 +479,20 @@ class JobManager:
             self._restart(job, number, f"a player asked for segment {number}", waited=True, source_fd=source_fd)
         self._empty_bin()
 
+    @contextlib.contextmanager
+    def waiting(self, job_id, number):
+        """A player waits for segment `number` of the job for the block (a run started for it is
+        not replaced for another segment at once: run.MIN_RUN_S)."""
+        with self._lock:
+            self._waiters[(job_id, number)] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._waiters[(job_id, number)] -= 1
+                if not self._waiters[(job_id, number)]:
+                    del self._waiters[(job_id, number)]
+
     def _wants_a_run(self, job_id, number):
         """want()'s decision, with the lock held: the job's run to replace by one at `number`, or
         None when no new run is needed (or none may start: Refused)."""
@@ -495,6 +513,9 @@ class JobManager:
             fresh = RUN_START_S + job.grid.duration(number) / (job.rate or 1.0)
             if eta is not None and eta <= max(PATIENCE_S, fresh):
                 return None
+        if job.waited_for and job.state in WRITING_STATES and time.monotonic() - job.started_mono < MIN_RUN_S \
+                and self._waiters[(job_id, job.first_number)]:
+            return None  # another player's run, just started: it makes its segment first (run.MIN_RUN_S)
         stuck = next((d for d in self._dying if d.run.job_id == job_id and d.stuck_for(time.monotonic())
                       and not d.ended()), None)
         if stuck is not None:

@@ -23,6 +23,11 @@ RUN_START_S = 1.0  # what starting a run costs before it makes its first frame (
 # A run that has not made its first frame yet is given longer before it counts as stuck: a busy
 # machine or a slow disk can take seconds to open and seek, and a second run would only add load.
 FIRST_FRAME_PATIENCE_S = 12.0
+# A run started for a waiting player is not replaced for another segment sooner than this while
+# that player still waits: two players far apart on one job would otherwise replace each other's
+# run every second and neither get a segment. A sprint makes its one in about a second; the other
+# player asks again and gets its run right after.
+MIN_RUN_S = 2.0
 
 SAMPLES = 600  # progress samples kept per run: 5 minutes of FFmpeg's twice-a-second reports
 
@@ -69,6 +74,7 @@ class Run:
         self.changed = threading.Condition()
         self.supervisor = None
         self.paused = False  # SIGSTOPped on purpose (throttling): not a stall
+        self.waited_for = False  # started for a player waiting on its first segment (a jump, a seek)
         self.furthest_requested = None  # the highest segment number a player asked for
         self.last_requested = None  # the segment a player asked for last: where the viewer is now
         self._on_transition = on_transition

@@ -97,7 +97,11 @@ ENDPOINT = f"{bp.name}.{hls_file.__name__}"  # the request metrics' label, on ei
 
 def _measured(kind, job_id, serve, segment=None, pending=None, want=None):
     started = time.perf_counter()
-    response = _wait_and_serve(job_id, serve, segment, pending, want)
+    if want is None:
+        response = _wait_and_serve(job_id, serve, segment, pending, want)
+    else:
+        with context().manager.waiting(job_id, segment):  # (while it waits, its run is given time)
+            response = _wait_and_serve(job_id, serve, segment, pending, want)
     if response.status_code in (200, 206):
         context().metrics.observe_served(kind, started, response.content_length)
     return response
