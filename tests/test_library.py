@@ -109,6 +109,24 @@ def test_a_media_root_away_for_a_moment_keeps_what_is_known(media_root, tmp_path
     assert len(library) == 1
 
 
+def test_a_share_under_a_root_unmounted_beside_others_keeps_what_is_known(media_root, tmp_path):
+    """Two shares mounted under one root; one goes away (its mount point left empty) while the
+    other still has films: what is known of the first is kept. Before, only a root that had no
+    film at all counted as unreachable."""
+    root = tmp_path / "nas"
+    for share in ("films", "series"):
+        (root / share).mkdir(parents=True)
+        shutil.copy(media_root / H264, root / share / f"{share}.mp4")
+    library = MediaLibrary("ffprobe", [str(root)], str(tmp_path))
+    assert library.scan() == 2
+    (root / "series").rename(tmp_path / "away")
+    (root / "series").mkdir()  # the empty mount point
+    assert library.scan() == 0 and len(library) == 2 and library.unreachable == (str(root / "series"),)
+    (root / "series").rmdir()
+    (tmp_path / "away").rename(root / "series")
+    assert library.scan() == 0 and library.probes_run == 2 and library.unreachable == ()
+
+
 def test_an_unreadable_cache_is_ignored_and_a_missing_ffprobe_not_remembered(media_root, tmp_path, caplog):
     (tmp_path / CACHE_FILE).write_text("{ not json")
     with caplog.at_level(logging.WARNING):

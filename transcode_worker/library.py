@@ -143,7 +143,9 @@ class MediaLibrary:
 
     def _video_files(self, unreachable):
         """The video files under the roots; appends to `unreachable` each folder that could not
-        be listed, and each root that is missing or lists empty while files under it are known."""
+        be listed or is empty while files under it are known (a share's mount point, the share
+        unmounted: the root's own or one under it), and each root that is missing or holds no
+        video file while files under it are known."""
         for root in self.media_roots:
             real_root = os.path.realpath(root)
             if not os.path.isdir(root):
@@ -153,16 +155,20 @@ class MediaLibrary:
             for path in self._walk(root, unreachable):
                 found += 1
                 yield path
-            if not found:
-                with self._lock:
-                    if any(is_inside(p, real_root) for p in self._entries):  # an unmounted share's mount point
-                        unreachable.append(real_root)
+            if not found and self._knows_under(real_root) and real_root not in unreachable:
+                unreachable.append(real_root)
+
+    def _knows_under(self, folder):
+        with self._lock:
+            return any(is_inside(p, folder) for p in self._entries)
 
     def _walk(self, root, unreachable):
         def cannot_list(exc):
             unreachable.append(os.path.realpath(exc.filename or root))
 
         for folder, subfolders, names in os.walk(root, onerror=cannot_list):
+            if not subfolders and not names and self._knows_under(os.path.realpath(folder)):
+                unreachable.append(os.path.realpath(folder))  # an unmounted share's mount point
             subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
             for name in sorted(names):
                 if name.startswith(".") or os.path.splitext(name)[1].lower() not in VIDEO_EXTENSIONS:
