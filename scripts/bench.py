@@ -45,7 +45,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test suite's real-service helper
-from worker_process import SlowClients, WorkerProcess, free_port, wait_for  # noqa: E402
+from worker_process import SlowClients, WorkerProcess, free_port, open_to_others, wait_for  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import bench_keyframes  # noqa: E402
@@ -428,9 +428,18 @@ def _serving(worker, alone, tmp, seconds_each, runs):
         playable_after(server, job_id, {"job_id": job_id, "source_path": str(source),
                                         "configuration": {"force_remux": True}})
         server.wait_state(job_id, {"COMPLETED"})
-    folder = Path(worker.job(job_id)["output_path"])
-    names = sorted((p.name for p in folder.glob("*.ts")), key=lambda n: int(n.rsplit("_", 1)[1][:-3]))
-    size = statistics.mean((folder / n).stat().st_size for n in names)
+    made = Path(worker.job(job_id)["output_path"])
+    names = sorted((p.name for p in made.glob("*.ts")), key=lambda n: int(n.rsplit("_", 1)[1][:-3]))
+    size = statistics.mean((made / n).stat().st_size for n in names)
+    # what nginx and the gunicorn floor serve: the same files, and the media playlist (the worker
+    # writes it when asked, it is not on disk) as a file
+    folder = tmp / "served"
+    folder.mkdir()
+    for name in names:
+        os.link(made / name, folder / name)
+    playlist = hls_names.media_playlist(job_id)
+    (folder / playlist).write_bytes(requests.get(f"{worker.url}/{playlist}", timeout=10).content)
+    open_to_others(folder)
     scripts = {}
     for pause in (0, PACED_MS):
         scripts[pause] = tmp / f"hls-{pause}.lua"

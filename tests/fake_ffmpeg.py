@@ -2,7 +2,8 @@
   stubborn  - prints progress, ignores SIGTERM, runs until killed
   fail      - writes error lines to stderr and exits 1
   nothing   - exits 0 without writing a playlist
-  playlist  - writes two segments and lists them, as FFmpeg's segment muxer does, a progress block, exits 0
+  playlist  - writes two segments and lists them, as FFmpeg's segment muxer does (in argv[2], the
+              run's staging folder; else j1.run0), a progress block, exits 0
 """
 import os
 import signal
@@ -24,10 +25,11 @@ elif mode == "fail":
 elif mode == "nothing":
     sys.exit(0)
 elif mode == "playlist":
-    os.makedirs("j1.run0", exist_ok=True)  # the run's staging folder, its segments and their list
+    staging = sys.argv[2] if len(sys.argv) > 2 else "j1.run0"
+    os.makedirs(staging, exist_ok=True)  # the run's staging folder, its segments and their list
     for number in (0, 1):
-        with open(f"j1.run0/j1_{number}.ts", "wb") as fh:
+        with open(f"{staging}/j1_{number}.ts", "wb") as fh:
             fh.write(b"G" * 188)
-        with open("j1.run0/segments.csv", "a") as fh:
+        with open(f"{staging}/segments.csv", "a") as fh:
             fh.write(f"j1_{number}.ts,{2.0 * number:.6f},{2.0 * number + 2:.6f}\n")
     print("out_time_us=4000000\nspeed=2.5x\nprogress=end", flush=True)

@@ -14,6 +14,7 @@ from specs import job_spec, media_info
 from transcode_worker import media
 from transcode_worker.config import load_settings
 from transcode_worker.jobs import JobManager, Refused
+from transcode_worker.states import JobState
 from transcode_worker.subtitles import SubtitleCache
 from worker_process import process_gone, wait_for
 
@@ -133,3 +134,29 @@ def test_two_players_far_apart_do_not_replace_each_others_run_every_second(manag
     with manager.waiting("j1", 6):  # a player that jumps again, nobody waiting on the young run
         manager.want("j1", 6)
         assert manager.get("j1").first_number == 6
+
+
+def test_a_job_deleted_between_two_runs_is_reported_ended(tmp_path):
+    """A run made its span and ended (its job goes on in a next run, about to start); the job is
+    deleted in that moment. Before, its end was never reported: the run's end had been taken for
+    a step of the job, and the next run never came. Now listeners hear that the job ended."""
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / "film.mkv").write_bytes(b"\0" * 1000)
+    (tmp_path / "segments").mkdir()
+    settings = load_settings(environ={
+        "TRANSCODE_WORKER_MEDIA_ROOTS": str(tmp_path / "media"), "TRANSCODE_WORKER_SEGMENT_ROOT": str(tmp_path / "segments"),
+        "TRANSCODE_WORKER_SPOOL_DIR": str(tmp_path / "spool"), "TRANSCODE_WORKER_SPEED_GUARD_S": "0"})
+    manager = JobManager(settings, ffmpeg_argv=lambda spec, output, **kw: [sys.executable, FAKE, "playlist",
+                                                                          output.staging])
+    manager._go_on = lambda job, number: None  # the next run has not started yet
+    heard = []
+    manager.add_listener(lambda job, old, new: heard.append((new, job.superseded)))
+    try:
+        job, _ = manager.submit(spec(tmp_path, "j1", seek_time="00:00:20"))  # a sprint: one segment's span
+        assert job.output.sprint
+        wait_for(lambda: job.state.value == "COMPLETED", 10, what="the run's span made")
+        assert job.superseded and (JobState.COMPLETED, True) in heard  # a step of the job, not its end
+        assert manager.delete("j1") is True
+        assert heard[-1] == (JobState.COMPLETED, False)  # the job's end, heard once deleted
+    finally:
+        manager.shutdown()
