@@ -25,6 +25,7 @@ from .ffmpeg_command import (HlsOutput, build_command, delivers_hevc, first_segm
                              sprints, tone_mapper)
 from .media import PROBE_TIMEOUT_S
 from .janitor import Limits, janitor_verdict
+from .leftovers import Leftovers
 from .run import MIN_RUN_S, PATIENCE_S, RUN_START_S, Run
 from .schemas import seek_time
 from .states import ACTIVE_STATES, ENDED_STATES, WRITING_STATES, JobState
@@ -41,26 +42,6 @@ class Refused(Exception):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
-
-
-KEYFRAME_CACHE = 64  # sources whose keyframes are kept
-
-
-@dataclasses.dataclass
-class Dying:
-    """A run whose FFmpeg was stopped and is not reaped yet: it holds a slot until it ends (one
-    that SIGKILL does not end, in uninterruptible sleep on a hung share, is reported meanwhile).
-    `folder`: removed once it ends (a deleted job's), else None."""
-    run: Run
-    killed_at: float  # monotonic time of its SIGKILL
-    folder: object = None
-
-    def ended(self):
-        return self.run.supervisor.ended()
-
-    def stuck_for(self, now):
-        """Seconds since its SIGKILL, once past REAP_WAIT_S (else None: it is merely dying)."""
-        return now - self.killed_at if now - self.killed_at > REAP_WAIT_S else None
 
 
 def _burn_files(spec, extraction):
@@ -96,15 +77,14 @@ class JobManager:
             subtitles.in_use = lambda: {j.subtitles.folder.name for j in self.jobs() if j.subtitles is not None}
         self.vaapi_device = vaapi_device
         self.hardware_tonemap = hardware_tonemap
-        self.segment_root = os.path.realpath(settings.segment_root)
         self._build = ffmpeg_argv
-        self._keyframe_cache = {}  # (source, stream, mtime, size) -> keyframe times (a remux's grid)
-        self._scans = keyframes.ScanStore(os.path.join(settings.spool_dir, "keyframes"))  # on disk
+        # the keyframes of remuxed sources (a remux's grid), a scan's kept on disk too
+        self._known_keyframes = keyframes.Known(settings.ffprobe_path, os.path.join(settings.spool_dir, "keyframes"),
+                                                PROBE_TIMEOUT_S)
         self._jobs = {}      # job_id -> current Run
         self._retiring = {}  # job_id -> Run being deleted (its folder still on disk)
         self._preparing = {}  # job_id -> commands for it being prepared (holding a slot)
-        self._dying = []  # Dying: stopped runs whose FFmpeg has not ended yet
-        self._bin = []  # folders set aside, to be removed with no lock held (_discard)
+        self.leftovers = Leftovers(settings.segment_root)  # FFmpeg killed, not ended; folders to remove
         self._waiters = collections.Counter()  # (job_id, segment) -> players waiting for it now
         self._run_ids = itertools.count(1)  # each run's staging folder is its own (HlsOutput.run_id)
         self._lock = threading.RLock()
@@ -211,11 +191,11 @@ class JobManager:
                 if current is not None:
                     self._abandon(current)  # another stream: the old output is thrown away, no SIGTERM grace
                     restarts = current.restarts + 1
-                    self._discard(current.folder)
+                    self.leftovers.discard(current.folder)
                 job = self._start(spec, grid, number, restarts, extraction, waited=True, source_fd=source_fd)
                 used = True
                 if job.supervisor.cannot_start:  # its files could not be made: nothing runs, nothing stays
-                    self._discard(spec.folder)
+                    self.leftovers.discard(spec.folder)
                     if current is not None:
                         self._jobs.pop(spec.job_id, None)
                     raise Refused(503, f"job {spec.job_id}: {job.supervisor.cannot_start}", retry_after=30)
@@ -224,7 +204,7 @@ class JobManager:
         finally:
             if not used:
                 os.close(source_fd)
-            self._empty_bin()
+            self.leftovers.empty_bin()
 
     def grid_of(self, spec):
         """The job's grid (grid.py): whole frames for a transcode; the source's keyframes, read from
@@ -243,31 +223,11 @@ class JobManager:
         not followed."""
         fd = self._open_source(spec)
         try:
-            return self._keyframes_of(spec, fd)
+            return self._known_keyframes.times(spec.source, spec.media.video.index, fd)
+        except ValueError as exc:
+            raise Refused(422, f"cannot find the keyframes a remux is cut on: {exc}") from None
         finally:
             os.close(fd)
-
-    def _keyframes_of(self, spec, fd):
-        stat = os.fstat(fd)
-        key = (str(spec.source), spec.media.video.index, stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            found = self._keyframe_cache.get(key)
-        if found is None:
-            found = self._scans.get(key)  # a source without an index, scanned before
-        if found is None:
-            try:
-                read = keyframes.read(self.settings.ffprobe_path, f"/proc/self/fd/{fd}", spec.media.video.index,
-                                      PROBE_TIMEOUT_S, pass_fds=(fd,))
-            except ValueError as exc:
-                raise Refused(422, f"cannot find the keyframes a remux is cut on: {exc}") from None
-            found = read.times
-            if read.source == "scan":
-                self._scans.put(key, found)
-            with self._lock:
-                self._keyframe_cache[key] = found
-                while len(self._keyframe_cache) > KEYFRAME_CACHE:
-                    self._keyframe_cache.pop(next(iter(self._keyframe_cache)))
-        return found
 
     def _admit(self, spec, job_id=None):
         """(the job's current Run or None, True when `spec` is a retry of its command); Refused
@@ -292,7 +252,7 @@ class JobManager:
         # and jobs being deleted (their FFmpeg in its grace)
         held = {j.job_id for j in self._jobs.values() if j.state in ACTIVE_STATES or j.superseded} | set(
             self._preparing) | set(self._retiring)
-        dying = sum(1 for d in self._dying if not d.ended()) + sum(
+        dying = len(self.leftovers.dying()) + sum(
             1 for j in self._jobs.values() if j.state in ENDED_STATES and not j.supervisor.ended())
         if len(held - {job_id}) + dying >= self.settings.max_concurrent_jobs:
             raise Refused(503, f"at capacity: {self.settings.max_concurrent_jobs} jobs running", retry_after=5)
@@ -303,11 +263,10 @@ class JobManager:
             if other.job_id != spec.job_id and (
                     is_inside(spec.folder, other.folder) or is_inside(other.folder, spec.folder)):
                 raise Refused(422, f"output_path overlaps the folder of job {other.job_id}")
-        for dying in self._dying:  # a deleted job's folder, removed once its FFmpeg has ended
-            if dying.folder is not None and not dying.ended() and (
-                    is_inside(spec.folder, dying.folder) or is_inside(dying.folder, spec.folder)):
-                raise Refused(503, f"output_path overlaps the folder of job {dying.run.job_id}, whose FFmpeg has "
-                                   "not ended after SIGKILL", retry_after=30)
+        dying = self.leftovers.holding(spec.folder)  # a deleted job's, removed once its FFmpeg ends
+        if dying is not None:
+            raise Refused(503, f"output_path overlaps the folder of job {dying.run.job_id}, whose FFmpeg has "
+                               "not ended after SIGKILL", retry_after=30)
 
     def _open_source(self, spec):
         """The source opened for a run (inputs.open_source), or Refused: a file swapped since the
@@ -385,7 +344,7 @@ class JobManager:
         FFmpeg command; OSError and the like when a file cannot be made."""
         spec = job.spec
         if carry is None:
-            self._discard(spec.folder)  # (what an earlier job left there)
+            self.leftovers.discard(spec.folder)  # (what an earlier job left there)
             os.makedirs(spec.folder)
         burn = _burn_files(spec, job.subtitles) if spec.burn and spec.subtitle.text else {}
         lut = self._tonemap_lut(spec)
@@ -477,7 +436,7 @@ class JobManager:
                 os.close(source_fd)
                 return
             self._restart(job, number, f"a player asked for segment {number}", waited=True, source_fd=source_fd)
-        self._empty_bin()
+        self.leftovers.empty_bin()
 
     @contextlib.contextmanager
     def waiting(self, job_id, number):
@@ -516,8 +475,7 @@ class JobManager:
         if job.waited_for and job.state in WRITING_STATES and time.monotonic() - job.started_mono < MIN_RUN_S \
                 and self._waiters[(job_id, job.first_number)]:
             return None  # another player's run, just started: it makes its segment first (run.MIN_RUN_S)
-        stuck = next((d for d in self._dying if d.run.job_id == job_id and d.stuck_for(time.monotonic())
-                      and not d.ended()), None)
+        stuck = next(iter(self.leftovers.stuck(job_id)), None)
         if stuck is not None:
             raise Refused(503, f"job {job_id}: its FFmpeg pid {stuck.run.pid} has not ended after SIGKILL (a hung "
                                "disk or network share?): no new run until it does", retry_after=5)
@@ -604,10 +562,9 @@ class JobManager:
                 job.error = reason
         try:
             if job.supervisor.stop(self.settings.stop_grace_s):
-                self._remove_folder(job.folder)
+                self.leftovers.remove(job.folder)
             else:  # FAILED with why; its slot and folder are kept until it ends
-                with self._lock:
-                    self._dying.append(Dying(job, time.monotonic() - REAP_WAIT_S, folder=job.folder))
+                self.leftovers.add(job, killed_at=time.monotonic() - REAP_WAIT_S, folder=job.folder)
         finally:
             with self._lock:
                 self._retiring.pop(job_id, None)
@@ -638,7 +595,7 @@ class JobManager:
         """Apply janitor_verdict to every job once; returns [(job_id, action, reason)]."""
         now = time.monotonic() if now is None else now
         done = []
-        self._reap_dying()
+        self.leftovers.reap()
         for job in self.jobs():
             self._keep_within_limit(job)
             verdict = janitor_verdict(job, now, limits)
@@ -699,7 +656,7 @@ class JobManager:
             thread.start()
         for thread in stoppers:
             thread.join()
-        self._empty_bin()
+        self.leftovers.empty_bin()
 
     def _withdraw(self, job):
         if self.published is not None:
@@ -708,72 +665,22 @@ class JobManager:
     def _stop_and_remove(self, job):
         self._withdraw(job)
         if job.supervisor.stop(self.settings.stop_grace_s):
-            self._remove_folder(job.folder)  # (one that will not end keeps it: the next start cleans up)
+            self.leftovers.remove(job.folder)  # (one that will not end keeps it: the next start cleans up)
 
     # -- stopped runs whose FFmpeg has not ended yet --------------------------------------------
     def _abandon(self, run):
         """Stop `run`'s FFmpeg without waiting for it (the lock is held: its next run, or another
-        stream, starts now); it holds a slot until it has ended (_admit counts self._dying)."""
+        stream, starts now); it holds a slot until it has ended (_admit counts self.leftovers)."""
         run.superseded = True  # its end, whenever it comes, is not the job's (heartbeat, run state)
         run.supervisor.abandon()
         if not run.supervisor.ended():
-            self._dying.append(Dying(run, time.monotonic()))
-
-    def _reap_dying(self):
-        """Forget the Dying whose FFmpeg has ended, removing a deleted job's folder (the janitor)."""
-        with self._lock:
-            ended = [d for d in self._dying if d.ended()]
-            self._dying = [d for d in self._dying if d not in ended]
-            for dying in ended:  # (no command can have taken its folder: _check_folder_free)
-                if dying.folder is not None:
-                    self._discard(dying.folder)
-        for dying in ended:
-            if dying.stuck_for(time.monotonic()):
-                log.warning("job %s: FFmpeg pid %s has ended at last", dying.run.job_id, dying.run.pid,
-                            extra={"job_id": dying.run.job_id})
-        self._empty_bin()
-
-    def _discard(self, folder):
-        """Remove `folder` (strictly inside segment_root) with the lock held: it is renamed to a
-        hidden name at the top of segment_root at once, and removed by _empty_bin() once no lock
-        is held (a start after a crash removes what is left: hls_names.REMOVING). A folder on
-        another file system under segment_root cannot be renamed there: it goes the same way."""
-        real = os.path.realpath(folder)
-        if not is_inside(real, self.segment_root, strictly=True):
-            log.error("refusing to delete %s: outside segment_root %s", folder, self.segment_root)
-            return
-        aside = os.path.join(self.segment_root, f"{hls_names.REMOVING}{os.path.basename(real)}-{time.monotonic_ns()}")
-        try:
-            os.rename(real, aside)
-        except FileNotFoundError:
-            return
-        except OSError:  # EXDEV: it is removed where it is
-            aside = real
-        with self._lock:
-            self._bin.append(aside)
-
-    def _empty_bin(self):
-        """Remove what _discard() set aside; called with no lock held."""
-        with self._lock:
-            folders, self._bin = self._bin, []
-        for folder in folders:
-            self._remove_folder(folder)
+            self.leftovers.add(run)
 
     def stuck(self):
         """Why the worker is short of slots: each FFmpeg that SIGKILL has not ended (a hung disk or
         network share holds it in uninterruptible sleep), for the heartbeat and /healthz."""
-        now = time.monotonic()  # (no lock: /healthz must answer while a command holds it)
-        runs = [d.run for d in list(self._dying) if d.stuck_for(now) and not d.ended()]
+        # (not the manager's lock: /healthz must answer while a command holds it)
+        runs = [d.run for d in self.leftovers.stuck()]
         runs += [j for j in list(self._jobs.values()) if j.state is JobState.FAILED and not j.supervisor.ended()]
         return [f"FFmpeg pid {run.pid} of job {run.job_id} has not ended after SIGKILL (uninterruptible sleep: "
                 "a hung disk or network share?); it holds a slot" for run in runs]
-
-    def _remove_folder(self, folder):
-        # The one place the worker deletes: only strictly inside segment_root, never a symlink's target.
-        real = os.path.realpath(folder)
-        if not is_inside(real, self.segment_root, strictly=True):
-            log.error("refusing to delete %s: outside segment_root %s", folder, self.segment_root)
-            return
-        shutil.rmtree(real, ignore_errors=True)
-        if os.path.exists(real):
-            log.warning("could not remove all of %s", real)

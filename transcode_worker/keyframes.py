@@ -24,6 +24,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -134,6 +135,40 @@ class ScanStore:
                 os.unlink(entry.path)
         except OSError as exc:  # a full or read-only disk: the scan is still in memory
             log.warning("cannot keep a keyframe scan in %s: %s", self.folder, exc)
+
+
+class Known:
+    """The keyframes of the sources remuxed lately: the last `limit` in memory, and those a scan
+    found (no index) on disk too (ScanStore), each under the file's version (its path, stream,
+    modification time and size)."""
+
+    def __init__(self, ffprobe, folder, timeout_s, limit=64):
+        self.ffprobe = ffprobe
+        self.timeout_s = timeout_s
+        self.limit = limit
+        self._scans = ScanStore(folder)
+        self._memory = {}
+        self._lock = threading.Lock()
+
+    def times(self, source, stream_index, fd):
+        """The keyframe times of FFmpeg's stream `stream_index` of `source`, read through `fd` (the
+        source opened by the worker: inputs.open_source), never the path. ValueError says why not."""
+        stat = os.fstat(fd)
+        key = (str(source), stream_index, stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            found = self._memory.get(key)
+        if found is None:
+            found = self._scans.get(key)  # a source without an index, scanned before
+        if found is None:
+            reading = read(self.ffprobe, f"/proc/self/fd/{fd}", stream_index, self.timeout_s, pass_fds=(fd,))
+            found = reading.times
+            if reading.source == "scan":
+                self._scans.put(key, found)
+        with self._lock:
+            self._memory[key] = found
+            while len(self._memory) > self.limit:
+                self._memory.pop(next(iter(self._memory)))
+        return found
 
 
 def parse_scan(text):
