@@ -21,14 +21,19 @@ from worker_process import process_gone, wait_for
 FAKE = str(Path(__file__).parent / "fake_ffmpeg.py")
 
 
+def settings_in(tmp_path, **more):
+    """The worker's settings with its folders under tmp_path (media, segments, spool), no speed guard."""
+    return load_settings(environ={
+        "TRANSCODE_WORKER_MEDIA_ROOTS": str(tmp_path / "media"), "TRANSCODE_WORKER_SEGMENT_ROOT": str(tmp_path / "segments"),
+        "TRANSCODE_WORKER_SPOOL_DIR": str(tmp_path / "spool"), "TRANSCODE_WORKER_SPEED_GUARD_S": "0",
+        **{f"TRANSCODE_WORKER_{key}": value for key, value in more.items()}})
+
+
 @pytest.fixture
 def manager(tmp_path):
     (tmp_path / "media").mkdir()
     (tmp_path / "media" / "film.mkv").write_bytes(b"\0" * 1000)  # opened, never read by the fake
-    settings = load_settings(environ={
-        "TRANSCODE_WORKER_MEDIA_ROOTS": str(tmp_path / "media"), "TRANSCODE_WORKER_SEGMENT_ROOT": str(tmp_path / "segments"),
-        "TRANSCODE_WORKER_SPOOL_DIR": str(tmp_path / "spool"), "TRANSCODE_WORKER_MAX_CONCURRENT_JOBS": "1",
-        "TRANSCODE_WORKER_STOP_GRACE_S": "2", "TRANSCODE_WORKER_SPEED_GUARD_S": "0"})
+    settings = settings_in(tmp_path, MAX_CONCURRENT_JOBS="1", STOP_GRACE_S="2")
     (tmp_path / "segments").mkdir()
     manager = JobManager(settings, ffmpeg_argv=lambda spec, output, **kw: [sys.executable, FAKE, "stubborn"])
     yield manager
@@ -80,9 +85,7 @@ def test_the_subtitles_a_job_reads_stay_in_the_cache_while_it_is_there(media_roo
         films.append((tmp_path / "media" / name, media.run_ffprobe("ffprobe", str(tmp_path / "media" / name))))
     (tmp_path / "segments").mkdir()
     cache = SubtitleCache("ffmpeg", tmp_path / "subtitles", 1, media_roots=[tmp_path / "media"])
-    settings = load_settings(environ={
-        "TRANSCODE_WORKER_MEDIA_ROOTS": str(tmp_path / "media"), "TRANSCODE_WORKER_SEGMENT_ROOT": str(tmp_path / "segments"),
-        "TRANSCODE_WORKER_SPOOL_DIR": str(tmp_path / "spool"), "TRANSCODE_WORKER_SPEED_GUARD_S": "0"})
+    settings = settings_in(tmp_path)
     manager = JobManager(settings, subtitles=cache,
                          ffmpeg_argv=lambda spec, output, **kw: [sys.executable, FAKE, "stubborn"])
     try:
@@ -143,9 +146,7 @@ def test_a_job_deleted_between_two_runs_is_reported_ended(tmp_path):
     (tmp_path / "media").mkdir()
     (tmp_path / "media" / "film.mkv").write_bytes(b"\0" * 1000)
     (tmp_path / "segments").mkdir()
-    settings = load_settings(environ={
-        "TRANSCODE_WORKER_MEDIA_ROOTS": str(tmp_path / "media"), "TRANSCODE_WORKER_SEGMENT_ROOT": str(tmp_path / "segments"),
-        "TRANSCODE_WORKER_SPOOL_DIR": str(tmp_path / "spool"), "TRANSCODE_WORKER_SPEED_GUARD_S": "0"})
+    settings = settings_in(tmp_path)
     manager = JobManager(settings, ffmpeg_argv=lambda spec, output, **kw: [sys.executable, FAKE, "playlist",
                                                                           output.staging])
     manager._go_on = lambda job, number: None  # the next run has not started yet

@@ -87,9 +87,8 @@ class Leftovers:
         """Remove `folder` (strictly inside segment_root), when a lock is held: renamed aside now,
         removed by empty_bin() once none is. A folder on another file system under segment_root
         cannot be renamed there: it goes the same way, where it is."""
-        real = os.path.realpath(folder)
-        if not is_inside(real, self.segment_root, strictly=True):
-            log.error("refusing to delete %s: outside segment_root %s", folder, self.segment_root)
+        real = self._inside(folder)
+        if real is None:
             return
         aside = os.path.join(self.segment_root, f"{hls_names.REMOVING}{os.path.basename(real)}-{time.monotonic_ns()}")
         try:
@@ -111,10 +110,17 @@ class Leftovers:
     def remove(self, folder):
         """The one place the worker deletes: only strictly inside segment_root, never a symlink's
         target."""
-        real = os.path.realpath(folder)
-        if not is_inside(real, self.segment_root, strictly=True):
-            log.error("refusing to delete %s: outside segment_root %s", folder, self.segment_root)
+        real = self._inside(folder)
+        if real is None:
             return
         shutil.rmtree(real, ignore_errors=True)
         if os.path.exists(real):
             log.warning("could not remove all of %s", real)
+
+    def _inside(self, folder):
+        """`folder`'s real path when it lies strictly inside segment_root, else None (said)."""
+        real = os.path.realpath(folder)
+        if not is_inside(real, self.segment_root, strictly=True):
+            log.error("refusing to delete %s: outside segment_root %s", folder, self.segment_root)
+            return None
+        return real

@@ -10,6 +10,7 @@ answers those in front of Flask, whose dispatch costs more CPU than the sendfile
 segment. The blueprint answers the rest (a segment or playlist to wait for, a byte range, a
 revalidation, a 404) and in the same words: both build their answers from the functions below.
 """
+import contextlib
 import os
 import socket
 import time
@@ -97,11 +98,7 @@ ENDPOINT = f"{bp.name}.{hls_file.__name__}"  # the request metrics' label, on ei
 
 def _measured(kind, job_id, serve, segment=None, pending=None, want=None):
     started = time.perf_counter()
-    if want is None:
-        response = _wait_and_serve(job_id, serve, segment, pending, want)
-    else:
-        with context().manager.waiting(job_id, segment):  # (while it waits, its run is given time)
-            response = _wait_and_serve(job_id, serve, segment, pending, want)
+    response = _wait_and_serve(job_id, serve, segment, pending, want)
     if response.status_code in (200, 206):
         context().metrics.observe_served(kind, started, response.content_length)
     return response
@@ -124,6 +121,7 @@ def _wait_and_serve(job_id, serve, segment=None, pending=None, want=None):
     deadline = time.monotonic() + settings.playlist_wait_s
     holding = False
     asked, asked_at = None, 0.0  # the run last asked for the segment, and when
+    waits = contextlib.ExitStack()  # a segment not made yet: its run is given time while it waits
     try:
         while True:
             job = manager.get(job_id)  # again each time: a seek or a jump replaces the run
@@ -137,6 +135,8 @@ def _wait_and_serve(job_id, serve, segment=None, pending=None, want=None):
             if response is not None:
                 return response
             if want is not None and (asked is not job or time.monotonic() - asked_at >= ASK_AGAIN_S):
+                if asked is None:
+                    waits.enter_context(manager.waiting(job_id, segment))
                 asked, asked_at = job, time.monotonic()
                 try:
                     want()  # again now and then: a run that stopped moving is replaced
@@ -162,6 +162,7 @@ def _wait_and_serve(job_id, serve, segment=None, pending=None, want=None):
                 return error(503, "the client went away", retry_after=1)
             job.wait_changed(min(POLL_S, remaining))
     finally:
+        waits.close()
         if holding:
             context().waiting.release()
 
