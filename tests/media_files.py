@@ -320,7 +320,54 @@ SOURCES = {
                 default=0),
 }
 # sources of the real-film tests only (tests/test_real_films.py)
+# Audio renditions: English 5.1 AC-3 (the default: dialogue at 440 Hz in the centre, music at
+# 880 Hz in the fronts), German, an English commentary, an English audio description, each its
+# own tone (a rendition's track is heard, not trusted)
+RENDITIONS = "renditions four tracks 5.1.mkv"
+RENDITIONS_SECONDS = 8
+DIALOGUE_HZ, MUSIC_HZ = 440, 880
+RENDITION_TONES = {1: 550, 2: 660, 3: 770}  # stream -> its tone (stream 0: the 5.1 track)
+
+
+def _renditions_film():
+    seconds = RENDITIONS_SECONDS
+    music = f"0.25*sin(2*PI*{MUSIC_HZ}*t)"
+    args = [*_video(seconds), "-f", "lavfi", "-i",
+            f"aevalsrc=exprs={music}|{music}|0.5*sin(2*PI*{DIALOGUE_HZ}*t)|0|0|0:c=5.1(side):s=48000:d={seconds}"]
+    for freq in RENDITION_TONES.values():
+        args += _tone(seconds, freq=freq)
+    args += ["-map", "0:v", *[a for i in range(4) for a in ("-map", f"{i + 1}:a")], "-c:v", "libx264",
+             "-preset", "ultrafast", "-g", "25", "-c:a:0", "ac3", "-c:a:1", "aac", "-c:a:2", "aac", "-c:a:3", "aac",
+             "-default_mode", "passthrough"]
+    for i, (language, title, disposition) in enumerate([("eng", "English", "default"), ("deu", "Deutsch", "0"),
+                                                        ("eng", "Director's Commentary", "comment"),
+                                                        ("eng", None, "visual_impaired")]):
+        args += [f"-metadata:s:a:{i}", f"language={language}", f"-disposition:a:{i}", disposition]
+        if title:
+            args += [f"-metadata:s:a:{i}", f"title={title}"]
+    return args
+
+
+# Lip sync: a white frame every 2 s (frames 0, 50, 100, ...) and a 40 ms beep starting at the
+# same instant, 1 kHz in the English track, 2 kHz in the French
+FLASH_BEEP = "flash beep.mkv"
+FLASH_EVERY_S = 2
+
+
+def _flash_beep():
+    seconds = 10
+    beep = f"if(lt(mod(t\\,{FLASH_EVERY_S})\\,0.04)\\,0.5*sin(2*PI*{{hz}}*t)\\,0)"
+    args = ["-f", "lavfi", "-i", f"color=black:size=320x240:rate=25:duration={seconds},"
+                                 f"geq=lum='if(eq(mod(N\\,{FLASH_EVERY_S * 25})\\,0)\\,235\\,16)':cb=128:cr=128"]
+    for hz in (1000, 2000):
+        args += ["-f", "lavfi", "-i", f"aevalsrc={beep.format(hz=hz)}:s=48000:d={seconds}"]
+    return [*args, "-map", "0:v", "-map", "1:a", "-map", "2:a", "-c:v", "libx264", "-preset", "ultrafast",
+            "-g", "25", "-c:a", "aac", "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=fra"]
+
+
 FILMS = {
+    RENDITIONS: _renditions_film(),
+    FLASH_BEEP: _flash_beep(),
     HLG: [*_graded("arib-std-b67"), *_hdr_encode("arib-std-b67")],
     PQ_RAMP: ["-f", "lavfi", "-i", pq_ramp(), *_hdr_encode("smpte2084")],
     FILM_NO_DEFAULT: _film([(t, f, "eng", "Comment" in t) for t, f in NO_DEFAULT_TONES.items()]),

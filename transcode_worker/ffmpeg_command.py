@@ -11,10 +11,6 @@ from . import hls_names, inputs, tonemap
 from .hardware import (OPENCL_DEVICE_ARGS, OPENCL_TONEMAP, QSV_DEVICE_ARGS, QSV_UPLOAD, VAAPI_TONEMAP,
                        VAAPI_UPLOAD)
 
-# Audio every HLS player decodes; anything else is re-encoded, even in a remux. In fMP4
-# segments only AAC: MP3 in fMP4 is not in Apple's HLS authoring rules.
-PLAYER_SAFE_AUDIO = frozenset({"aac", "mp3"})
-PLAYER_SAFE_AUDIO_FMP4 = frozenset({"aac"})
 # Video HLS players decode in MPEG-TS: the only codecs a remux may copy (validation.py).
 PLAYER_SAFE_VIDEO = frozenset({"h264", "hevc"})
 # Interlaced sources (broadcast recordings, DVDs) are deinterlaced before scaling, a frame for a
@@ -28,6 +24,12 @@ AUDIO_BITRATE = "160k"
 # Unnormalised sums can pass full scale; the limiter holds peaks at -1 dBFS (0.891).
 DOWNMIX = ("aresample=ochl=stereo:rematrix_maxval=1000:lfe_mix_level=0,"
            "alimiter=limit=0.891:level=disabled:attack=5:release=50")
+# The dialogue rendition (renditions.py): the same fold to stereo with the centre (where films put
+# dialogue) at +6 dB and the surrounds at -6 dB, then everything halved: the centre at the level
+# the fronts have in the stereo rendition, the fronts and surrounds 6 dB below it. Dialogue stands
+# 9 dB further out of the music and effects than in DOWNMIX (-3 dB centre against 0 dB fronts).
+DIALOGUE = ("aresample=ochl=stereo:rematrix_maxval=1000:lfe_mix_level=0:center_mix_level=2:surround_mix_level=0.5,"
+            "volume=0.5,alimiter=limit=0.891:level=disabled:attack=5:release=50")
 # Encoders whose output is HEVC: delivered in fMP4 segments (Apple's HLS authoring rules).
 HEVC_ENCODERS = frozenset({"libx265", "hevc_nvenc", "hevc_qsv", "hevc_vaapi"})
 # Output height for a video bitrate, the way media servers pick a rung of their ladder.
@@ -117,6 +119,7 @@ class HlsOutput:
     fmp4: bool = False  # fMP4 segments with an init segment (HEVC), else MPEG-TS
     sprint: bool = False  # its first segment only, at SPRINT_PRESET (sprints() says when)
     run_id: int = 0  # the worker's count of runs: its staging folder is its own
+    rendition: str = ""  # an audio rendition's name (renditions.Rendition.name); "" for the video
 
     @property
     def segment_s(self):
@@ -134,9 +137,12 @@ class HlsOutput:
     def seek_s(self):
         """Where FFmpeg starts reading (-ss, film seconds): where the run's first segment is cut for
         a transcode (grid.cut: its accurate seek keeps the frames from there), half a frame after
-        its keyframe for a remux (the seek goes back to the keyframe); 0 for the film's start."""
+        its keyframe for a remux (the seek goes back to the keyframe); 0 for the film's start. An
+        audio rendition's run starts at the segment's very start (the decoder trims to the sample)."""
         if self.start_number == 0:
             return 0.0
+        if self.rendition:
+            return self.grid.start(self.start_number)
         if self.grid.remux:
             return self.grid.start(self.start_number) + self.grid.frame_s / 2
         return self.grid.cut(self.start_number)
@@ -148,6 +154,8 @@ class HlsOutput:
 
     @property
     def media_playlist(self):
+        if self.rendition:
+            return hls_names.audio_playlist(self.job_id, self.rendition)
         return hls_names.media_playlist(self.job_id)
 
     @property
@@ -155,12 +163,18 @@ class HlsOutput:
         return "m4s" if self.fmp4 else "ts"
 
     def segment(self, number):
+        if self.rendition:
+            return hls_names.audio_segment(self.job_id, self.rendition, number, self.segment_extension)
         return hls_names.segment(self.job_id, number, self.segment_extension)
 
     @property
     def init_segment(self):
-        """The job's fMP4 init segment (the same for every run); None in MPEG-TS."""
-        return hls_names.init_segment(self.job_id, 0) if self.fmp4 else None
+        """The fMP4 init segment of the job's video or rendition (the same for every run); None
+        in MPEG-TS."""
+        if not self.fmp4:
+            return None
+        return hls_names.audio_init(self.job_id, self.rendition) if self.rendition else hls_names.init_segment(
+            self.job_id, 0)
 
     @property
     def staging(self):
@@ -341,16 +355,6 @@ def video_args(spec, output, preset, hardware_tonemap=()):
     ]
 
 
-def copies_audio(stream, remux, fmp4):
-    """True when the track goes out as it is (a remux of audio every player decodes)."""
-    return remux and stream.codec in (PLAYER_SAFE_AUDIO_FMP4 if fmp4 else PLAYER_SAFE_AUDIO)
-
-
-def audio_args(stream, remux, fmp4=False):
-    if copies_audio(stream, remux, fmp4):
-        return ["-c:a", "copy"]
-    downmix = ["-af", DOWNMIX] if stream.channels is None or stream.channels > 2 else []
-    return ["-c:a", "aac", "-b:a", AUDIO_BITRATE, *downmix, "-ac", "2"]
 
 
 def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_device=None, hardware_tonemap=(),
@@ -379,15 +383,45 @@ def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_dev
     video_map, filter_args = picture_args(spec, hardware_tonemap, burn_file, fonts_dir, tonemap_lut,
                                           output.grid.origin_s)
     argv += [*inputs.GUARD, "-i", inputs.url(spec.source), *filter_args, *video_map]
-    audio = spec.audio
-    if audio is not None:
-        argv += ["-map", f"0:{audio.index}"]
-    argv += ["-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1"]
+    # no audio: every audio track is a rendition of its own (renditions.py, build_audio_command)
+    argv += ["-an", "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1"]
     argv += video_args(spec, output, preset, hardware_tonemap)
-    if audio is not None:
-        argv += audio_args(audio, spec.force_remux, output.fmp4)
     argv += segment_args(output)
     return argv
+
+
+def rendition_audio_args(rendition):
+    """The encoder of an audio rendition (renditions.Rendition.kind)."""
+    if rendition.kind == "copy":
+        return ["-c:a", "copy"]
+    if rendition.kind == "ac3":
+        return ["-c:a", "ac3", "-b:a", str(rendition.bit_rate), "-ac", str(rendition.channels)]
+    if rendition.kind == "surround":
+        layout = "7.1" if rendition.channels == 8 else "5.1"
+        return ["-c:a", "aac", "-b:a", str(rendition.bit_rate), "-af", f"aresample=ochl={layout}",
+                "-ac", str(rendition.channels)]
+    if rendition.kind == "dialogue":
+        return ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-af", DIALOGUE, "-ac", "2"]
+    # stereo AAC, always (even in a remux): every player decodes it (Apple 2.3)
+    channels = rendition.track.channels
+    downmix = ["-af", DOWNMIX] if channels is None or channels > 2 else []
+    return ["-c:a", "aac", "-b:a", AUDIO_BITRATE, *downmix, "-ac", "2"]
+
+
+def build_audio_command(spec, output, rendition, *, ffmpeg="ffmpeg"):
+    """argv of a run that writes an audio rendition's segments of output.grid from
+    output.start_number on: the same grid and clock as the video (segment_args), each segment
+    starting at its boundary's sample (an accurate seek), so audio segment k covers video segment
+    k's span within one audio frame."""
+    argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
+            "-nostats", "-progress", "pipe:1", "-stats_period", "0.5", "-copyts"]
+    if output.seek_s > 0:
+        argv += ["-ss", f"{output.seek_s:.6f}"]
+    if output.end_number < len(output.grid) - 1:
+        argv += ["-to", f"{output.grid.start(output.end_number + 1):.6f}"]
+    argv += [*inputs.GUARD, "-i", inputs.url(spec.source), "-map", f"0:{rendition.track.index}",
+             "-vn", "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1", *rendition_audio_args(rendition)]
+    return argv + segment_args(output)
 
 
 def segment_args(output):
@@ -396,7 +430,9 @@ def segment_args(output):
     timestamp the film's time plus grid.CLOCK_S, each segment listed in the run's segment list
     once it is complete."""
     grid = output.grid
-    cuts = [grid.cut(n) + grid_.CLOCK_S for n in range(output.start_number + 1, output.end_number + 1)]
+    # (audio cuts at the boundary itself: it has no frames to fall either side of it)
+    cut = grid.start if output.rendition else grid.cut
+    cuts = [cut(n) + grid_.CLOCK_S for n in range(output.start_number + 1, output.end_number + 1)]
     args = []
     if output.fmp4:
         args += ["-segment_format", "mp4", "-segment_format_options", FMP4_OPTIONS]

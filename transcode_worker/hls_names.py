@@ -6,6 +6,10 @@
 - ``<job>_<n>.ts``: MPEG-TS segments (H.264); ``<job>_<n>.m4s``: fMP4 segments (HEVC), whose
   init segment is ``<job>_init_0.mp4`` (the same for every run of the job); n is the segment's
   place in the job's grid (grid.py).
+- ``<job>.audio<k>.m3u8`` and ``<job>.audio<k>_<n>.ts`` (or ``.m4s``, with ``<job>.audio<k>_init.mp4``):
+  the audio rendition of the source's audio track k (its position among the file's audio tracks),
+  stereo AAC; ``<job>.audio<k>-<kind>...`` its other renditions (renditions.py: ``dialogue``,
+  ``copy``, ``ac3``, ``surround``), segment n beside video segment n.
 - ``<job>.sub<k>.m3u8`` and ``<job>_sub<k>_<n>.vtt``: the WebVTT rendition of the source's
   subtitle track k (its position among the file's subtitles), segment n beside video segment n;
   the worker writes them when asked, nothing is on disk.
@@ -23,10 +27,14 @@ MULTIVARIANT = re.compile(rf"({_ID})\.m3u8")
 MEDIA_PLAYLIST = re.compile(rf"({_ID})\.media\.m3u8")
 SEGMENT = re.compile(rf"({_ID})_(\d{{1,9}})\.(ts|m4s)")
 INIT = re.compile(rf"({_ID})_init_(\d{{1,9}})\.mp4")
+_AUDIO = r"audio\d{1,3}(?:-(?:dialogue|copy|ac3|surround))?"
+AUDIO_PLAYLIST = re.compile(rf"({_ID})\.({_AUDIO})\.m3u8")
+AUDIO_SEGMENT = re.compile(rf"({_ID})\.({_AUDIO})_(\d{{1,9}})\.(ts|m4s)")
+AUDIO_INIT = re.compile(rf"({_ID})\.({_AUDIO})_init\.mp4")
 SUBTITLE_PLAYLIST = re.compile(rf"({_ID})\.sub(\d{{1,3}})\.m3u8")
 SUBTITLE_SEGMENT = re.compile(rf"({_ID})_sub(\d{{1,3}})_(\d{{1,9}})\.vtt")
 # Anything FFmpeg or the worker leaves in a job's folder (crash recovery knows its own by this).
-ANY_FILE = re.compile(rf"{_ID}(\.m3u8|\.media\.m3u8|_\d+\.(ts|m4s)|_init_\d+\.mp4|\.burn\.(ass|vtt)|\.fonts|\.run\d+(-\d+)?)(\.tmp)?")
+ANY_FILE = re.compile(rf"{_ID}(\.m3u8|\.{_AUDIO}(\.m3u8|_\d+\.(ts|m4s)|_init\.mp4)|\.media\.m3u8|_\d+\.(ts|m4s)|_init_\d+\.mp4|\.burn\.(ass|vtt)|\.fonts|\.run\d+(-\d+)?)(\.tmp)?")
 # A deleted job's folder renamed aside at the top of segment_root, then removed (a start after a
 # crash removes what is left of such folders).
 REMOVING = ".removing-"
@@ -51,6 +59,23 @@ def init_segment(job_id, start_number):
 
 def staging(job_id, start_number, run_id=0):
     return f"{job_id}.run{start_number}" + (f"-{run_id}" if run_id else "")
+
+
+def audio_rendition(stream, kind=""):
+    """The name of an audio rendition of track `stream` (renditions.Rendition.name)."""
+    return f"audio{stream}" + (f"-{kind}" if kind else "")
+
+
+def audio_playlist(job_id, rendition):
+    return f"{job_id}.{rendition}.m3u8"
+
+
+def audio_segment(job_id, rendition, number, extension):
+    return f"{job_id}.{rendition}_{number}.{extension}"
+
+
+def audio_init(job_id, rendition):
+    return f"{job_id}.{rendition}_init.mp4"
 
 
 def subtitle_playlist(job_id, stream):

@@ -20,9 +20,10 @@ import threading
 import time
 
 from . import grid as grid_
-from . import hls_names, inputs, keyframes, segments, speed_guard, step_memory, tonemap
-from .ffmpeg_command import (HlsOutput, build_command, delivers_hevc, first_segment_s, light_from_start, output_size,
-                             sprints, tone_mapper)
+from . import hls_names, inputs, keyframes, renditions, segments, speed_guard, step_memory, tonemap
+from .audio import AudioTrack
+from .ffmpeg_command import (HlsOutput, build_audio_command, build_command, delivers_hevc, first_segment_s,
+                             light_from_start, output_size, sprints, tone_mapper)
 from .media import PROBE_TIMEOUT_S
 from .janitor import Limits, janitor_verdict
 from .leftovers import Leftovers
@@ -174,8 +175,10 @@ class JobManager:
                     return current, False
                 number = grid.segment_at(spec.seek_s)
                 if current is not None and current.command.same_stream(spec) and current.state is not JobState.FAILED:
-                    current.command = dataclasses.replace(current.command, seek_time=spec.seek_time,
-                                                          subtitle=spec.subtitle, subtitle_chosen_by=spec.subtitle_chosen_by)
+                    current.command = dataclasses.replace(
+                        current.command, seek_time=spec.seek_time, subtitle=spec.subtitle,
+                        subtitle_chosen_by=spec.subtitle_chosen_by, audio=spec.audio, audio_chosen_by=spec.audio_chosen_by,
+                        audio_stream=spec.audio_stream, audio_language=spec.audio_language)
                     current.record_request(number)
                     if number not in current.made and current.eta_s(number) is None or (
                             current.eta_s(number) or 0) > PATIENCE_S:
@@ -190,6 +193,7 @@ class JobManager:
                     number = grid.segment_at(spec.seek_s)
                 if current is not None:
                     self._abandon(current)  # another stream: the old output is thrown away, no SIGTERM grace
+                    self._abandon_audio(current)
                     restarts = current.restarts + 1
                     self.leftovers.discard(current.folder)
                 job = self._start(spec, grid, number, restarts, extraction, waited=True, source_fd=source_fd)
@@ -333,6 +337,7 @@ class JobManager:
             job.created_at, job.last_request_at = carry.created_at, carry.last_request_at
             job.furthest_requested, job.last_requested = carry.furthest_requested, carry.last_requested
         job.subtitles = extraction
+        job.audio = carry.audio if carry is not None else {}  # name -> AudioTrack, as players ask
         job.go_on = self._go_on
         job.waited_for = waited
         return job
@@ -483,6 +488,111 @@ class JobManager:
             self._admit(None, job_id)  # Refused: the player is told why, and to retry
         return job
 
+    # -- audio renditions (audio.py) -------------------------------------------------------------
+    def audio_track(self, job, name):
+        """The job's AudioTrack `name` (made on a player's first request of it), or None when the
+        job offers no such rendition."""
+        with self._lock:
+            track = job.audio.get(name)
+            if track is None:
+                rendition = renditions.every(job.spec.media, job.command.audio).get(name)
+                if rendition is None:
+                    return None
+                track = job.audio[name] = AudioTrack(job.job_id, rendition)
+            return track
+
+    def want_audio(self, job_id, name, number):
+        """A player asked for segment `number` of audio rendition `name`, not made yet: let its
+        run make it when it will in time, else start the rendition's run there (the video runs
+        on untouched). Refused when it cannot be: a run failed there just now (404), the source
+        cannot be opened for now (503). The source is opened with no lock held."""
+        with self._lock:
+            job, track = self._audio_wants_a_run(job_id, name, number)
+        if track is None:
+            return
+        source_fd = self._open_source(job.spec)
+        with self._lock:
+            try:
+                again = self._audio_wants_a_run(job_id, name, number)
+            except Refused:
+                os.close(source_fd)
+                raise
+            if again != (job, track):  # another request started it meanwhile
+                os.close(source_fd)
+                return
+            self._start_audio(job, track, number, source_fd)
+        self.leftovers.empty_bin()
+
+    def _audio_wants_a_run(self, job_id, name, number):
+        """want_audio's decision, with the lock held: (job, track) to start a run of, else
+        (None, None)."""
+        job = self._jobs.get(job_id)
+        track = job.audio.get(name) if job is not None else None
+        if track is None or not self._accepting or not 0 <= number < len(job.grid):
+            return None, None
+        if not track.needs_run(number, PATIENCE_S, RUN_START_S):
+            return None, None
+        if (error := track.failed_at(number)) is not None:
+            raise Refused(404, f"audio rendition {name}: {error}")
+        if job.state is JobState.FAILED:
+            raise Refused(404, f"job {job_id} failed: {job.error}")
+        stuck = next(iter(self.leftovers.stuck(job_id)), None)
+        if stuck is not None:
+            raise Refused(503, f"job {job_id}: its FFmpeg pid {stuck.run.pid} has not ended after SIGKILL: no new "
+                               "run until it does", retry_after=5)
+        return job, track
+
+    def _start_audio(self, job, track, number, source_fd):
+        """Start a run of `track` at segment `number` in the job's folder, replacing its run
+        before (abandoned: it does not hold the lock up). Called with the lock held."""
+        run = track.new_run(job, number, next(self._run_ids))
+        argv, failure = [], None
+        try:
+            argv = build_audio_command(job.spec, run.output, track.rendition, ffmpeg=self.settings.ffmpeg_path)
+            argv = [inputs.fd_url(source_fd) if arg == inputs.url(job.spec.source) else arg for arg in argv]
+            run.collector.prepare()
+        except OSError as exc:
+            failure = f"cannot start the run: {exc}"
+        run.supervisor = JobSupervisor(run, argv, umask=self.ffmpeg_umask, source_fd=source_fd, failure=failure)
+        old = track.replace(run)
+        if old is not None:
+            self._abandon(old)
+        try:
+            run.supervisor.start()
+        except RuntimeError as exc:  # no thread to be had: FAILED, with why
+            os.close(source_fd)
+            run.change_state(JobState.FAILED, error=f"cannot start the run: {exc}")
+            return
+        run.supervisor.wait_spawned()
+        log.info("job %s: audio rendition %s from segment %d", job.job_id, track.name, number,
+                 extra={"job_id": job.job_id})
+
+    def _abandon_audio(self, job):
+        """Stop every audio run of `job` without waiting (the job is deleted, or replaced by
+        another stream). Called with the lock held."""
+        for track in job.audio.values():
+            run = track.replace(None)
+            if run is not None:
+                self._abandon(run)
+
+    def _sweep_audio(self, job, limits, now):
+        """The janitor on the job's audio runs: throttled and stall-checked as the video's, and
+        stopped once nobody has asked for their rendition for audio.IDLE_S (a track switched from)."""
+        for track in list(job.audio.values()):
+            run = track.run
+            if run is None or run.state not in WRITING_STATES:
+                continue
+            if track.idle(now):
+                with self._lock:
+                    if track.run is run:
+                        self._abandon(track.replace(None))
+                continue
+            verdict = janitor_verdict(run, now, dataclasses.replace(limits, idle_s=0, finished_s=0))
+            if verdict is not None and verdict[0] in ("pause", "resume"):
+                getattr(run.supervisor, verdict[0])()
+            elif verdict is not None and verdict[0] == "stall":
+                run.supervisor.kill_stalled(verdict[1])
+
     def _tonemap_lut(self, spec):
         """The LUT that tone-maps the job on the CPU (made the first time a film's peak is met),
         or None for the chain or a GPU."""
@@ -557,6 +667,7 @@ class JobManager:
                     self._notify(job, JobState.RUNNING, job.state)
             self._retiring[job_id] = job
             self._withdraw(job)
+            self._abandon_audio(job)
         if reason:
             with job.changed:
                 job.error = reason
@@ -598,6 +709,7 @@ class JobManager:
         self.leftovers.reap()
         for job in self.jobs():
             self._keep_within_limit(job)
+            self._sweep_audio(job, limits, now)
             verdict = janitor_verdict(job, now, limits)
             if verdict is None:
                 if (stepped := self.guard(job)) is not None:
@@ -664,6 +776,7 @@ class JobManager:
 
     def _stop_and_remove(self, job):
         self._withdraw(job)
+        self._abandon_audio(job)
         if job.supervisor.stop(self.settings.stop_grace_s):
             self.leftovers.remove(job.folder)  # (one that will not end keeps it: the next start cleans up)
 

@@ -6,17 +6,20 @@ ADTS header in the first MPEG-TS segment, the avcC / hvcC / esds boxes of an fMP
 (RFC 6381 and ISO/IEC 14496-15 annex E spell the strings). RESOLUTION and FRAME-RATE come from
 the source and the command (the scale rule is ffmpeg_command.output_size); BANDWIDTH is an
 upper bound of a segment's bit rate, AVERAGE-BANDWIDTH the expected mean:
-- a transcode: the video bit rate (also its -maxrate) plus the audio's, with the container's
-  overhead; the peak allows a segment the encoder's whole buffer (-bufsize, 2 s of bit rate) on
+- a transcode: the video bit rate (also its -maxrate) plus the heaviest audio rendition of the
+  variant's group (renditions.py), with the container's overhead; the peak allows a segment the encoder's whole buffer (-bufsize, 2 s of bit rate) on
   top of its length in bit rate;
 - a remux: the source's video bit rate (the file's, when the stream does not say) plus the
-  audio's; the peak, which only a pass over the whole file could tell, is taken as twice that.
+  audio's;
+
+The video segments carry no audio: the audio codecs in CODECS are those of the variant's audio
+group, which the worker makes itself (AAC-LC from FFmpeg's encoder, AC-3) or copies (AC-3, E-AC-3). the peak, which only a pass over the whole file could tell, is taken as twice that.
 """
 import math
 import struct
 
-from . import containers, hls_names
-from .ffmpeg_command import AUDIO_BITRATE, copies_audio, output_size
+from . import containers, hls_names, renditions
+from .ffmpeg_command import output_size
 from .media import language_name, language_tag
 from .untrusted import hls_quoted, is_language_tag
 
@@ -143,18 +146,10 @@ def _mp4a_codec(esds):
 
 
 # -- the playlist ------------------------------------------------------------------------------
-def _audio_bps(spec, fmp4):
-    if spec.audio is None:
-        return 0
-    if copies_audio(spec.audio, spec.force_remux, fmp4):
-        return spec.audio.bit_rate or 192_000
-    return int(AUDIO_BITRATE.rstrip("k")) * 1000
-
-
-def bandwidths(spec, output):
-    """(BANDWIDTH, AVERAGE-BANDWIDTH) in bits per second."""
+def bandwidths(spec, output, audio=0):
+    """(BANDWIDTH, AVERAGE-BANDWIDTH) in bits per second, of the video and `audio` (the heaviest
+    rendition of its group: renditions.Group.bit_rate)."""
     overhead = FMP4_OVERHEAD if output.fmp4 else TS_OVERHEAD
-    audio = _audio_bps(spec, output.fmp4)
     if spec.force_remux:
         video = spec.media.video.bit_rate or max((spec.media.bit_rate or 0) - audio, 0) or spec.bitrate_bps
         average = (video + audio) * overhead
@@ -192,21 +187,31 @@ def subtitle_renditions(spec):
 
 
 def playlist_text(spec, output, codecs, subtitles=False):
-    """The multivariant playlist, given the codec strings of what FFmpeg wrote; `subtitles`:
-    the source's text tracks are offered (their extraction has begun)."""
-    renditions = subtitle_renditions(spec) if subtitles else []
-    peak, average = bandwidths(spec, output)
-    attributes = [f"BANDWIDTH={peak}", f"AVERAGE-BANDWIDTH={average}"]
-    if codecs:  # none read (never seen): better no CODECS than wrong ones
-        attributes.append(f"CODECS={hls_quoted(','.join(codecs))}")
-    if size := output_size(spec):
-        attributes.append(f"RESOLUTION={size[0]}x{size[1]}")
-    if spec.media.video.frame_rate:
-        attributes.append(f"FRAME-RATE={spec.media.video.frame_rate:.3f}")
-    attributes.append(f"VIDEO-RANGE={video_range(spec)}")
-    if renditions:
-        attributes.append(f"SUBTITLES={hls_quoted(SUBTITLE_GROUP)}")
+    """The multivariant playlist, given the codec strings of the video FFmpeg wrote; `subtitles`:
+    the source's text tracks are offered (their extraction has begun). `spec`: the job's command
+    (its audio choice is the DEFAULT rendition). One variant per audio group (renditions.py), the
+    stereo group's first; a silent source's one variant names no group."""
+    subtitle_lines = subtitle_renditions(spec) if subtitles else []
+    groups = renditions.groups(spec.media, spec.audio)
+    audio_lines = [line for group in groups for line in renditions.media_lines(spec.job_id, group, spec.audio)]
+    variants = []
+    for group in groups or [None]:
+        audio_codecs = list(group.codecs) if group is not None else []
+        peak, average = bandwidths(spec, output, group.bit_rate if group is not None else 0)
+        attributes = [f"BANDWIDTH={peak}", f"AVERAGE-BANDWIDTH={average}"]
+        if codecs:  # none read (never seen): better no CODECS than wrong ones
+            attributes.append(f"CODECS={hls_quoted(','.join([*codecs, *audio_codecs]))}")
+        if size := output_size(spec):
+            attributes.append(f"RESOLUTION={size[0]}x{size[1]}")
+        if spec.media.video.frame_rate:
+            attributes.append(f"FRAME-RATE={spec.media.video.frame_rate:.3f}")
+        attributes.append(f"VIDEO-RANGE={video_range(spec)}")
+        if group is not None:
+            attributes.append(f"AUDIO={hls_quoted(group.id)}")
+        if subtitle_lines:
+            attributes.append(f"SUBTITLES={hls_quoted(SUBTITLE_GROUP)}")
+        variants += ["#EXT-X-STREAM-INF:" + ",".join(attributes), output.media_playlist]
     return "\n".join([
         "#EXTM3U", "#EXT-X-VERSION:7" if output.fmp4 else "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS",
-        *renditions, "#EXT-X-STREAM-INF:" + ",".join(attributes), output.media_playlist, "",
+        *audio_lines, *subtitle_lines, *variants, "",
     ])

@@ -64,6 +64,7 @@ class Run:
         self.last_segment_id = None
         self.codecs = None  # what the multivariant playlist says FFmpeg wrote, once read
         self.subtitles = None  # subtitles.Extraction of the source's text tracks (None: none)
+        self.audio = {}  # the job's audio renditions played so far: name -> audio.AudioTrack
         self.error = None
         self.stderr_tail = []
         self.created_at = self.updated_at = time.time()
@@ -234,7 +235,7 @@ class Run:
                 "source_path": self.spec.source_path,
                 "output_path": str(self.folder),
                 "configuration": self.command.configuration(),
-                "tracks": self.spec.tracks(),
+                "tracks": self.command.tracks(),
                 "playlist_url": f"{base_url.rstrip('/')}/{self.output.playlist}",
                 "pid": self.pid,
                 "progress": self.progress,

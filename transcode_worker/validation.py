@@ -10,8 +10,8 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import media, tonemap
-from .ffmpeg_command import PLAYER_SAFE_VIDEO, copies_audio, delivers_hevc
+from . import hls_names, media, tonemap
+from .ffmpeg_command import PLAYER_SAFE_VIDEO, delivers_hevc
 from .schemas import seek_seconds
 from .tracks import TrackChoiceError, choose_audio, choose_subtitle
 from .untrusted import BIDI_CONTROLS
@@ -56,14 +56,14 @@ class JobSpec:
         return self._identity()[:-2] == other._identity()[:-2] and not self.same_command(other)
 
     def same_stream(self, other):
-        """True when `other` asks for the same pictures and sound (perhaps from another seek_time,
-        or with other subtitles offered beside them): the same grid, the same segments."""
+        """True when `other` asks for the same pictures (perhaps from another seek_time, with
+        another audio track or other subtitles chosen: renditions beside them): the same grid,
+        the same segments."""
         return self._picture() == other._picture()
 
     def _picture(self):
         burned = self.subtitle.index if self.burn and self.subtitle else None
-        return (self.job_id, self.source, self.folder, self.bitrate_bps, self.encoder, self.force_remux,
-                self.audio and self.audio.index, burned)
+        return (self.job_id, self.source, self.folder, self.bitrate_bps, self.encoder, self.force_remux, burned)
 
     def _identity(self):
         return (self.job_id, self.source, self.folder, self.seek_s, self.bitrate_bps,
@@ -94,10 +94,11 @@ class JobSpec:
                       "encoder": None if self.force_remux else self.encoder, "hdr": video.hdr,
                       "tone_mapped": self.tone_mapped, "range": out_range},
             "audio": audio and {
-                "stream": audio.stream, "language": audio.language, "title": audio.title,
+                "stream": audio.stream, "rendition": hls_names.audio_rendition(audio.stream),
+                "language": audio.language, "title": audio.title,
                 "codec": audio.codec, "channels": audio.channels, "chosen_by": self.audio_chosen_by,
-                "downmixed": not copies_audio(audio, self.force_remux, delivers_hevc(self))
-                and (audio.channels or 3) > 2,
+                # (its stereo rendition, the DEFAULT: surround folded down)
+                "downmixed": (audio.channels or 3) > 2,
             },
             "subtitles": [
                 {"stream": s.stream, "language": s.language, "title": s.title, "codec": s.codec,

@@ -11,6 +11,7 @@ segment. The blueprint answers the rest (a segment or playlist to wait for, a by
 revalidation, a 404) and in the same words: both build their answers from the functions below.
 """
 import contextlib
+import dataclasses
 import os
 import socket
 import time
@@ -21,7 +22,8 @@ from flask import Blueprint, Response, abort, request, send_file
 from werkzeug.http import http_date
 from werkzeug.wsgi import wrap_file
 
-from .. import front, grid, hls_names, multivariant, webvtt
+from .. import front, grid, hls_names, multivariant, renditions, webvtt
+from ..ffmpeg_command import HlsOutput
 from ..janitor import resume_due
 from ..jobs import Refused
 from ..playlist import media_playlist
@@ -56,25 +58,36 @@ class Unavailable(Exception):
 
 
 def parse_name(name):
-    """(kind, job_id, number, answer) for a name the worker serves, else None. kind: playlist
-    or subtitle (answer(job) gives (headers, body) once it can be written, else None), segment
-    (answer(job) gives the file's path, None for one the job never has)."""
+    """(kind, job_id, number, answer, rendition) for a name the worker serves, else None. kind:
+    playlist or subtitle (answer(job) gives (headers, body) once it can be written, else None),
+    segment (answer(job) gives the file's path, None for one the job never has); rendition: the
+    audio rendition's name for its playlist and segments, else None."""
     if match := hls_names.MULTIVARIANT.fullmatch(name):
-        return "playlist", match.group(1), None, multivariant_playlist
+        return "playlist", match.group(1), None, multivariant_playlist, None
     if match := hls_names.MEDIA_PLAYLIST.fullmatch(name):
-        return "playlist", match.group(1), None, playlist
+        return "playlist", match.group(1), None, playlist, None
+    if match := hls_names.AUDIO_PLAYLIST.fullmatch(name):
+        rendition = match.group(2)
+        return "playlist", match.group(1), None, lambda job: audio_playlist(job, rendition), None
+    if match := hls_names.AUDIO_SEGMENT.fullmatch(name):
+        rendition, number, extension = match.group(2), int(match.group(3)), match.group(4)
+        return ("segment", match.group(1), number, lambda job: audio_segment_path(job, rendition, number, extension),
+                rendition)
+    if match := hls_names.AUDIO_INIT.fullmatch(name):
+        rendition = match.group(2)
+        return "segment", match.group(1), None, lambda job: audio_init_path(job, rendition), rendition
     if match := hls_names.SUBTITLE_PLAYLIST.fullmatch(name):
         stream = int(match.group(2))
-        return "playlist", match.group(1), None, lambda job: subtitle_playlist(job, stream)
+        return "playlist", match.group(1), None, lambda job: subtitle_playlist(job, stream), None
     if match := hls_names.SUBTITLE_SEGMENT.fullmatch(name):
         stream, number = int(match.group(2)), int(match.group(3))
-        return "subtitle", match.group(1), number, lambda job: subtitle_segment(job, stream, number)
+        return "subtitle", match.group(1), number, lambda job: subtitle_segment(job, stream, number), None
     if match := hls_names.SEGMENT.fullmatch(name):
         number, extension = int(match.group(2)), match.group(3)
-        return "segment", match.group(1), number, lambda job: segment_path(job, number, extension)
+        return "segment", match.group(1), number, lambda job: segment_path(job, number, extension), None
     if match := hls_names.INIT.fullmatch(name):
         number = int(match.group(2))
-        return "segment", match.group(1), None, lambda job: init_path(job, number)
+        return "segment", match.group(1), None, lambda job: init_path(job, number), None
     return None
 
 
@@ -83,9 +96,14 @@ def hls_file(name):
     parsed = parse_name(name)
     if parsed is None:
         abort(404)
-    kind, job_id, number, answer = parsed
+    kind, job_id, number, answer, rendition = parsed
+    manager = context().manager
+    if kind == "segment" and rendition is not None:  # an audio rendition's: made by runs of its own
+        want = (lambda: manager.want_audio(job_id, rendition, number)) if number is not None else None
+        return _measured(kind, job_id, lambda job: _segment_response(answer(job)), number, want=want,
+                         follow=lambda job: _track(manager, job, rendition), rendition=rendition)
     if kind == "segment":
-        want = (lambda: context().manager.want(job_id, number)) if number is not None else None
+        want = (lambda: manager.want(job_id, number)) if number is not None else None
         return _measured(kind, job_id, lambda job: _segment_response(answer(job)), number, want=want)
     # a WebVTT segment can still come after FFmpeg has finished: while its track is extracted
     pending = extracting if kind == "subtitle" else None
@@ -96,24 +114,39 @@ def hls_file(name):
 ENDPOINT = f"{bp.name}.{hls_file.__name__}"  # the request metrics' label, on either path
 
 
-def _measured(kind, job_id, serve, segment=None, pending=None, want=None):
+def _track(manager, job, rendition):
+    track = manager.audio_track(job, rendition)
+    if track is None:
+        abort(404)
+    return track
+
+
+def _measured(kind, job_id, serve, segment=None, pending=None, want=None, follow=None, rendition=None):
     started = time.perf_counter()
-    response = _wait_and_serve(job_id, serve, segment, pending, want)
+    response = _wait_and_serve(job_id, serve, segment, pending, want, follow, rendition)
     if response.status_code in (200, 206):
         context().metrics.observe_served(kind, started, response.content_length)
     return response
 
 
-def _watched(job, segment, settings):
+def _watched(job, segment, settings, rendition=None):
     job.record_request(segment)  # a player is watching: the janitor leaves the job alone
     if resume_due(job, settings.throttle_lead_s):
         job.supervisor.resume()  # a player came near: continue now, not at the next sweep
+    track = job.audio.get(rendition) if rendition is not None else None
+    if track is not None:  # and its audio rendition
+        track.record_request(segment)
+        run = track.run
+        if run is not None and resume_due(run, settings.throttle_lead_s):
+            run.supervisor.resume()
 
 
-def _wait_and_serve(job_id, serve, segment=None, pending=None, want=None):
+def _wait_and_serve(job_id, serve, segment=None, pending=None, want=None, follow=None, rendition=None):
     """Call serve(job) until it answers, the job cannot write any more (nor `pending(job)` say
     it is still coming), or the wait runs out. `want()`: a segment not made yet is asked for (the
     manager lets the running FFmpeg make it or starts a run there), again whenever the run changes.
+    `follow(job)`: what makes the segment, where it is not the job's video run (an audio
+    rendition's AudioTrack, `rendition`): collected, waited on and asked instead.
 
     Requests that wait hold request threads: no more than playlist_wait_share of them may, so
     job commands, /healthz and ready files always find one; past it, 503 at once."""
@@ -124,25 +157,26 @@ def _wait_and_serve(job_id, serve, segment=None, pending=None, want=None):
     waits = contextlib.ExitStack()  # a segment not made yet: its run is given time while it waits
     try:
         while True:
-            job = manager.get(job_id)  # again each time: a seek or a jump replaces the run
-            if job is None:
+            video = manager.get(job_id)  # again each time: a seek or a jump replaces the run
+            if video is None:
                 abort(404)
-            _watched(job, segment, settings)
-            response = serve(job)
+            job = follow(video) if follow is not None else video
+            _watched(video, segment, settings, rendition)
+            response = serve(video)
             if response is None:
                 job.collect()  # what FFmpeg has finished is put in place at once
-                response = serve(job)
+                response = serve(video)
             if response is not None:
                 return response
             if want is not None and (asked is not job or time.monotonic() - asked_at >= ASK_AGAIN_S):
-                if asked is None:
+                if asked is None and follow is None:
                     waits.enter_context(manager.waiting(job_id, segment))
                 asked, asked_at = job, time.monotonic()
                 try:
                     want()  # again now and then: a run that stopped moving is replaced
                 except Refused as exc:  # an ended job finds no slot for a run now
                     return error(exc.status, str(exc), retry_after=exc.retry_after)
-                if manager.get(job_id) is not job:
+                if manager.get(job_id) is not video:
                     continue
             # (a run being replaced: the next run is there in a moment)
             if job.state not in WRITING_STATES and not job.superseded and not (pending and pending(job)):
@@ -216,7 +250,9 @@ def multivariant_playlist(job):
             job.codecs = multivariant.codecs_of_segment(job.read_head(first), job.output.fmp4)
         except FileNotFoundError:
             return None
-    body = multivariant.playlist_text(job.spec, job.output, job.codecs, job.subtitles is not None).encode()
+    # (the command's audio choice is the DEFAULT rendition; the run's spec is a step's, perhaps)
+    spec = dataclasses.replace(job.spec, audio=job.command.audio)
+    body = multivariant.playlist_text(spec, job.output, job.codecs, job.subtitles is not None).encode()
     return _generated(PLAYLIST_TYPE, body)
 
 
@@ -233,6 +269,50 @@ def extracting(job):
 def _text_track(job, stream):
     if job.subtitles is None or not any(s.stream == stream and s.text for s in job.spec.media.subtitles):
         raise Unavailable(f"job {job.job_id} has no text subtitle stream {stream}")
+
+
+def _rendition(job, name):
+    """The job's audio rendition `name` (renditions.Rendition); Unavailable when it has none."""
+    rendition = renditions.every(job.spec.media, job.command.audio).get(name)
+    if rendition is None:
+        raise Unavailable(f"job {job.job_id} has no audio rendition {name}")
+    return rendition
+
+
+def _audio_output(job, name):
+    return HlsOutput(job.job_id, job.grid, fmp4=job.output.fmp4, rendition=name)
+
+
+def audio_playlist(job, name):
+    """(headers, body) of an audio rendition's media playlist: the video's grid, segment for
+    segment (its segments are made when a player asks for them)."""
+    _rendition(job, name)
+    _streamable(job)
+    output = _audio_output(job, name)
+    text = media_playlist(job.grid, output.segment, job.command.seek_s, output.init_segment)
+    return _generated(PLAYLIST_TYPE, text.encode())
+
+
+def audio_segment_path(job, name, number, extension):
+    """Where a segment of an audio rendition is (once made); None for a name the job never has."""
+    try:
+        _rendition(job, name)
+    except Unavailable:
+        return None
+    output = _audio_output(job, name)
+    if not 0 <= number < len(job.grid) or extension != output.segment_extension:
+        return None
+    return os.path.join(job.folder, output.segment(number))
+
+
+def audio_init_path(job, name):
+    """Where an audio rendition's fMP4 init segment is; None in MPEG-TS or for no such rendition."""
+    try:
+        _rendition(job, name)
+    except Unavailable:
+        return None
+    init = _audio_output(job, name).init_segment
+    return os.path.join(job.folder, init) if init else None
 
 
 def subtitle_playlist(job, stream):
@@ -375,16 +455,16 @@ class FastPath:
         parsed = parse_name(environ.get("PATH_INFO", "")[1:])
         if parsed is None:
             return None
-        kind, job_id, number, answer = parsed
+        kind, job_id, number, answer, rendition = parsed
         if kind != "segment":
             return self._generated(kind, job_id, number, answer)
         if behind_front(environ, self.ctx.settings):  # nginx does ranges and revalidations
-            return self._accel(job_id, number, answer)
+            return self._accel(job_id, number, answer, rendition)
         if not any(header in environ for header in self.FLASK_HEADERS):
-            return self._segment(environ, job_id, number, answer)
+            return self._segment(environ, job_id, number, answer, rendition)
         return None
 
-    def _accel(self, job_id, number, answer):
+    def _accel(self, job_id, number, answer, rendition=None):
         job = self.ctx.manager.get(job_id)
         path = answer(job) if job is not None else None
         if path is None:
@@ -393,7 +473,7 @@ class FastPath:
             size = os.stat(path).st_size
         except OSError:  # not written yet: Flask waits for it
             return None
-        _watched(job, number, self.ctx.settings)
+        _watched(job, number, self.ctx.settings, rendition)
         return "segment", accel_headers(path, self.ctx.settings.segment_root), [], size
 
     def _generated(self, kind, job_id, number, answer):
@@ -408,7 +488,7 @@ class FastPath:
         headers, body = answer
         return "playlist" if kind == "playlist" else "segment", headers, [body], len(body)
 
-    def _segment(self, environ, job_id, number, answer):
+    def _segment(self, environ, job_id, number, answer, rendition=None):
         job = self.ctx.manager.get(job_id)
         path = answer(job) if job is not None else None
         if path is None:
@@ -419,7 +499,7 @@ class FastPath:
             return None
         try:
             stat = os.fstat(file.fileno())
-            _watched(job, number, self.ctx.settings)
+            _watched(job, number, self.ctx.settings, rendition)
         except BaseException:
             file.close()
             raise

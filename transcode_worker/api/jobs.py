@@ -110,11 +110,15 @@ def submit():
         return error(422, "invalid job command", fields=err.errors)
     except Refused as exc:
         return error(exc.status, str(exc), retry_after=exc.retry_after)
+    before = ctx.manager.get(spec.job_id)
     try:
         job, started = ctx.manager.submit(spec)
     except Refused as exc:
         return error(exc.status, str(exc), retry_after=exc.retry_after)
-    response = jsonify(_job_body(job))
+    body = _job_body(job)
+    if started:  # an audio or subtitle choice, or a seek to what is made, runs no new FFmpeg
+        body["video_restarted"] = job is not before
+    response = jsonify(body)
     response.status_code = 202 if started else 200
     response.headers["Location"] = f"/v1/jobs/{job.job_id}"
     return response
