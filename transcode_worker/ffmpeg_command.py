@@ -107,6 +107,9 @@ SPRINT_X264 = ["-x264-params", "cabac=1:8x8dct=1:bframes=3:b-pyramid=normal"]
 # edit list), so every run's init segment is the same and any run's segment follows any other's.
 FMP4_OPTIONS = "movflags=+frag_keyframe+empty_moov+default_base_moof+frag_discont+skip_trailer:" \
                "use_editlist=0:avoid_negative_ts=disabled"
+# An audio rendition's: the header once the first packets are parsed (FFmpeg writes AC-3 and
+# E-AC-3's sample entry from them; it comes before the first fragment all the same)
+FMP4_AUDIO_OPTIONS = FMP4_OPTIONS.replace("skip_trailer", "skip_trailer+delay_moov")
 
 
 @dataclass(frozen=True)
@@ -435,7 +438,8 @@ def segment_args(output):
     cuts = [cut(n) + grid_.CLOCK_S for n in range(output.start_number + 1, output.end_number + 1)]
     args = []
     if output.fmp4:
-        args += ["-segment_format", "mp4", "-segment_format_options", FMP4_OPTIONS]
+        args += ["-segment_format", "mp4", "-segment_format_options",
+                 FMP4_AUDIO_OPTIONS if output.rendition else FMP4_OPTIONS]
     else:
         args += ["-segment_format", "mpegts"]
     if cuts:

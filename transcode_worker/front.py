@@ -56,6 +56,7 @@ STOP_GRACE_S = 5
 SETPRIV = shutil.which("setpriv")
 
 ID = "[A-Za-z0-9_-]{1,64}"  # hls_names' job id
+AUDIO = r"audio\d{1,3}(-(dialogue|copy|ac3|surround))?"  # hls_names' audio rendition
 CORS = """\
       add_header Cache-Control no-cache always;
       add_header Access-Control-Allow-Origin * always;
@@ -65,7 +66,7 @@ CORS = """\
 # A ready file, sent by nginx from the job's published folder and booked by the app; anything
 # else goes on to the app: a file not written yet (@wait: the app waits for it), another method.
 READY = """\
-    location ~ "^/(?<tw_job>{id})_{name}$" {{
+    location ~ "^/(?<tw_job>{id}){name}$" {{
       root {links};
       try_files /$tw_job$uri @wait;
       error_page 405 = @app;
@@ -147,6 +148,8 @@ http {{
   # a booking: job, segment number (- for an init segment), status, bytes, seconds, method
   log_format tw_segment "$tw_job $tw_n $status $body_bytes_sent $request_time $request_method";
   log_format tw_init "$tw_job - $status $body_bytes_sent $request_time $request_method";
+  log_format tw_audio "$tw_job:$tw_r $tw_n $status $body_bytes_sent $request_time $request_method";
+  log_format tw_audio_init "$tw_job:$tw_r - $status $body_bytes_sent $request_time $request_method";
   upstream app {{ server {app}; keepalive 16; }}
   limit_conn_zone $server_port zone=waiting:1m;
   server {{
@@ -155,6 +158,8 @@ http {{
 {error_locations}
 {segment}
 {init}
+{audio}
+{audio_init}
     location / {{
 {proxy}
     }}
@@ -290,8 +295,10 @@ def nginx_conf(settings, app_address, run_dir, book_address):
         internal=INTERNAL, cors=CORS, errors=ERRORS, wait_slots=wait_slots(settings),
         error_locations=ERROR_LOCATIONS.format(max_body=MAX_BODY),
         segment_root=os.path.realpath(settings.segment_root),
-        segment=READY.format(name=r"(?<tw_n>\d{1,9})\.(ts|m4s)", log_format="tw_segment", **ready),
-        init=READY.format(name=r"init_\d{1,9}\.mp4", log_format="tw_init", **ready),
+        segment=READY.format(name=r"_(?<tw_n>\d{1,9})\.(ts|m4s)", log_format="tw_segment", **ready),
+        init=READY.format(name=r"_init_\d{1,9}\.mp4", log_format="tw_init", **ready),
+        audio=READY.format(name=rf"\.(?<tw_r>{AUDIO})_(?<tw_n>\d{{1,9}})\.(ts|m4s)", log_format="tw_audio", **ready),
+        audio_init=READY.format(name=rf"\.(?<tw_r>{AUDIO})_init\.mp4", log_format="tw_audio_init", **ready),
     )
 
 
@@ -334,7 +341,8 @@ def booking_socket():
 
 class Booking:
     """Reads nginx's bookings, one syslog datagram per file it sent, and hands each to
-    book(job_id, segment, status, size, seconds, method); segment is None for an init segment."""
+    book(job_id, segment, status, size, seconds, method, rendition); segment is None for an init
+    segment, rendition the audio rendition's name (job_id:rendition in the datagram), else None."""
 
     def __init__(self, sock, book):
         self.sock = sock
@@ -352,9 +360,10 @@ class Booking:
             except OSError:
                 return  # closed
             try:
-                job_id, segment, status, size, seconds, method = datagram.partition(marker)[2].decode().split()
+                job, segment, status, size, seconds, method = datagram.partition(marker)[2].decode().split()
+                job_id, _, rendition = job.partition(":")
                 self.book(job_id, None if segment == "-" else int(segment), int(status), int(size),
-                          float(seconds), method)
+                          float(seconds), method, rendition or None)
             except Exception:  # a malformed datagram, or a booking that failed: never stop reading
                 log.exception("front: could not book %r", datagram[:200])
 

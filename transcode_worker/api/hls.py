@@ -506,11 +506,11 @@ class FastPath:
         return "segment", segment_headers(path, stat), wrap_file(environ, file), stat.st_size
 
 
-def book(ctx, job_id, segment, status, size, seconds, method):
+def book(ctx, job_id, segment, status, size, seconds, method, rendition=None):
     """A file nginx sent itself (front.Booking): the same bookkeeping as the app's answers."""
     job = ctx.manager.get(job_id)
     if job is not None:
-        _watched(job, segment, ctx.settings)
+        _watched(job, segment, ctx.settings, rendition)
     started = time.perf_counter() - seconds
     if status in (200, 206):
         ctx.metrics.observe_served("segment", started, size)
