@@ -213,16 +213,32 @@ def fetch(url):
 
 
 def first_segment(worker, job_id):
-    """What a player does once it is given the stream: the multivariant playlist, the media
-    playlist, then the segment where it starts (the one that holds EXT-X-START, segment 0
-    without), to its last byte. Returns the segment's URI."""
-    fetch(f"{worker.url}/{hls_names.multivariant(job_id)}")  # the worker holds it until a segment is made
-    segments, start = media_segments(fetch(f"{worker.url}/{hls_names.media_playlist(job_id)}")[1].decode())
-    if not segments:
-        raise RuntimeError(f"job {job_id}: the media playlist lists no segment")
-    uri = segments[segment_at(segments, start)][0]
-    fetch(f"{worker.url}/{uri}")
-    return uri
+    """What a player does once it is given the stream: the multivariant playlist, then the
+    video's media playlist and the DEFAULT audio rendition's side by side, and in each the segment
+    where it starts (the one that holds EXT-X-START, segment 0 without), to its last byte.
+    Returns the video segment's URI."""
+    # the worker holds the multivariant playlist until a segment is made
+    text = fetch(f"{worker.url}/{hls_names.multivariant(job_id)}")[1].decode()
+    audio = re.search(r'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="stereo",[^\n]*DEFAULT=YES[^\n]*URI="([^"]+)"', text)
+    playlists = [hls_names.media_playlist(job_id)] + ([audio.group(1)] if audio else [])
+    uris = [None] * len(playlists)
+
+    def start_of(i):
+        segments, start = media_segments(fetch(f"{worker.url}/{playlists[i]}")[1].decode())
+        if not segments:
+            raise RuntimeError(f"job {job_id}: {playlists[i]} lists no segment")
+        uris[i] = segments[segment_at(segments, start)][0]
+        fetch(f"{worker.url}/{uris[i]}")
+
+    threads = [threading.Thread(target=start_of, args=(i,)) for i in range(1, len(playlists))]
+    for thread in threads:
+        thread.start()
+    start_of(0)
+    for thread in threads:
+        thread.join()
+    if None in uris:
+        raise RuntimeError(f"job {job_id}: the audio rendition's first segment did not come")
+    return uris[0]
 
 
 def playable_after(worker, job_id, body):
@@ -702,15 +718,17 @@ def concurrent_once(worker, source, tmp, duration_s, n):
 
 
 # -- throttling ----------------------------------------------------------------------------------
-def viewer(worker, job_id, stop):
+def viewer(worker, job_id, stop, rendition=None):
     """A player at 1x: one segment buffered ahead of the picture, the next asked for when the
-    one before starts playing. The media playlist lists the whole film from the first answer:
-    it is read once, and each segment is asked for (the worker holds the request until it is made)."""
+    one before starts playing (and the audio `rendition`'s beside it). The media playlist lists
+    the whole film from the first answer: it is read once, and each segment is asked for (the
+    worker holds the request until it is made)."""
     segments, start = media_segments(requests.get(f"{worker.url}/{hls_names.media_playlist(job_id)}",
                                                   timeout=60).text)
     played, started = 0.0, time.monotonic()
-    for uri, duration in segments[segment_at(segments, start):]:
-        if stop.is_set() or requests.get(f"{worker.url}/{uri}", timeout=60).status_code != 200:
+    for number, (uri, duration) in enumerate(segments[segment_at(segments, start):], segment_at(segments, start)):
+        uris = [uri] + ([hls_names.audio_segment(job_id, rendition, number, "ts")] if rendition else [])
+        if stop.is_set() or any(requests.get(f"{worker.url}/{u}", timeout=60).status_code != 200 for u in uris):
             return
         stop.wait(max(0.0, started + played - time.monotonic()))  # until it starts playing
         played += duration
@@ -754,6 +772,73 @@ def throttling(media_root, tmp, source, viewers, window_s, lead_s):
     return [Row(f"{viewers} viewers at 1x: FFmpeg CPU", f"{on * 100:.0f} % of a core",
                 "throttling off", f"{off * 100:.0f} %", f"{(off - on) * 100:.0f} % freed",
                 f"lead {lead_s:g} s")]
+
+
+# -- audio renditions ----------------------------------------------------------------------------
+def with_second_language(source, path):
+    """`source` with a second audio track (German, another tone), its video copied."""
+    seconds = media.run_ffprobe("ffprobe", str(source)).duration_s
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i", str(source),
+                    "-f", "lavfi", "-i", f"sine=frequency=660:duration={seconds}", "-map", "0:v", "-map", "0:a",
+                    "-map", "1:a", "-c:v", "copy", "-c:a", "aac", "-metadata:s:a:0", "language=eng",
+                    "-metadata:s:a:1", "language=deu", str(path)], check=True)
+    return path
+
+
+def audio_switch(worker, source, tmp, runs):
+    """A viewer in the middle of a 1080p film (its video and English segment there fetched)
+    switches to German: the German segment at its position, to its last byte."""
+    two = with_second_language(source, tmp / "media" / "bench two languages.mp4")
+    switches, number = [], None
+    for run in range(runs):
+        job_id = f"switch{run}"
+        playable_after(worker, job_id, job_body(job_id, two))
+        segments, _ = media_segments(fetch(f"{worker.url}/{hls_names.media_playlist(job_id)}")[1].decode())
+        number = segment_at(segments, 0.5 * sum(d for _, d in segments))
+        fetch(f"{worker.url}/{segments[number][0]}")  # the viewer is there
+        fetch(f"{worker.url}/{hls_names.audio_segment(job_id, 'audio0', number, 'ts')}")
+        switches.append(fetch(f"{worker.url}/{hls_names.audio_segment(job_id, 'audio1', number, 'ts')}")[0])
+        worker.delete(job_id)
+    return [Row(f"audio track switch (segment {number}, the new track's segment)", seconds(switches), "", "", "",
+                "< 1 s")]
+
+
+def is_audio_run(proc):
+    try:
+        return proc.name() == "ffmpeg" and "-vn" in proc.cmdline()
+    except psutil.NoSuchProcess:
+        return False
+
+
+def rendition_cost(media_root, tmp, source, window_s):
+    """A viewer at 1x of a film with its default audio rendition, throttling as a user has it:
+    the CPU of the rendition's FFmpeg beside the video's, over the first window_s of play (which
+    holds the rendition's run's start, ahead of the viewer as far as throttling lets it)."""
+    worker = WorkerProcess(tmp / "renditions", media_root, **BENCH_WORKER).start()
+    try:
+        stop = threading.Event()
+        worker.post_job(job_body("cost", source, bitrate_bps=1_000_000)).raise_for_status()
+        thread = threading.Thread(target=viewer, args=(worker, "cost", stop, "audio0"), daemon=True)
+        thread.start()
+        times, started = {}, time.monotonic()
+        while time.monotonic() - started < window_s:
+            for proc in worker.descendants():
+                try:
+                    if proc.name() == "ffmpeg":
+                        times[(proc.pid, is_audio_run(proc))] = sum(proc.cpu_times()[:2])
+                except psutil.NoSuchProcess:
+                    pass
+            time.sleep(0.2)
+        took = time.monotonic() - started
+        stop.set()
+        thread.join(60)
+        worker.delete("cost")
+    finally:
+        worker.stop()
+    audio = sum(t for (_, is_audio), t in times.items() if is_audio) / took
+    video = sum(t for (_, is_audio), t in times.items() if not is_audio) / took
+    return [Row(f"audio rendition while played at 1x ({window_s:g} s)", f"{audio * 100:.1f} % of a core",
+                "the video's run", f"{video * 100:.0f} %", "", "< 5 %")]
 
 
 # -- tone-mapping --------------------------------------------------------------------------------
@@ -1002,7 +1087,7 @@ def print_table(rows, args, elapsed):
 
 
 
-PARTS = ("idle", "first-playlist", "subtitles", "seek", "whole-film", "serving", "pressure", "concurrent", "throttling",
+PARTS = ("idle", "first-playlist", "subtitles", "seek", "whole-film", "audio", "serving", "pressure", "concurrent", "throttling",
          "tone-mapping", "hdr", "speed-guard")
 
 
@@ -1045,6 +1130,7 @@ def main():
             part("subtitles", first_playlist_subtitles, worker, source, tmp, args.runs, 120)
             part("seek", seek, worker, source, args.runs)
             part("whole-film", whole_film, worker, source, tmp, args.runs)
+            part("audio", audio_switch, worker, source, tmp, args.runs)
             # short runs, many of them: this machine's speed drifts more over a minute than
             # over the few seconds that one worker-and-nginx pair takes
             part("serving", serving, worker, media_root, tmp, 2 if args.quick else 4,
@@ -1054,9 +1140,10 @@ def main():
                  (1, 2) if args.quick else (1, 2, 4), min(args.runs, 3))
         finally:
             worker.stop()
-        if "throttling" in args.only:
+        if args.only & {"throttling", "audio"}:
             light = make_source(media_root / "bench 360p.mp4", 600, size="640x360")
             part("throttling", throttling, media_root, tmp, light, 3, 10 if args.quick else 30, 8)
+            part("audio", rendition_cost, media_root, tmp, light, 10 if args.quick else 40)
         part("tone-mapping", tone_mapping, media_root, tmp, 3 if args.quick else 6, min(args.runs, 3))
         part("hdr", hdr_real_time, media_root, tmp, 8 if args.quick else 30)
         part("speed-guard", guard_under_a_viewer, media_root, tmp, 20 if args.quick else 40)

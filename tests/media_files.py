@@ -324,7 +324,7 @@ SOURCES = {
 # 880 Hz in the fronts), German, an English commentary, an English audio description, each its
 # own tone (a rendition's track is heard, not trusted)
 RENDITIONS = "renditions four tracks 5.1.mkv"
-RENDITIONS_SECONDS = 8
+RENDITIONS_SECONDS = 20
 DIALOGUE_HZ, MUSIC_HZ = 440, 880
 RENDITION_TONES = {1: 550, 2: 660, 3: 770}  # stream -> its tone (stream 0: the 5.1 track)
 
@@ -365,8 +365,12 @@ def _flash_beep():
             "-g", "25", "-c:a", "aac", "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=fra"]
 
 
+EAC3 = "5.1 eac3.mkv"  # E-AC-3 5.1: copied, and made AC-3 beside it
+
 FILMS = {
     RENDITIONS: _renditions_film(),
+    EAC3: [*_video(4), *_tone(4, layout="5.1(side)"), "-c:v", "libx264", "-preset", "ultrafast", "-g", "25",
+           "-c:a", "eac3"],
     FLASH_BEEP: _flash_beep(),
     HLG: [*_graded("arib-std-b67"), *_hdr_encode("arib-std-b67")],
     PQ_RAMP: ["-f", "lavfi", "-i", pq_ramp(), *_hdr_encode("smpte2084")],

@@ -141,6 +141,30 @@ def test_a_rendition_segment_covers_the_video_segment_of_its_number(start):
         assert abs(start_time(audio, "a") - start_time(video, "v")) <= AAC_FRAME_S + 1e-3, number
 
 
+def test_runs_of_a_rendition_join_without_a_gap(worker, start):
+    """A run started at segment 6 for a player's request, then one at 5 for the segment before:
+    the later run's AAC starts with its encoder's priming (one frame) at the boundary, so the two
+    overlap by less than two frames and never leave a gap."""
+    url = start("join", mf.RENDITIONS)
+    german = rendition_url(url, renditions(url)[0]["stereo"][1])
+    later_url, _ = segment_url(german, 6)
+    later = requests.get(later_url, timeout=30).content
+    earlier_url, _ = segment_url(german, 5)
+    earlier = requests.get(earlier_url, timeout=30).content
+    (_, earlier_end, frame), (later_start, _, _) = audio_span(earlier), audio_span(later)
+    assert -2 * frame - 1e-3 <= later_start - earlier_end <= 1e-3, (earlier_end, later_start, frame)
+    assert worker.job("join")["restarts"] == 0  # the video's runs: none for the sound
+
+
+def audio_span(data):
+    """(first packet's start, last packet's end, a packet's length) of a segment, in seconds."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries",
+                          "packet=pts_time,duration_time", "-of", "csv=p=0", "-"], input=data,
+                         capture_output=True, check=True, timeout=60).stdout
+    packets = [[float(v) for v in line.strip(",").split(",")[:2]] for line in out.decode().split()]
+    return packets[0][0], packets[-1][0] + packets[-1][1], packets[-1][1]
+
+
 def test_a_switch_makes_the_new_track_where_the_player_is_and_leaves_the_video_alone(worker, start):
     url = start("switch", mf.RENDITIONS)
     groups, variants = renditions(url)
@@ -207,6 +231,33 @@ def test_the_remux_offers_the_same_renditions_and_copies_the_video(start):
     out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,channels", "-of", "csv=p=0",
                           segment], capture_output=True, timeout=60, check=True).stdout.decode().split()
     assert set(out) == {"ac3,6"}
+
+
+def codec_of(media_url, number=0):
+    """(codec, channels) of segment `number` of a media playlist (its init segment first, in fMP4)."""
+    segment, parsed = segment_url(media_url, number)
+    data = requests.get(segment, timeout=30).content
+    if parsed.segment_map:
+        data = requests.get(urljoin(media_url, parsed.segment_map[0].uri), timeout=30).content + data
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,channels", "-of", "csv=p=0",
+                          "-"], input=data, capture_output=True, timeout=60, check=True).stdout.decode().split()
+    return set(out)
+
+
+@pytest.mark.parametrize("name, remux, expected", [
+    # E-AC-3 copied, and made AC-3 for receivers that only decode that
+    (mf.EAC3, False, {"eac3": {"eac3,6"}, "ac3": {"ac3,6"}}),
+    # FLAC 5.1: AAC 5.1
+    (mf.DOWNMIX["flac"], False, {"aac-surround": {"aac,6"}}),
+    # HEVC in fMP4: AC-3 copied there too, and the stereo AAC beside it
+    ("hevc 10bit ac3 5.1 ñandú.mkv", True, {"ac3": {"ac3,6"}, "stereo": {"aac,2"}}),
+])
+def test_surround_renditions_are_what_their_group_says(start, name, remux, expected):
+    url = start("surround", name, force_remux=remux)
+    groups, variants = renditions(url)
+    assert [v.stream_info.audio for v in variants][0] == "stereo"
+    for group, found in expected.items():
+        assert codec_of(rendition_url(url, groups[group][0])) == found, group
 
 
 # -- lip sync --------------------------------------------------------------------------------

@@ -219,3 +219,32 @@ def test_hls_js_shows_each_cue_on_its_frames_after_a_seek_too(worker, media_root
             assert all(first - 3 <= f <= last + 3 for f in frames), (text, frames)
     assert player.state()["fatal"] == 0
     worker.delete("browser-subs")
+
+
+def test_hls_js_lists_the_audio_tracks_and_switches_language_mid_film_without_a_stall(worker, media_root, player):
+    body = {"job_id": "languages", "source_path": str(media_root / mf.RENDITIONS),
+            "configuration": {"bitrate_bps": 1_000_000}}
+    response = worker.post_job(body)
+    assert response.status_code == 202, response.text
+    player.load(response.json()["playlist_url"])
+    player.wait_playing_past(1.0, timeout=60)
+    audio = player.driver.execute_script("return window.player.audio()")
+    assert [(t["name"], t["lang"]) for t in audio["tracks"]] == [
+        ("English", "en"), ("Deutsch", "de"), ("Director's Commentary", "en"), ("English (Audio description)", "en"),
+        ("English (Clear dialogue)", "en")]
+    assert audio["current"] == 0 and audio["tracks"][0]["default"]
+    assert audio["tracks"][3]["characteristics"] == "public.accessibility.describes-video"
+
+    switch_at = player.wait_playing_past(SEGMENT_S * 3, timeout=60)["currentTime"]
+    player.driver.execute_script("window.player.setAudioTrack(1)")
+    wait_for(lambda: player.driver.execute_script("return window.player.audio()")["switched"] >= 1, 20,
+             what="hls.js switched to the German track")
+    player.wait_playing_past(switch_at + 3 * SEGMENT_S, timeout=60)
+    audio = player.driver.execute_script("return window.player.audio()")
+    assert audio["current"] == 1 and audio["waits"] == 0, audio
+    state = player.state()
+    assert state["fatal"] == 0 and state["mediaError"] is None, state
+    # the German segments were made from where the viewer was, not from the film's start
+    made = sorted(int(p.stem.rpartition("_")[2]) for p in (worker.segment_root / "languages").glob("languages.audio1_*.ts"))
+    assert made and made[0] > 0, made
+    worker.delete("languages")

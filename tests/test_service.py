@@ -215,6 +215,20 @@ def test_a_player_that_stops_reading_holds_up_nobody(worker, media_root):
     worker.delete("stuck1")
 
 
+def test_a_connection_kept_alive_for_thousands_of_requests_closes_cleanly(make_worker):
+    """nginx keeps its connections to the app alive: one carries every request for hours. Each
+    request wrapped the connection's close once more, and closing it after a thousand requests
+    recursed past Python's limit: on a stop the app's process died with exit status 255 instead
+    of stopping its jobs in order."""
+    worker = make_worker(front="none")
+    with requests.Session() as session:
+        answers = [session.get(f"{worker.url}/healthz", timeout=10).status_code for _ in range(1500)]
+        assert answers == [200] * 1500
+        worker.stop()  # the connection still open: the app closes it as it stops
+    assert worker.proc.returncode == 0
+    assert "RecursionError" not in worker.log() and "exited with code" not in worker.log()
+
+
 def test_a_segment_not_yet_written_waits_then_arrives(worker, media_root):
     worker.post_job({"job_id": "wait1", "source_path": source(media_root, mf.LONG),
                      "configuration": {"bitrate_bps": 800_000}})

@@ -76,15 +76,6 @@ def video_dts(data):
     return [float(line.strip(",")) for line in out.decode().split()]
 
 
-def audio_span(data):
-    """(first packet's start, last packet's end, a packet's length) of a segment's audio, in seconds."""
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries",
-                          "packet=pts_time,duration_time", "-of", "csv=p=0", "-"], input=data,
-                         capture_output=True, check=True, timeout=60).stdout
-    packets = [[float(v) for v in line.strip(",").split(",")[:2]] for line in out.decode().split()]
-    return packets[0][0], packets[-1][0] + packets[-1][1], packets[-1][1]
-
-
 def check_segment(playlist, url, n, init=b"", v0=0.0):
     """Segment n shows the frames of its span of film, at their film time plus the job's clock
     (frame k of the source is at film time v0 + k frames)."""
@@ -154,11 +145,8 @@ def test_racing_requests_far_ahead_start_one_run(worker, counted):
     # across the join, as within a run
     dts = video_dts(answers[0].content) + video_dts(answers[2].content)
     assert all(b > a for a, b in zip(dts, dts[1:])), dts
-    # the sound goes on across the join, never a gap: the next run's AAC starts with its encoder's
-    # priming, from where its seek cut (half a video frame early), at most that much over what the
-    # sprint made
-    (_, sprint_end, frame), (next_start, _, _) = audio_span(answers[0].content), audio_span(answers[2].content)
-    assert -frame - FRAME_S / 2 - 1e-3 <= next_start - sprint_end <= 1e-3, (sprint_end, next_start, frame)
+    # (the sound is an audio rendition, made by runs of its own: test_audio_renditions.py checks
+    # its joins)
     assert worker.delete(job_id).status_code == 200
 
 

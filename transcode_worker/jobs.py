@@ -149,12 +149,29 @@ class JobManager:
             # counted against capacity before any of them starts a read-out
             self._preparing[spec.job_id] = self._preparing.get(spec.job_id, 0) + 1
         try:
-            return self._prepared_submit(spec)
+            job, started = self._prepared_submit(spec)
         finally:
             with self._lock:
                 self._preparing[spec.job_id] -= 1
                 if not self._preparing[spec.job_id]:
                     del self._preparing[spec.job_id]
+        if started:
+            self._start_default_audio(job)
+        return job, started
+
+    def _start_default_audio(self, job):
+        """The DEFAULT audio rendition's run, at the segment the video begins at, as the video's
+        starts: the player asks for it right after the video (it holds the multivariant playlist
+        until the video's first segment is made), and finds it made."""
+        chosen = job.command.audio
+        track = self.audio_track(job, hls_names.audio_rendition(chosen.stream)) if chosen is not None else None
+        if track is None:
+            return
+        try:
+            self.want_audio(job.job_id, track.name, job.grid.segment_at(job.command.seek_s))
+        except Refused as exc:  # the player's own request tries again, and is told why
+            log.warning("job %s: the default audio rendition did not start: %s", job.job_id, exc,
+                        extra={"job_id": job.job_id})
 
     def _prepared_submit(self, spec):
         extraction = self.subtitles.get(spec.source, spec.media) if self.subtitles is not None else None

@@ -100,7 +100,9 @@ class PlayerThreadWorker(ThreadWorker):
     _lingering = threading.BoundedSemaphore(LINGERING)
 
     def finish_request(self, conn, fs):
-        conn.close = lambda graceful=False, _close=conn.close: self._close(_close, graceful)
+        if not getattr(conn, "lingers_off_loop", False):  # once a connection: a kept-alive one comes back
+            conn.close = lambda graceful=False, _close=conn.close: self._close(_close, graceful)
+            conn.lingers_off_loop = True
         super().finish_request(conn, fs)
 
     def _close(self, close, graceful):
