@@ -12,6 +12,7 @@ import requests
 import kernel_faults
 import media_files as mf
 from transcode_worker.api.hls import _client_gone
+from transcode_worker.run import PATIENCE_S
 from worker_process import ffmpeg_slow_at, wait_for
 
 pytestmark = pytest.mark.integration
@@ -121,16 +122,17 @@ def test_an_ffmpeg_that_sigkill_does_not_end_holds_its_slot_and_no_answer_waits(
     first = worker.job("hung")["pid"]
     with kernel_faults.frozen(first) as freeze:
         wait_for(lambda: kernel_faults.state_of(first) == "D", 5, what="FFmpeg frozen")
+        time.sleep(PATIENCE_S + 0.5)  # it has not moved for a while: it will not get to the seek
         started = time.monotonic()
         seek = worker.post_job({"job_id": "hung", "source_path": str(media_root / mf.LONG),
                                 "configuration": {"seek_time": "00:05:00"}})
         assert seek.status_code in (200, 202) and time.monotonic() - started < 3, (seek.status_code, seek.text)
         second = wait_for(lambda: _settled_pid(worker, "hung", other_than=first), 30, what="the next run going")
-        assert set(worker.ffmpeg_pids()) == {first, second}
+        assert set(worker.video_ffmpeg_pids()) == {first, second}
         freeze(second)  # the share hangs for every run: a player's jump must not pile up stuck FFmpeg
         jump = requests.get(f"{worker.url}/hung_250.ts", timeout=30)
         assert jump.status_code == 503 and "has not ended after SIGKILL" in jump.text, (jump.status_code, jump.text)
-        assert jump.headers.get("Retry-After") and set(worker.ffmpeg_pids()) == {first, second}
+        assert jump.headers.get("Retry-After") and set(worker.video_ffmpeg_pids()) == {first, second}
         started = time.monotonic()
         assert worker.delete("hung").status_code == 200
         assert time.monotonic() - started < 1.0 + 5 + 2  # the grace, the reap's wait, and no more

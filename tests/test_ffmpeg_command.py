@@ -4,9 +4,9 @@ from dataclasses import replace
 import pytest
 
 from specs import hls_output, job_spec, media_info
-from transcode_worker import grid
-from transcode_worker.ffmpeg_command import (LIGHT_X264, RUN_SEGMENTS, SPRINT_PRESET, HlsOutput, build_command,
-                                             delivers_hevc, first_segment_s, light_from_start, output_size, sprints,
+from transcode_worker import grid, renditions
+from transcode_worker.ffmpeg_command import (LIGHT_X264, RUN_SEGMENTS, SPRINT_PRESET, HlsOutput, build_audio_command,
+                                             build_command, delivers_hevc, first_segment_s, light_from_start, output_size, sprints,
                                              target_height)
 from transcode_worker.media import AudioStream
 from transcode_worker.speed_guard import Step
@@ -158,33 +158,58 @@ def test_target_height(bitrate, source, height):
     assert target_height(bitrate, source) == height
 
 
-def test_remux_copies_video_and_player_safe_audio():
+def test_remux_copies_video():
     argv = argv_of(force_remux=True)
     assert value_after(argv, "-c:v") == "copy" and "-force_key_frames" not in argv and "-vf" not in argv
-    assert value_after(argv, "-c:a") == "copy"
 
 
-@pytest.mark.parametrize("codec", ["ac3", "dts", "truehd", "flac", "opus"])
-def test_remux_reencodes_other_audio_to_aac(codec):
-    argv = argv_of(force_remux=True, media=media_info(audio=((codec, True),)))
-    assert value_after(argv, "-c:a") == "aac"
-
-
-def test_transcode_always_makes_stereo_aac():
-    argv = argv_of(media=media_info(audio=(("dts", True),)))
-    assert value_after(argv, "-c:a") == "aac" and value_after(argv, "-ac") == "2"
-
-
-def test_maps_the_default_audio_track_and_drops_subtitles():
-    argv = argv_of(media=media_info(audio=(("ac3", False), ("aac", True))))
-    maps = [argv[i + 1] for i, a in enumerate(argv) if a == "-map"]
-    assert maps == ["0:0", "0:2"] and "-sn" in argv
-
-
-def test_no_audio_maps_video_only():
-    argv = argv_of(media=media_info(audio=()))
+@pytest.mark.parametrize("audio", [(("ac3", False), ("aac", True)), (("mp3", True),), ()])
+@pytest.mark.parametrize("remux", [False, True])
+def test_the_video_run_carries_no_audio_nor_subtitles(audio, remux):
+    """Every audio track is a rendition made by runs of its own (test_renditions.py)."""
+    argv = argv_of(media=media_info(audio=audio), force_remux=remux)
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "-map"] == ["0:0"]
-    assert "-c:a" not in argv
+    assert "-an" in argv and "-sn" in argv and "-c:a" not in argv
+
+
+def rendition_argv(codec, channels, kind, fmp4=False):
+    track = AudioStream(stream=0, index=1, codec=codec, channels=channels,
+                        layout={2: "stereo", 6: "5.1(side)", 8: "7.1"}[channels], default=True)
+    media = media_info(audio=(track,))
+    rendition = next(r for g in renditions.groups(media, track) for r in g.renditions if r.kind == kind)
+    output = replace(hls_output("j1", 4.0, fmp4=fmp4), rendition=rendition.name)
+    return build_audio_command(job_spec(media=media), output, rendition)
+
+
+@pytest.mark.parametrize("codec", ["aac", "mp3", "ac3", "dts", "truehd", "flac", "opus"])
+def test_the_stereo_rendition_is_always_stereo_aac(codec):
+    argv = rendition_argv(codec, 2, "stereo")
+    assert value_after(argv, "-c:a") == "aac" and value_after(argv, "-ac") == "2" and "-af" not in argv
+
+
+def test_surround_is_folded_to_stereo_keeping_the_centre_and_limited():
+    downmix = value_after(rendition_argv("dts", 6, "stereo"), "-af")
+    assert "ochl=stereo" in downmix and "rematrix_maxval=1000" in downmix and "alimiter" in downmix
+    dialogue = value_after(rendition_argv("dts", 6, "dialogue"), "-af")
+    assert "center_mix_level=2" in dialogue and "alimiter" in dialogue
+
+
+@pytest.mark.parametrize("codec, channels, kind, expected", [
+    ("ac3", 6, "copy", ["copy"]), ("eac3", 8, "copy", ["copy"]), ("eac3", 6, "ac3", ["ac3", "-b:a", "448000"]),
+    ("dts", 6, "surround", ["aac", "-b:a", "384000", "-af", "aresample=ochl=5.1", "-ac", "6"]),
+    ("truehd", 8, "surround", ["aac", "-b:a", "512000", "-af", "aresample=ochl=7.1", "-ac", "8"]),
+])
+def test_surround_renditions(codec, channels, kind, expected):
+    argv = rendition_argv(codec, channels, kind)
+    assert argv[argv.index("-c:a") + 1:argv.index("-c:a") + 1 + len(expected)] == expected
+
+
+def test_an_fmp4_rendition_writes_its_header_once_its_first_packets_are_read():
+    """AC-3 and E-AC-3's sample entry is written from their packets (FFmpeg refuses an empty moov)."""
+    argv = rendition_argv("ac3", 6, "copy", fmp4=True)
+    assert "delay_moov" in value_after(argv, "-segment_format_options")
+    assert "delay_moov" not in value_after(build_command(job_spec(), hls_output("j1", 4.0, fmp4=True)),
+                                           "-segment_format_options")
 
 
 HDR10 = dict(video_codec="hevc", color_transfer="smpte2084", color_primaries="bt2020", color_space="bt2020nc",
@@ -287,21 +312,6 @@ def test_hevc_goes_out_in_fmp4_under_hvc1():
     assert output.segment(7) == "j1_7.m4s"
     assert delivers_hevc(job_spec(encoder="libx265")) and not delivers_hevc(job_spec())
     assert not delivers_hevc(job_spec(force_remux=True))  # H.264 stays in MPEG-TS
-
-
-def test_mp3_is_copied_into_mpeg_ts_but_not_into_fmp4():
-    mp3 = media_info(audio=(("mp3", True),))
-    assert value_after(argv_of(media=mp3, force_remux=True), "-c:a") == "copy"
-    fmp4 = build_command(job_spec(media=mp3, force_remux=True), hls_output("j1", 4.0, fmp4=True))
-    assert value_after(fmp4, "-c:a") == "aac"
-
-
-def test_surround_is_folded_to_stereo_keeping_the_centre_and_limited():
-    surround = AudioStream(stream=0, index=1, codec="dts", channels=6, layout="5.1(side)", default=True)
-    argv = argv_of(media=media_info(audio=(surround,)))
-    downmix = value_after(argv, "-af")
-    assert "ochl=stereo" in downmix and "rematrix_maxval=1000" in downmix and "alimiter" in downmix
-    assert "-af" not in argv_of()  # stereo stays as it is
 
 
 def test_output_size_follows_the_scale_rule():

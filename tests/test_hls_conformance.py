@@ -1,5 +1,5 @@
 """Every playlist the worker serves keeps the RFC 8216 rules players rely on, and every source
-kind comes out with audio and video in step and the length it should have.
+kind comes out with audio (its DEFAULT rendition) and video in step and the length it should have.
 
 The playlists are parsed by `m3u8` (PyPI); the segments are fetched over HTTP and read by ffprobe
 (an fMP4 one after its init segment, as a player joins them).
@@ -75,7 +75,8 @@ class PlaylistWatcher:
         self.worker, self.job_id, self.fmp4, self.start_s = worker, job_id, fmp4, start_s
         self.url = f"{worker.url}/{job_id}.m3u8"
         self.media_url = None
-        self.variant = None  # the multivariant playlist's one variant
+        self.audio_url = None
+        self.variant = None  # the multivariant playlist's first variant
         self.text = None  # the first answer: every later one is the same
         self.segments = []  # (uri, duration)
         self.answers = 0
@@ -96,7 +97,8 @@ class PlaylistWatcher:
         return playlist
 
     def check_multivariant(self, multivariant):
-        assert multivariant.is_variant and len(multivariant.playlists) == 1
+        # one video; a variant for each audio group (the stereo one first), all naming it
+        assert multivariant.is_variant and len({p.uri for p in multivariant.playlists}) == 1
         self.variant = multivariant.playlists[0]
         info = self.variant.stream_info
         assert info.bandwidth >= info.average_bandwidth > 0
@@ -104,6 +106,20 @@ class PlaylistWatcher:
         assert info.resolution and all(info.resolution)
         self.media_url = self.variant.absolute_uri
         assert self.media_url == f"{self.worker.url}/{self.job_id}.media.m3u8"
+        defaults = [m for m in multivariant.media if m.type == "AUDIO" and m.group_id == info.audio and m.default == "YES"]
+        assert info.audio in (None, "stereo") and len(defaults) == (1 if info.audio else 0)
+        self.audio_url = defaults[0].absolute_uri if defaults else None
+
+    def audio_playlist(self):
+        """The DEFAULT audio rendition's media playlist (None for a silent source), checked as the
+        video's: the same rules, the same grid."""
+        if self.audio_url is None:
+            return None
+        text = requests.get(self.audio_url, timeout=30).text
+        playlist = m3u8.loads(text)
+        assert playlist.playlist_type == "vod" and playlist.is_endlist and "#EXT-X-DISCONTINUITY" not in text
+        assert [(s.duration) for s in playlist.segments] == [d for _, d in self.segments]
+        return playlist
 
     def check(self, playlist, text):
         assert playlist.playlist_type == "vod" and playlist.is_endlist  # the whole film, at once
@@ -137,14 +153,15 @@ class PlaylistWatcher:
         raise AssertionError(f"{self.url} did not complete in {timeout}s")
 
 
-def fetch_segments(worker, playlist, folder, first=0):
-    """Each listed segment from `first` on downloaded into `folder` as a file ffprobe can read
-    alone (an fMP4 one after its init segment, as a player joins them); returns the paths."""
+def fetch_segments(worker, playlist, folder, first=0, numbers=None):
+    """Each listed segment from `first` on (or those `numbers`) downloaded into `folder` as a file
+    ffprobe can read alone (an fMP4 one after its init segment, as a player joins them); returns
+    the paths."""
     init = b""
     if playlist.segments[0].init_section:
         init = requests.get(f"{worker.url}/{playlist.segments[0].init_section.uri}", timeout=30).content
     paths = []
-    for segment in playlist.segments[first:]:
+    for segment in playlist.segments[first:] if numbers is None else [playlist.segments[n] for n in numbers]:
         url = f"{worker.url}/{segment.uri}"
         assert requests.head(url, timeout=30).status_code == 200, url
         path = folder / segment.uri
@@ -153,32 +170,37 @@ def fetch_segments(worker, playlist, folder, first=0):
     return paths
 
 
-def check_segments(worker, playlist, expected_s, folder, first=0):
+def check_segments(worker, playlist, expected_s, folder, first=0, audio=None):
     """Every listed segment (from `first` on) is fetchable and starts with a keyframe; the first
-    and last have audio and video starting together; the durations add up to the expected length."""
+    and last start together with the same-numbered segments of the `audio` rendition's playlist;
+    the durations add up to the expected length. Returns the video's paths and the audio's."""
     paths = fetch_segments(worker, playlist, folder, first)
     for path in paths:
         assert starts_with_keyframe(path), f"{path} does not start with a keyframe"
-    for path in {paths[0], paths[-1]}:
-        starts = stream_starts(path)
-        if "audio" in starts:
-            # segments are cut by decode time: the audio starts with the video's first decode
-            # (a B-frame source's reorder delay before its first picture) or its first picture
-            earliest = min(starts["video"], starts.get("video_dts", starts["video"]))
-            assert earliest - MAX_AV_GAP_S < starts["audio"] < starts["video"] + MAX_AV_GAP_S, \
-                f"{path}: audio starts at {starts['audio']}, video at {earliest}-{starts['video']}"
+    ends = sorted({first, len(playlist.segments) - 1})
+    heard = fetch_segments(worker, audio, folder, numbers=ends) if audio is not None else []
+    for path, audio_path in zip([paths[0], paths[-1]], heard):
+        starts, audio_start = stream_starts(path), stream_starts(audio_path)["audio"]
+        # segments are cut by decode time: the audio starts with the video's first decode
+        # (a B-frame source's reorder delay before its first picture) or its first picture
+        earliest = min(starts["video"], starts.get("video_dts", starts["video"]))
+        assert earliest - MAX_AV_GAP_S < audio_start < starts["video"] + MAX_AV_GAP_S, \
+            f"{audio_path}: audio starts at {audio_start}, video at {earliest}-{starts['video']}"
     total = sum(s.duration for s in playlist.segments[first:])
     assert abs(total - expected_s) <= SEGMENT_S, (total, expected_s)
-    return paths
+    return paths, heard
 
 
-def check_codecs(watcher, segment_path):
-    """The variant's CODECS are the streams ffprobe finds in a segment, video first."""
-    streams = ffprobe_json(segment_path, "-show_entries",
-                           "stream=codec_type,codec_name,codec_tag_string,profile,level")["streams"]
+def check_codecs(watcher, segment_path, audio_path=None):
+    """The first variant's CODECS are the streams ffprobe finds in a video segment and in its
+    DEFAULT audio rendition's segment, video first."""
+    streams = []
+    for path in [segment_path] + ([audio_path] if audio_path else []):
+        found = ffprobe_json(path, "-show_entries", "stream=codec_type,codec_name,codec_tag_string,profile,level")
+        streams += {json.dumps(s, sort_keys=True): s for s in found["streams"]}.values()  # (TS lists them twice)
     codecs = watcher.variant.stream_info.codecs.split(",")
     assert len(codecs) == len(streams), (codecs, streams)
-    for codec, stream in zip(codecs, sorted(streams, key=lambda s: s["codec_type"] != "video")):
+    for codec, stream in zip(codecs, streams):
         assert codec_matches(codec, stream), (codec, stream)
 
 
@@ -195,9 +217,9 @@ def test_every_source_kind_conforms_and_stays_in_sync(worker, media_root, name, 
     hevc = ffprobe_json(src, "-select_streams", "v:0", "-show_entries", "stream=codec_name")["streams"][0]["codec_name"] == "hevc"
     watcher = PlaylistWatcher(worker, job_id, fmp4=remux and hevc)
     playlist = watcher.until_completed()
-    paths = check_segments(worker, playlist, probe_duration(src), tmp_path)
-    check_codecs(watcher, paths[0])
-    check_codecs(watcher, paths[-1])
+    paths, heard = check_segments(worker, playlist, probe_duration(src), tmp_path, audio=watcher.audio_playlist())
+    check_codecs(watcher, paths[0], heard[0] if heard else None)
+    check_codecs(watcher, paths[-1], heard[-1] if heard else None)
     worker.delete(job_id)
 
 
@@ -218,8 +240,9 @@ def test_the_remainder_after_a_seek_conforms_and_stays_in_sync(worker, media_roo
     # the segment that holds the seek, and what follows it to the end of the film
     ends = [sum(s.duration for s in playlist.segments[:n + 1]) for n in range(len(playlist.segments))]
     first = next(n for n, end in enumerate(ends) if end > seek_s)
-    paths = check_segments(worker, playlist, probe_duration(src) - seek_s, tmp_path, first)
-    check_codecs(watcher, paths[0])
+    paths, heard = check_segments(worker, playlist, probe_duration(src) - seek_s, tmp_path, first,
+                                  audio=watcher.audio_playlist())
+    check_codecs(watcher, paths[0], heard[0])
     worker.delete(job_id)
 
 

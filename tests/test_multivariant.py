@@ -61,25 +61,28 @@ def test_nothing_readable_gives_no_codecs():
 
 def test_bandwidths_of_a_transcode_cover_a_whole_encoder_buffer_in_a_segment():
     spec = job_spec(bitrate_bps=4_000_000)
-    peak, average = multivariant.bandwidths(spec, hls_output("j1", 4.0))
+    peak, average = multivariant.bandwidths(spec, hls_output("j1", 4.0), audio=160_000)
     assert average == pytest.approx((4_000_000 + 160_000) * 1.10, abs=1)
     assert peak == pytest.approx((4_000_000 * 1.5 + 160_000) * 1.10, abs=1)
 
 
 def test_bandwidths_of_a_remux_come_from_the_source():
-    spec = job_spec(force_remux=True)  # a 5 Mb/s file, its AAC copied (no bit rate given: 192 kb/s)
-    peak, average = multivariant.bandwidths(spec, hls_output("j1", 4.0))
+    spec = job_spec(force_remux=True)  # a 5 Mb/s file (its video's bit rate not given), stereo AAC beside it
+    peak, average = multivariant.bandwidths(spec, hls_output("j1", 4.0), audio=160_000)
     assert average == pytest.approx(5_000_000 * 1.10, abs=1) and peak == 2 * average
 
 
 def test_the_playlist_players_parse():
     spec = job_spec(media=media_info(height=2160, video_codec="hevc", color_transfer="smpte2084", hdr="HDR10"),
                     force_remux=True)
-    text = multivariant.playlist_text(spec, hls_output("j1", 4.0, fmp4=True), ["hvc1.2.4.L153.B0", "mp4a.40.2"])
+    text = multivariant.playlist_text(spec, hls_output("j1", 4.0, fmp4=True), ["hvc1.2.4.L153.B0"])
     playlist = m3u8.loads(text)
     assert playlist.is_variant and [p.uri for p in playlist.playlists] == ["j1.media.m3u8"]
     info = playlist.playlists[0].stream_info
-    assert info.codecs == "hvc1.2.4.L153.B0,mp4a.40.2" and info.resolution == (3840, 2160)
+    # the video's codec as FFmpeg wrote it, the audio group's as the worker makes it
+    assert info.codecs == "hvc1.2.4.L153.B0,mp4a.40.2" and info.audio == "stereo"
+    assert [(m.type, m.group_id, m.uri) for m in playlist.media] == [("AUDIO", "stereo", "j1.audio0.m3u8")]
+    assert info.resolution == (3840, 2160)
     assert info.frame_rate == 25.0 and info.video_range == "PQ" and info.bandwidth > info.average_bandwidth
     tone_mapped = multivariant.playlist_text(job_spec(media=spec.media), hls_output("j1", 4.0), ["avc1.64001f"])
     assert "VIDEO-RANGE=SDR" in tone_mapped and "RESOLUTION=1280x720" in tone_mapped

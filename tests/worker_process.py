@@ -126,6 +126,10 @@ class WorkerProcess(ServiceProcess):
     def ffmpeg_pids(self):
         return sorted(p.pid for p in self.descendants() if _is_ffmpeg(p))
 
+    def video_ffmpeg_pids(self):
+        """The FFmpeg of the jobs' video runs (not their audio renditions', which read no video)."""
+        return sorted(p.pid for p in self.descendants() if _is_ffmpeg(p) and "-vn" not in _argv(p))
+
     # -- HTTP -----------------------------------------------------------------------------------
     def auth(self):
         token = self.settings.get("api_token")
@@ -250,6 +254,13 @@ def process_gone(pid):
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def _argv(proc):
+    try:
+        return proc.cmdline()
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _is_ffmpeg(proc):
