@@ -13,6 +13,7 @@ which test_matroska_keeps_the_hostile_tags checks); MPEG-TS and MP4 as FFmpeg wr
 neither (a language is a 3-letter ISO 639 code there, else none or "und"; a title is dropped).
 """
 import dataclasses
+import itertools
 import json
 import re
 import subprocess
@@ -44,7 +45,7 @@ _ATTRIBUTE_LIST = re.compile(rf"[A-Z0-9-]+=(?:{_VALUE})(?:,[A-Z0-9-]+=(?:{_VALUE
 _LANGUAGE_SHAPE = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 MEDIA_ATTRIBUTES = {"TYPE", "GROUP-ID", "NAME", "LANGUAGE", "DEFAULT", "AUTOSELECT", "FORCED", "URI"}
 VARIANT_ATTRIBUTES = {"BANDWIDTH", "AVERAGE-BANDWIDTH", "CODECS", "RESOLUTION", "FRAME-RATE", "VIDEO-RANGE",
-                      "SUBTITLES"}
+                      "AUDIO", "SUBTITLES"}
 
 
 def attributes(line, tag):
@@ -66,27 +67,43 @@ def lines_of(text):
 
 
 def check_multivariant(text, job_id, subtitle_streams):
-    """Exactly the playlist's own lines: its header, one EXT-X-MEDIA per text subtitle track (its
-    own URI, a unique NAME, a LANGUAGE only when it is a tag), one variant and its URI."""
+    """Exactly the playlist's own lines: its header, one EXT-X-MEDIA per audio rendition (an
+    AUDIO group's, a unique NAME in its group, a LANGUAGE that is a tag, its own URI) and per text
+    subtitle track (its own URI, a unique NAME, a LANGUAGE only when it is a tag), then each
+    variant and its URI."""
     lines = lines_of(text)
     n = len(subtitle_streams)
-    assert len(lines) == 3 + n + 2, text
     assert lines[0] == "#EXTM3U" and lines[1] in ("#EXT-X-VERSION:3", "#EXT-X-VERSION:7"), text
     assert lines[2] == "#EXT-X-INDEPENDENT-SEGMENTS", text
-    renditions = [attributes(line, "#EXT-X-MEDIA") for line in lines[3:3 + n]]
+    media = list(itertools.takewhile(lambda line: not line.startswith("#EXT-X-STREAM-INF:"), lines[3:]))
+    variants = lines[3 + len(media):]
+    assert variants and len(variants) % 2 == 0, text
+    entries = [attributes(line, "#EXT-X-MEDIA") for line in media]
+    heard = [e for e in entries if e.get("TYPE") == "AUDIO"]
+    renditions = entries[len(heard):]
+    assert len(renditions) == n, text
+    for entry in heard:
+        assert set(entry) <= MEDIA_ATTRIBUTES | {"CHANNELS", "CHARACTERISTICS"}, entry
+        assert _LANGUAGE_SHAPE.fullmatch(entry["LANGUAGE"][1:-1]), entry
+        assert hls_names.AUDIO_PLAYLIST.fullmatch(entry["URI"][1:-1]).group(1) == job_id, entry
+    for group in {e["GROUP-ID"] for e in heard}:
+        names = [e["NAME"] for e in heard if e["GROUP-ID"] == group]
+        assert len(set(names)) == len(names), heard
     for rendition in renditions:
         assert set(rendition) <= MEDIA_ATTRIBUTES and rendition["TYPE"] == "SUBTITLES", rendition
         assert rendition["GROUP-ID"] == '"subs"', rendition
         assert "LANGUAGE" not in rendition or _LANGUAGE_SHAPE.fullmatch(rendition["LANGUAGE"][1:-1]), rendition
     assert [r["URI"] for r in renditions] == [f'"{hls_names.subtitle_playlist(job_id, k)}"' for k in subtitle_streams]
     assert len({r["NAME"] for r in renditions}) == n, renditions
-    variant = attributes(lines[-2], "#EXT-X-STREAM-INF")
-    assert set(variant) <= VARIANT_ATTRIBUTES and lines[-1] == hls_names.media_playlist(job_id), text
+    for line, uri in zip(variants[::2], variants[1::2]):
+        variant = attributes(line, "#EXT-X-STREAM-INF")
+        assert set(variant) <= VARIANT_ATTRIBUTES and uri == hls_names.media_playlist(job_id), text
     # and as a player's library reads it
     playlist = m3u8.loads(text)
-    assert playlist.is_variant and [p.uri for p in playlist.playlists] == [hls_names.media_playlist(job_id)]
-    assert [m.uri for m in playlist.media] == [hls_names.subtitle_playlist(job_id, k) for k in subtitle_streams]
-    assert all(m.type == "SUBTITLES" and not m.extras for m in playlist.media)
+    assert playlist.is_variant and {p.uri for p in playlist.playlists} == {hls_names.media_playlist(job_id)}
+    assert [m.uri for m in playlist.media][len(heard):] == [hls_names.subtitle_playlist(job_id, k)
+                                                             for k in subtitle_streams]
+    assert all(m.type in ("AUDIO", "SUBTITLES") and not m.extras for m in playlist.media)
     return renditions
 
 
@@ -111,7 +128,7 @@ def check_entry(info):
 def multivariant_of(info, job_id="j1", fmp4=False):
     text_tracks = [s for s in info.subtitles if s.text]
     spec = job_spec(job_id=job_id, media=info, subtitle=text_tracks[0] if text_tracks else None)
-    text = multivariant.playlist_text(spec, hls_output(job_id, 4.0, fmp4=fmp4), ["avc1.64001f", "mp4a.40.2"],
+    text = multivariant.playlist_text(spec, hls_output(job_id, 4.0, fmp4=fmp4), ["avc1.64001f"],
                                       subtitles=True)
     return text, [s.stream for s in text_tracks]
 

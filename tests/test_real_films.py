@@ -191,9 +191,17 @@ def test_gstreamer_plays_the_hevc_remux_to_its_end(job):
 
 
 # -- the viewer's audio ------------------------------------------------------------------------
+def heard(url):
+    """The URL of what a player plays by default of a stream's audio: the DEFAULT rendition of
+    its first variant's group (every track is a rendition of its own)."""
+    parsed = m3u8.loads(requests.get(url, timeout=30).text, uri=url)
+    group = parsed.playlists[0].stream_info.audio
+    return next(m.absolute_uri for m in parsed.media if m.group_id == group and m.default == "YES")
+
+
 def tone_hz(url, skip_s=0.5, seconds=1.5):
-    """The frequency of the (single) tone of the stream's audio, from its zero crossings."""
-    raw = ffmpeg_out("-loglevel", "error", "-ss", str(skip_s), "-i", url, "-map", "0:a", "-t", str(seconds),
+    """The frequency of the (single) tone of the stream's DEFAULT audio, from its zero crossings."""
+    raw = ffmpeg_out("-loglevel", "error", "-ss", str(skip_s), "-i", heard(url), "-map", "0:a", "-t", str(seconds),
                      "-ac", "1", "-ar", "48000", "-f", "s16le", "-")
     samples = array("h", raw)
     crossings = sum(1 for a, b in zip(samples, samples[1:]) if (a < 0) != (b < 0))
@@ -260,8 +268,8 @@ def test_seek_and_a_repeated_command_keep_the_choice(worker, media_root):
 
 # -- 5.1 to stereo -----------------------------------------------------------------------------
 def audio_levels(url):
-    """(RMS level dB of the louder channel, overall peak dB) of the stream's audio, by astats."""
-    text = ffmpeg_out("-loglevel", "info", "-i", url, "-map", "0:a", "-af", "astats", "-f", "null", "-",
+    """(RMS level dB of the louder channel, overall peak dB) of the stream's DEFAULT audio, by astats."""
+    text = ffmpeg_out("-loglevel", "info", "-i", heard(url), "-map", "0:a", "-af", "astats", "-f", "null", "-",
                       stderr=True)
     channels = [float(v) for v in re.findall(r"Channel: \d+\n(?:.*\n)*?.*RMS level dB: (-?[\d.]+|-inf)", text)]
     overall = text[text.index("Overall"):]

@@ -79,13 +79,14 @@ def test_seek_starts_the_stream_at_the_requested_time(worker, media_root):
     second = worker.post_job({"job_id": "seek1", "source_path": src,
                               "configuration": {"bitrate_bps": 1_000_000, "seek_time": "00:05:00"}})
     assert second.status_code == 202, second.text
-    assert second.json()["restarts"] == 1
+    # a run starts there unless the running one gets there within a player's patience (this small
+    # film's runs are fast): either way the answer says which
+    assert second.json()["video_restarted"] is (second.json()["restarts"] == 1)
     luma = first_frame_luma(first_segment_url(f"{worker.url}/seek1.m3u8"))
     # the source's luma grows 0.36 per second: 10 s of tolerance is ~4 levels
     assert abs(luma - mf.luma_at(seek_s)) <= 4, (luma, mf.luma_at(seek_s))
-    job = wait_for(lambda: (j := worker.job("seek1"))["progress"] is not None and j, 30, what="progress")
+    job = wait_for(lambda: (j := worker.job("seek1"))["position_s"] >= seek_s and j, 30, what="progress past the seek")
     assert job["progress"] >= 100 * seek_s / mf.LONG_SECONDS
-    assert job["position_s"] >= seek_s
     worker.delete("seek1")
 
 

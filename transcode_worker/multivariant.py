@@ -200,7 +200,7 @@ def playlist_text(spec, output, codecs, subtitles=False):
         peak, average = bandwidths(spec, output, group.bit_rate if group is not None else 0)
         attributes = [f"BANDWIDTH={peak}", f"AVERAGE-BANDWIDTH={average}"]
         if codecs:  # none read (never seen): better no CODECS than wrong ones
-            attributes.append(f"CODECS={hls_quoted(','.join([*codecs, *audio_codecs]))}")
+            attributes.append(f"CODECS={hls_quoted(','.join(dict.fromkeys([*codecs, *audio_codecs])))}")
         if size := output_size(spec):
             attributes.append(f"RESOLUTION={size[0]}x{size[1]}")
         if spec.media.video.frame_rate:

@@ -99,7 +99,8 @@ def hls_file(name):
     kind, job_id, number, answer, rendition = parsed
     manager = context().manager
     if kind == "segment" and rendition is not None:  # an audio rendition's: made by runs of its own
-        want = (lambda: manager.want_audio(job_id, rendition, number)) if number is not None else None
+        # (its init segment comes with any segment: the one where the viewer is)
+        want = lambda: manager.want_audio(job_id, rendition, number if number is not None else _viewer_at(job_id))
         return _measured(kind, job_id, lambda job: _segment_response(answer(job)), number, want=want,
                          follow=lambda job: _track(manager, job, rendition), rendition=rendition)
     if kind == "segment":
@@ -112,6 +113,12 @@ def hls_file(name):
 
 
 ENDPOINT = f"{bp.name}.{hls_file.__name__}"  # the request metrics' label, on either path
+
+
+def _viewer_at(job_id):
+    """The segment the job's viewer is at (where a player asked last, else the seek)."""
+    job = context().manager.get(job_id)
+    return job.grid.segment_at(job.watched_position()) if job is not None else 0
 
 
 def _track(manager, job, rendition):
