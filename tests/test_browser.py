@@ -136,6 +136,13 @@ def test_hls_js_sees_the_whole_film_at_once_jumps_ahead_and_follows_a_seek(worke
 END_TO_END = [(name, remux) for name in mf.SOURCES for remux in (False, True)]
 
 
+# what the player holds, said when a test waits in vain for it
+PLAYER_STATE = """const v = document.getElementById('video');
+const ranges = (r) => Array.from({length: r.length}, (_, i) => [r.start(i), r.end(i)]);
+return JSON.stringify({time: v.currentTime, duration: v.duration, buffered: ranges(v.buffered),
+                       errors: window.player.errors, audio: window.player.audio()});"""
+
+
 @pytest.mark.parametrize("name, remux", END_TO_END, ids=[f"{'remux' if r else 'transcode'}-{n}" for n, r in END_TO_END])
 def test_hls_js_plays_a_completed_stream_to_its_end(worker, media_root, player, name, remux):
     job_id = f"browser-end-{list(mf.SOURCES).index(name)}-{int(remux)}"
@@ -150,7 +157,7 @@ def test_hls_js_plays_a_completed_stream_to_its_end(worker, media_root, player, 
     player.load(response.json()["playlist_url"])
     ended = wait_for(lambda: player.driver.execute_script(
         "const v = document.getElementById('video'); return v.ended && [v.currentTime, v.duration]"),
-        30, interval=0.2, what="the end of the stream")
+        30, interval=0.2, what=f"the end of the stream ({player.driver.execute_script(PLAYER_STATE)})")
     current, duration = ended
     assert abs(duration - probe_duration(source)) < SEGMENT_S / 2 and current >= duration - 0.1, ended
     assert player.state()["fatal"] == 0

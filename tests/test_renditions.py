@@ -113,3 +113,15 @@ def test_audio_commands_of_a_rendition_start_at_the_boundary_and_cut_on_the_grid
     assert cuts[0] == f"{output.grid.start(11) + 10.0:.6f}"  # the boundary itself, on the job's clock
     assert argv[-1] == f"j1.run10-3/j1_%d.ts" and output.segment(11) == "j1.audio0" + (
         "" if kind == "stereo" else f"-{kind}") + "_11.ts"
+
+
+def test_a_run_of_one_segment_is_never_cut():
+    """A film of one segment (a remux whose only keyframe is its first), or a run at the last:
+    no cut is listed, and the muxer's own every-2-seconds is off (an audio run's only segment
+    ended after its first packet)."""
+    media = media_info(audio=[track(0)])
+    rendition = renditions.every(media, media.audio[0])["audio0"]
+    output = hls_output(start_number=0, duration=3.0)
+    last = type(output)(output.job_id, output.grid, len(output.grid) - 1, rendition="audio0")
+    argv = build_audio_command(job_spec(media=media), last, rendition)
+    assert "-segment_times" not in argv and float(argv[argv.index("-segment_time") + 1]) > 10 ** 6

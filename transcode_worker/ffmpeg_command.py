@@ -24,6 +24,7 @@ AUDIO_BITRATE = "160k"
 # Unnormalised sums can pass full scale; the limiter holds peaks at -1 dBFS (0.891).
 DOWNMIX = ("aresample=ochl=stereo:rematrix_maxval=1000:lfe_mix_level=0,"
            "alimiter=limit=0.891:level=disabled:attack=5:release=50")
+NEVER_CUT_S = 10 ** 9  # a segment time no film reaches
 # The dialogue rendition (renditions.py): the same fold to stereo with the centre (where films put
 # dialogue) at +6 dB and the surrounds at -6 dB, then everything halved: the centre at the level
 # the fronts have in the stereo rendition, the fronts and surrounds 6 dB below it. Dialogue stands
@@ -444,6 +445,9 @@ def segment_args(output):
         args += ["-segment_format", "mpegts"]
     if cuts:
         args += ["-segment_times", ",".join(f"{t:.6f}" for t in cuts)]
+    else:  # a run of one segment: never cut (the muxer's default cuts every 2 s, and every audio
+        # packet may start a segment: a rendition's one segment would end after its first packet)
+        args += ["-segment_time", str(NEVER_CUT_S)]
     return [
         *args, "-output_ts_offset", f"{grid_.CLOCK_S - grid.origin_s:.6f}",
         "-f", "segment", "-reset_timestamps", "0", "-segment_start_number", str(output.start_number),

@@ -151,7 +151,9 @@ def bandwidths(spec, output, audio=0):
     rendition of its group: renditions.Group.bit_rate)."""
     overhead = FMP4_OVERHEAD if output.fmp4 else TS_OVERHEAD
     if spec.force_remux:
-        video = spec.media.video.bit_rate or max((spec.media.bit_rate or 0) - audio, 0) or spec.bitrate_bps
+        # (the file's bit rate less its audio tracks', where the video's is not said)
+        in_file = sum(a.bit_rate or 0 for a in spec.media.audio)
+        video = spec.media.video.bit_rate or max((spec.media.bit_rate or 0) - in_file, 0) or spec.bitrate_bps
         average = (video + audio) * overhead
         return math.ceil(average * REMUX_PEAK_FACTOR), math.ceil(average)
     peak_video = spec.bitrate_bps * (1 + ENCODER_BUFFER_S / output.segment_s)
