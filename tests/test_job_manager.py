@@ -12,8 +12,10 @@ import pytest
 import media_files as mf
 from specs import job_spec, media_info
 from transcode_worker import media
+from transcode_worker.audio import RUNS_PER_JOB
 from transcode_worker.config import load_settings
 from transcode_worker.jobs import JobManager, Refused
+from transcode_worker.media import AudioStream
 from transcode_worker.states import JobState
 from transcode_worker.subtitles import SubtitleCache
 from worker_process import process_gone, wait_for
@@ -35,7 +37,8 @@ def manager(tmp_path):
     (tmp_path / "media" / "film.mkv").write_bytes(b"\0" * 1000)  # opened, never read by the fake
     settings = settings_in(tmp_path, MAX_CONCURRENT_JOBS="1", STOP_GRACE_S="2")
     (tmp_path / "segments").mkdir()
-    manager = JobManager(settings, ffmpeg_argv=lambda spec, output, **kw: [sys.executable, FAKE, "stubborn"])
+    stubborn = lambda *args, **kw: [sys.executable, FAKE, "stubborn"]  # noqa: E731
+    manager = JobManager(settings, ffmpeg_argv=stubborn, audio_argv=stubborn)
     yield manager
     pids = [job.pid for job in manager.jobs()]
     manager.shutdown()
@@ -43,8 +46,9 @@ def manager(tmp_path):
 
 
 def spec(tmp_path, job_id, **changes):
-    return job_spec(job_id=job_id, source=tmp_path / "media" / "film.mkv", source_path=str(tmp_path / "media" / "film.mkv"),
-                    folder=tmp_path / "segments" / job_id, media=media_info(duration=60.0), **changes)
+    return job_spec(**{"job_id": job_id, "source": tmp_path / "media" / "film.mkv",
+                       "source_path": str(tmp_path / "media" / "film.mkv"), "folder": tmp_path / "segments" / job_id,
+                       "media": media_info(duration=60.0), **changes})
 
 
 def test_the_janitor_never_deletes_the_run_a_command_just_put_in_place(manager, tmp_path):
@@ -161,3 +165,23 @@ def test_a_job_deleted_between_two_runs_is_reported_ended(tmp_path):
         assert heard[-1] == (JobState.COMPLETED, False)  # the job's end, heard once deleted
     finally:
         manager.shutdown()
+
+
+def test_a_client_asking_for_every_track_of_a_film_starts_a_few_audio_runs(manager, tmp_path):
+    """A film with many audio tracks (a hostile file has hundreds) and a client that asks for a
+    segment of each: each rendition's run is started, and those asked for longest ago are stopped,
+    so a job never has more than audio.RUNS_PER_JOB audio FFmpeg at once."""
+    tracks = [AudioStream(stream=i, index=i + 1, codec="aac", channels=2, default=i == 0) for i in range(8)]
+    job, _ = manager.submit(spec(tmp_path, "many", media=media_info(duration=60.0, audio=tracks)))
+    runs = []
+    for stream in range(8):
+        track = manager.audio_track(job, f"audio{stream}")
+        track.record_request(10)
+        manager.want_audio("many", track.name, 10)
+        runs.append(track.run)
+        running = [t.name for t in job.audio.values() if t.run is not None]
+        assert len(running) <= RUNS_PER_JOB, running
+    assert [t.name for t in job.audio.values() if t.run is not None] == ["audio5", "audio6", "audio7"]
+    for run in runs[:5]:  # stopped, and gone
+        wait_for(lambda r=run: process_gone(r.pid), 10, what=f"audio run {run.output.rendition} gone")
+    assert not any(process_gone(run.pid) for run in runs[5:])

@@ -18,6 +18,7 @@ from .run import Run
 from .states import WRITING_STATES, JobState
 
 IDLE_S = 30.0  # a rendition nobody asked a segment of for this long: its run is stopped
+RUNS_PER_JOB = 3  # audio runs of one job at once (the DEFAULT, a switch's, one more)
 RETRY_AFTER_FAILURE_S = 10.0  # a run that failed at a segment is not started there again sooner
 
 

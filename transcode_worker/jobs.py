@@ -21,7 +21,7 @@ import time
 
 from . import grid as grid_
 from . import hls_names, inputs, keyframes, renditions, segments, speed_guard, step_memory, tonemap
-from .audio import AudioTrack
+from .audio import RUNS_PER_JOB as AUDIO_RUNS, AudioTrack
 from .ffmpeg_command import (HlsOutput, build_audio_command, build_command, delivers_hevc, first_segment_s,
                              light_from_start, output_size, sprints, tone_mapper)
 from .media import PROBE_TIMEOUT_S
@@ -66,8 +66,8 @@ class JobManager:
     Nothing is created or deleted outside settings.segment_root.
     """
 
-    def __init__(self, settings, *, ffmpeg_argv=build_command, vaapi_device=None, hardware_tonemap=(),
-                 subtitles=None, published=None, ffmpeg_umask=-1):
+    def __init__(self, settings, *, ffmpeg_argv=build_command, audio_argv=build_audio_command, vaapi_device=None,
+                 hardware_tonemap=(), subtitles=None, published=None, ffmpeg_umask=-1):
         self.settings = settings
         self.ffmpeg_umask = ffmpeg_umask  # JobSupervisor's umask
         self.published = published  # front.Published: the folders nginx sends ready files from
@@ -78,7 +78,7 @@ class JobManager:
             subtitles.in_use = lambda: {j.subtitles.folder.name for j in self.jobs() if j.subtitles is not None}
         self.vaapi_device = vaapi_device
         self.hardware_tonemap = hardware_tonemap
-        self._build = ffmpeg_argv
+        self._build, self._build_audio = ffmpeg_argv, audio_argv
         # the keyframes of remuxed sources (a remux's grid), a scan's kept on disk too
         self._known_keyframes = keyframes.Known(settings.ffprobe_path, os.path.join(settings.spool_dir, "keyframes"),
                                                 PROBE_TIMEOUT_S)
@@ -565,7 +565,7 @@ class JobManager:
         run = track.new_run(job, number, next(self._run_ids))
         argv, failure = [], None
         try:
-            argv = build_audio_command(job.spec, run.output, track.rendition, ffmpeg=self.settings.ffmpeg_path)
+            argv = self._build_audio(job.spec, run.output, track.rendition, ffmpeg=self.settings.ffmpeg_path)
             argv = [inputs.fd_url(source_fd) if arg == inputs.url(job.spec.source) else arg for arg in argv]
             run.collector.prepare()
         except OSError as exc:
@@ -574,6 +574,12 @@ class JobManager:
         old = track.replace(run)
         if old is not None:
             self._abandon(old)
+        # a film of many tracks played by a client that asks for all of them: a few runs at once,
+        # those asked for longest ago stopped first (their players switched away)
+        running = sorted((t for t in job.audio.values() if t is not track and t.run is not None
+                          and t.run.state in WRITING_STATES), key=lambda t: t.last_request_at)
+        for other in running[:max(0, len(running) - (AUDIO_RUNS - 1))]:
+            self._abandon(other.replace(None))
         try:
             run.supervisor.start()
         except RuntimeError as exc:  # no thread to be had: FAILED, with why
