@@ -366,11 +366,16 @@ def _flash_beep():
 
 
 EAC3 = "5.1 eac3.mkv"  # E-AC-3 5.1: copied, and made AC-3 beside it
+# a second track that starts 4 s into the film (a commentary after a silent intro): 660 Hz
+LATE_TRACK = "late second track.mkv"
+LATE_S = 4
 
 FILMS = {
     RENDITIONS: _renditions_film(),
     EAC3: [*_video(4), *_tone(4, layout="5.1(side)"), "-c:v", "libx264", "-preset", "ultrafast", "-g", "25",
            "-c:a", "eac3"],
+    LATE_TRACK: [*_video(10), *_tone(10), "-itsoffset", str(LATE_S), *_tone(6, freq=660), "-map", "0:v", "-map", "1:a",
+                 "-map", "2:a", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac"],
     FLASH_BEEP: _flash_beep(),
     HLG: [*_graded("arib-std-b67"), *_hdr_encode("arib-std-b67")],
     PQ_RAMP: ["-f", "lavfi", "-i", pq_ramp(), *_hdr_encode("smpte2084")],

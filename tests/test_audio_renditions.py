@@ -2,6 +2,7 @@
 the multivariant playlist's groups and attributes, each rendition heard as its own track, on the
 video's grid and clock, made where the player asks, a switch that leaves the video's FFmpeg alone,
 lip sync after a jump and a switch, and the dialogue rendition's levels."""
+import itertools
 import re
 import subprocess
 import time
@@ -46,9 +47,12 @@ def peak_db(url):
 
 
 def start_time(url, stream):
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", stream, "-show_entries", "stream=start_time",
-                          "-of", "csv=p=0", url], capture_output=True, timeout=60, check=True)
-    return float(out.stdout.decode().split()[0])
+    """The first packet's time of a stream of a segment (its own clock)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", stream, "-read_intervals", "%+#5",
+                          "-show_entries", "packet=pts_time", "-of", "csv=p=0", url], capture_output=True, timeout=60,
+                         check=True)
+    times = [line.strip(",") for line in out.stdout.decode().split()]
+    return float(next(t for t in times if t != "N/A"))
 
 
 @pytest.fixture
@@ -80,6 +84,12 @@ def renditions(url):
 
 def rendition_url(url, media):
     return urljoin(url, media.uri)
+
+
+def fetch(url):
+    answer = requests.get(url, timeout=30)
+    assert answer.status_code == 200, (url, answer.status_code, answer.text[:300])
+    return answer.content
 
 
 def segment_url(playlist_url, number):
@@ -161,7 +171,10 @@ def audio_span(data):
     out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries",
                           "packet=pts_time,duration_time", "-of", "csv=p=0", "-"], input=data,
                          capture_output=True, check=True, timeout=60).stdout
-    packets = [[float(v) for v in line.strip(",").split(",")[:2]] for line in out.decode().split()]
+    # (read from a pipe, ffprobe may not tell the last packets' times: N/A; an AAC packet is 1024 samples)
+    packets = [[float(v) if v != "N/A" else None for v in line.strip(",").split(",")[:2]]
+               for line in out.decode().split()]
+    packets = [(pts, duration or AAC_FRAME_S) for pts, duration in packets if pts is not None]
     return packets[0][0], packets[-1][0] + packets[-1][1], packets[-1][1]
 
 
@@ -271,6 +284,25 @@ def test_a_film_of_one_segment_has_its_whole_sound_in_it(start, media_root):
     _, end, frame = audio_span(requests.get(segment, timeout=30).content)
     begin = start_time(segment, "a")
     assert end - begin >= parsed.segments[0].duration - 2 * frame, (begin, end)
+
+
+def test_a_track_that_starts_late_is_silence_on_the_grid_until_it_does(start):
+    """A track whose first sound is 4 s into the film: its rendition's segments still cover their
+    spans of the grid (silence until the track starts). Before, the muxer cut at every packet
+    until the track caught up: segments 0 to 2 held one packet each, at 4 s."""
+    url = start("late", mf.LATE_TRACK)
+    late = rendition_url(url, renditions(url)[0]["stereo"][1])
+    _, parsed = segment_url(late, 0)
+    for number in range(len(parsed.segments)):
+        segment, _ = segment_url(late, number)
+        begin, end, frame = audio_span(fetch(segment))
+        boundary = sum(s.duration for s in parsed.segments[:number])
+        clock = 10.0 + 1.4  # grid.CLOCK_S and the MPEG-TS muxer's delay
+        assert abs(begin - clock - boundary) <= frame + 1e-3, (number, begin, boundary)
+        assert end - begin >= parsed.segments[number].duration - frame, (number, begin, end)
+    ends = list(itertools.accumulate(s.duration for s in parsed.segments))
+    after, _ = segment_url(late, next(n for n, end in enumerate(ends) if end > mf.LATE_S + 2))
+    assert tone_hz(after) == pytest.approx(660, rel=0.02)  # the track sounds there
 
 
 # -- lip sync --------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ def test_a_player_of_an_ended_job_starts_no_ffmpeg_past_capacity(make_worker, me
     worker.wait_state("other", {"RUNNING"})
     answer = requests.get(f"{worker.url}/ended_0.ts", timeout=10)
     assert answer.status_code == 503 and answer.headers.get("Retry-After"), answer.status_code
-    assert len(worker.ffmpeg_pids()) == 1 and worker.job("ended")["state"] == "COMPLETED"
+    assert len(worker.video_ffmpeg_pids()) == 1 and worker.job("ended")["state"] == "COMPLETED"
     assert worker.delete("other").status_code == 200
     assert requests.get(f"{worker.url}/ended_0.ts", timeout=10).status_code == 200  # a slot again
     assert worker.delete("ended").status_code == 200
@@ -107,7 +107,7 @@ def _settled_pid(worker, job_id, other_than):
         return None
     time.sleep(1)
     again = worker.job(job_id)
-    return job["pid"] if again["pid"] == job["pid"] and job["pid"] in worker.ffmpeg_pids() else None
+    return job["pid"] if again["pid"] == job["pid"] and job["pid"] in worker.video_ffmpeg_pids() else None
 
 
 def test_an_ffmpeg_that_sigkill_does_not_end_holds_its_slot_and_no_answer_waits(make_worker, media_root):
@@ -183,7 +183,8 @@ def test_a_run_whose_segment_list_cannot_be_read_for_a_moment_goes_on(make_worke
     worker = make_worker(ffmpeg_path=ffmpeg_slow_at(None, tmp_path, rate=1.0), speed_guard_s=0)
     assert worker.post_job({"job_id": "flaky", "source_path": str(media_root / mf.LONG)}).status_code == 202
     worker.wait_state("flaky", {"RUNNING"})
-    [staging] = (worker.segment_root / "flaky").glob("flaky.run*")
+    # the video's run: the first started (its DEFAULT audio rendition's run comes right after it)
+    staging = min((worker.segment_root / "flaky").glob("flaky.run*"), key=lambda p: int(p.name.rpartition("-")[2]))
     listed = staging / "segments.csv"
     listed.rename(staging / "aside")
     listed.symlink_to("segments.csv")  # itself: ELOOP

@@ -184,24 +184,29 @@ def rendition_argv(codec, channels, kind, fmp4=False):
 @pytest.mark.parametrize("codec", ["aac", "mp3", "ac3", "dts", "truehd", "flac", "opus"])
 def test_the_stereo_rendition_is_always_stereo_aac(codec):
     argv = rendition_argv(codec, 2, "stereo")
-    assert value_after(argv, "-c:a") == "aac" and value_after(argv, "-ac") == "2" and "-af" not in argv
+    assert value_after(argv, "-c:a") == "aac" and value_after(argv, "-ac") == "2"
+    assert "aresample=ochl=stereo[track]" in value_after(argv, "-filter_complex")  # stereo as it is
 
 
 def test_surround_is_folded_to_stereo_keeping_the_centre_and_limited():
-    downmix = value_after(rendition_argv("dts", 6, "stereo"), "-af")
+    downmix = value_after(rendition_argv("dts", 6, "stereo"), "-filter_complex")
     assert "ochl=stereo" in downmix and "rematrix_maxval=1000" in downmix and "alimiter" in downmix
-    dialogue = value_after(rendition_argv("dts", 6, "dialogue"), "-af")
+    dialogue = value_after(rendition_argv("dts", 6, "dialogue"), "-filter_complex")
     assert "center_mix_level=2" in dialogue and "alimiter" in dialogue
 
 
-@pytest.mark.parametrize("codec, channels, kind, expected", [
-    ("ac3", 6, "copy", ["copy"]), ("eac3", 8, "copy", ["copy"]), ("eac3", 6, "ac3", ["ac3", "-b:a", "448000"]),
-    ("dts", 6, "surround", ["aac", "-b:a", "384000", "-af", "aresample=ochl=5.1", "-ac", "6"]),
-    ("truehd", 8, "surround", ["aac", "-b:a", "512000", "-af", "aresample=ochl=7.1", "-ac", "8"]),
+@pytest.mark.parametrize("codec, channels, kind, expected, layout", [
+    ("ac3", 6, "copy", ["copy"], None), ("eac3", 8, "copy", ["copy"], None),
+    ("eac3", 8, "ac3", ["ac3", "-b:a", "448000", "-ac", "6"], "aresample=ochl=5.1"),
+    ("dts", 6, "surround", ["aac", "-b:a", "384000", "-ac", "6"], "aresample=ochl=5.1"),
+    ("truehd", 8, "surround", ["aac", "-b:a", "512000", "-ac", "8"], "aresample=ochl=7.1"),
 ])
-def test_surround_renditions(codec, channels, kind, expected):
+def test_surround_renditions(codec, channels, kind, expected, layout):
     argv = rendition_argv(codec, channels, kind)
     assert argv[argv.index("-c:a") + 1:argv.index("-c:a") + 1 + len(expected)] == expected
+    if layout:  # the track in the rendition's layout, on a silence of the same
+        graph = value_after(argv, "-filter_complex")
+        assert f",{layout}[track]" in graph and f"cl={layout.rpartition('=')[2]}," in graph
 
 
 def test_an_fmp4_rendition_writes_its_header_once_its_first_packets_are_read():

@@ -185,3 +185,20 @@ def test_a_client_asking_for_every_track_of_a_film_starts_a_few_audio_runs(manag
     for run in runs[:5]:  # stopped, and gone
         wait_for(lambda r=run: process_gone(r.pid), 10, what=f"audio run {run.output.rendition} gone")
     assert not any(process_gone(run.pid) for run in runs[5:])
+
+
+def test_two_players_far_apart_on_one_rendition_do_not_replace_each_others_run(manager, tmp_path):
+    """A run of an audio rendition started for a player still waiting keeps run.MIN_RUN_S before
+    another segment's request may replace it (each request forked an FFmpeg that killed the one
+    before: neither player got a segment)."""
+    job, _ = manager.submit(spec(tmp_path, "apart"))
+    track = manager.audio_track(job, "audio0")
+    far = len(job.grid) - 1
+    with manager.waiting("apart", 5, "audio0"):  # (the default rendition's run began at 0)
+        manager.want_audio("apart", "audio0", 5)
+        first = track.run
+        assert first.first_number == 5
+        manager.want_audio("apart", "audio0", far)
+        assert track.run is first  # the player at 5 waits on it
+    manager.want_audio("apart", "audio0", far)  # nobody waits at 5 any more
+    assert track.run is not first and track.run.first_number == far

@@ -95,20 +95,27 @@ def test_every_lists_the_dialogue_rendition_of_any_centre_track():
         "audio0", "audio1", "audio0-copy", "audio1-copy", "audio0-dialogue", "audio1-dialogue"}
 
 
-@pytest.mark.parametrize("kind, expected", [
-    ("stereo", ["-c:a", "aac", "-b:a", "160k", "-af", DOWNMIX, "-ac", "2"]),
-    ("dialogue", ["-c:a", "aac", "-b:a", "160k", "-af", DIALOGUE, "-ac", "2"]),
-    ("copy", ["-c:a", "copy"]),
+@pytest.mark.parametrize("kind, fold, encoder", [
+    ("stereo", DOWNMIX, ["-c:a", "aac", "-b:a", "160k", "-ac", "2"]),
+    ("dialogue", DIALOGUE, ["-c:a", "aac", "-b:a", "160k", "-ac", "2"]),
+    ("copy", None, ["-c:a", "copy"]),
 ])
-def test_audio_commands_of_a_rendition_start_at_the_boundary_and_cut_on_the_grid(kind, expected):
+def test_audio_commands_of_a_rendition_start_at_the_boundary_and_cut_on_the_grid(kind, fold, encoder):
     media = media_info(audio=[track(0, "ac3", 6)])
     rendition = renditions.every(media, media.audio[0])[renditions.Rendition(media.audio[0], kind, 2, "", 0).name]
     output = hls_output(start_number=10)
     output = type(output)(output.job_id, output.grid, 10, rendition=rendition.name, run_id=3)
     argv = build_audio_command(job_spec(media=media), output, rendition)
     assert argv[argv.index("-ss") + 1] == f"{output.grid.start(10):.6f}"
-    assert argv[argv.index("-map") + 1] == "0:1" and "-vn" in argv
-    assert argv[argv.index("-c:a"):argv.index("-c:a") + len(expected)] == expected
+    assert argv[argv.index("-c:a"):argv.index("-c:a") + len(encoder)] == encoder and "-vn" in argv
+    if fold is None:  # a copy: the track as it is
+        assert argv[argv.index("-map") + 1] == "0:1" and "-filter_complex" not in argv
+    else:  # from 40 s on the source's clock (silence where the track has none) to the film's end (560 s)
+        assert argv[argv.index("-map") + 1] == "[out]"
+        assert argv[argv.index("-filter_complex") + 1] == (
+            "anullsrc=r=48000:cl=stereo,atrim=duration=560.000000,asetpts=PTS+1920000[silence];"
+            f"[0:1]aresample=48000:async=1:first_pts=1920000,{fold}[track];"
+            "[silence][track]amix=inputs=2:duration=first:dropout_transition=0:normalize=0[out]")
     cuts = argv[argv.index("-segment_times") + 1].split(",")
     assert cuts[0] == f"{output.grid.start(11) + 10.0:.6f}"  # the boundary itself, on the job's clock
     assert argv[-1] == f"j1.run10-3/j1_%d.ts" and output.segment(11) == "j1.audio0" + (

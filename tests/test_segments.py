@@ -75,3 +75,11 @@ def test_a_listed_segment_that_is_gone_is_not_recorded(tmp_path):
 ])
 def test_a_job_past_its_disk_limit_loses_the_segments_furthest_from_its_viewer(sizes, watched, limit, removed):
     assert segments.to_remove(sizes, watched, limit) == removed
+
+
+def test_the_disk_limit_counts_the_audio_renditions_beside_the_video():
+    """Keys name the video's segments (None) or a rendition's: all count, the furthest from the
+    viewer go first whoever made them."""
+    sizes = {**{(None, n): 10 for n in range(6)}, **{("audio1", n): 5 for n in range(6)}}
+    removed = segments.to_remove(sizes, 2, 80, number_of=lambda key: key[1])
+    assert removed == [(None, 5), ("audio1", 5), (None, 0)]  # 90 bytes down to 65

@@ -107,7 +107,7 @@ def test_identical_command_keeps_ffmpeg_and_a_changed_one_replaces_it(worker, me
     new_pid = changed.json()["pid"]
     assert new_pid != pid
     wait_for(lambda: process_gone(pid), 5, what="old FFmpeg gone")
-    assert worker.ffmpeg_pids() == [new_pid]
+    assert worker.video_ffmpeg_pids() == [new_pid]
     worker.delete("same1")
 
 
@@ -276,7 +276,7 @@ def test_capacity_gives_503_with_retry_after(make_worker, media_root):
     refused = w.post_job({"job_id": "cap2", "source_path": long})
     assert refused.status_code == 503 and int(refused.headers["Retry-After"]) > 0
     assert "capacity" in refused.json()["error"]
-    assert w.ffmpeg_pids() == [w.job("cap1")["pid"]]
+    assert w.video_ffmpeg_pids() == [w.job("cap1")["pid"]]
     # a changed command for the running job is not a new job: it is allowed at capacity
     assert w.post_job({"job_id": "cap1", "source_path": long,
                        "configuration": {"seek_time": "00:01:00"}}).status_code == 202

@@ -394,22 +394,43 @@ def build_command(spec, output, *, ffmpeg="ffmpeg", preset="veryfast", vaapi_dev
     return argv
 
 
-def rendition_audio_args(rendition):
-    """The encoder of an audio rendition (renditions.Rendition.kind)."""
-    if rendition.kind == "copy":
-        return ["-c:a", "copy"]
-    if rendition.kind == "ac3":
-        return ["-c:a", "ac3", "-b:a", str(rendition.bit_rate), "-ac", str(rendition.channels)]
-    if rendition.kind == "surround":
-        layout = "7.1" if rendition.channels == 8 else "5.1"
-        return ["-c:a", "aac", "-b:a", str(rendition.bit_rate), "-af", f"aresample=ochl={layout}",
-                "-ac", str(rendition.channels)]
-    if rendition.kind == "dialogue":
-        return ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-af", DIALOGUE, "-ac", "2"]
-    # stereo AAC, always (even in a remux): every player decodes it (Apple 2.3)
+AUDIO_RATE = 48000  # every encoded rendition's sample rate
+LAYOUTS = {2: "stereo", 6: "5.1", 8: "7.1"}
+
+
+def rendition_graph(rendition, output):
+    """The filter graph of an encoded rendition (renditions.Rendition.kind), out as [out]: the
+    track's sound put on the run's span of the grid whatever the track holds. Silence where it
+    starts late or has a gap (aresample's async, from the run's first sample on the source's
+    clock), and mixed onto a silence as long as the run's span, which it starts with and ends
+    with: a track that ends before the film (or before the run starts) is silence to the end.
+    Without them the segment muxer cut at every packet until the track caught up with the grid
+    (segments of one packet, at the wrong time), and a run past a track's end wrote no sound."""
+    grid = output.grid
+    first = round((grid.origin_s + output.seek_s) * AUDIO_RATE)
+    span = grid.end(output.end_number) - grid.start(output.start_number)
     channels = rendition.track.channels
-    downmix = ["-af", DOWNMIX] if channels is None or channels > 2 else []
-    return ["-c:a", "aac", "-b:a", AUDIO_BITRATE, *downmix, "-ac", "2"]
+    layout = LAYOUTS[rendition.channels]
+    if rendition.kind == "dialogue":
+        fold = DIALOGUE
+    elif rendition.kind == "stereo" and (channels is None or channels > 2):
+        fold = DOWNMIX
+    else:  # as it is, in the rendition's layout (mono made stereo, E-AC-3 7.1 made AC-3 5.1)
+        fold = f"aresample=ochl={layout}"
+    return (f"anullsrc=r={AUDIO_RATE}:cl={layout},atrim=duration={span:.6f},asetpts=PTS+{first}[silence];"
+            f"[0:{rendition.track.index}]aresample={AUDIO_RATE}:async=1:first_pts={first},{fold}[track];"
+            "[silence][track]amix=inputs=2:duration=first:dropout_transition=0:normalize=0[out]")
+
+
+def rendition_audio_args(rendition, output):
+    """The track (-map) and encoder of an audio rendition: a copy as the file has it, else the
+    rendition's graph (rendition_graph) encoded."""
+    if rendition.kind == "copy":
+        return ["-map", f"0:{rendition.track.index}", "-c:a", "copy"]
+    codec = "ac3" if rendition.kind == "ac3" else "aac"
+    rate = AUDIO_BITRATE if rendition.kind in ("stereo", "dialogue") else str(rendition.bit_rate)
+    return ["-filter_complex", rendition_graph(rendition, output), "-map", "[out]",
+            "-c:a", codec, "-b:a", rate, "-ac", str(rendition.channels)]
 
 
 def build_audio_command(spec, output, rendition, *, ffmpeg="ffmpeg"):
@@ -423,8 +444,8 @@ def build_audio_command(spec, output, rendition, *, ffmpeg="ffmpeg"):
         argv += ["-ss", f"{output.seek_s:.6f}"]
     if output.end_number < len(output.grid) - 1:
         argv += ["-to", f"{output.grid.start(output.end_number + 1):.6f}"]
-    argv += [*inputs.GUARD, "-i", inputs.url(spec.source), "-map", f"0:{rendition.track.index}",
-             "-vn", "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1", *rendition_audio_args(rendition)]
+    argv += [*inputs.GUARD, "-i", inputs.url(spec.source), *rendition_audio_args(rendition, output),
+             "-vn", "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1"]
     return argv + segment_args(output)
 
 

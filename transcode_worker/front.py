@@ -56,7 +56,7 @@ STOP_GRACE_S = 5
 SETPRIV = shutil.which("setpriv")
 
 ID = "[A-Za-z0-9_-]{1,64}"  # hls_names' job id
-AUDIO = r"audio\d{1,3}(-(dialogue|copy|ac3|surround))?"  # hls_names' audio rendition
+AUDIO = r"audio\d{1,5}(-(dialogue|copy|ac3|surround))?"  # hls_names' audio rendition
 CORS = """\
       add_header Cache-Control no-cache always;
       add_header Access-Control-Allow-Origin * always;

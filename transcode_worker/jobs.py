@@ -20,13 +20,14 @@ import threading
 import time
 
 from . import grid as grid_
-from . import hls_names, inputs, keyframes, renditions, segments, speed_guard, step_memory, tonemap
-from .audio import RUNS_PER_JOB as AUDIO_RUNS, AudioTrack
+from . import hls_names, inputs, keyframes, segments, speed_guard, step_memory, tonemap
+from .audio import AudioRuns
 from .ffmpeg_command import (HlsOutput, build_audio_command, build_command, delivers_hevc, first_segment_s,
                              light_from_start, output_size, sprints, tone_mapper)
 from .media import PROBE_TIMEOUT_S
 from .janitor import Limits, janitor_verdict
 from .leftovers import Leftovers
+from .refused import Refused
 from .run import MIN_RUN_S, PATIENCE_S, RUN_START_S, Run
 from .schemas import seek_time
 from .states import ACTIVE_STATES, ENDED_STATES, WRITING_STATES, JobState
@@ -34,15 +35,6 @@ from .supervisor import REAP_WAIT_S, JobSupervisor
 from .validation import is_inside
 
 log = logging.getLogger(__name__)
-
-
-class Refused(Exception):
-    """A job command that cannot be carried out now: HTTP status, message, and Retry-After."""
-
-    def __init__(self, status, message, retry_after=None):
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
 
 
 def _burn_files(spec, extraction):
@@ -60,7 +52,7 @@ def _burn_files(spec, extraction):
     return {"burn_file": burn_file, "fonts_dir": fonts_dir}
 
 
-class JobManager:
+class JobManager(AudioRuns):
     """All jobs of this worker: capacity, idempotent commands, restarts, stops and clean-up.
 
     Nothing is created or deleted outside settings.segment_root.
@@ -461,18 +453,19 @@ class JobManager:
         self.leftovers.empty_bin()
 
     @contextlib.contextmanager
-    def waiting(self, job_id, number):
-        """A player waits for segment `number` of the job for the block (a run started for it is
-        not replaced for another segment at once: run.MIN_RUN_S)."""
+    def waiting(self, job_id, number, rendition=None):
+        """A player waits for segment `number` of the job (of its audio `rendition`) for the block
+        (a run started for it is not replaced for another segment at once: run.MIN_RUN_S)."""
+        key = (job_id, number) if rendition is None else (job_id, number, rendition)
         with self._lock:
-            self._waiters[(job_id, number)] += 1
+            self._waiters[key] += 1
         try:
             yield
         finally:
             with self._lock:
-                self._waiters[(job_id, number)] -= 1
-                if not self._waiters[(job_id, number)]:
-                    del self._waiters[(job_id, number)]
+                self._waiters[key] -= 1
+                if not self._waiters[key]:
+                    del self._waiters[key]
 
     def _wants_a_run(self, job_id, number):
         """want()'s decision, with the lock held: the job's run to replace by one at `number`, or
@@ -504,117 +497,6 @@ class JobManager:
         if job.state not in ACTIVE_STATES:  # an ended job takes a slot again: if there is one
             self._admit(None, job_id)  # Refused: the player is told why, and to retry
         return job
-
-    # -- audio renditions (audio.py) -------------------------------------------------------------
-    def audio_track(self, job, name):
-        """The job's AudioTrack `name` (made on a player's first request of it), or None when the
-        job offers no such rendition."""
-        with self._lock:
-            track = job.audio.get(name)
-            if track is None:
-                rendition = renditions.every(job.spec.media, job.command.audio).get(name)
-                if rendition is None:
-                    return None
-                track = job.audio[name] = AudioTrack(job.job_id, rendition)
-            return track
-
-    def want_audio(self, job_id, name, number):
-        """A player asked for segment `number` of audio rendition `name`, not made yet: let its
-        run make it when it will in time, else start the rendition's run there (the video runs
-        on untouched). Refused when it cannot be: a run failed there just now (404), the source
-        cannot be opened for now (503). The source is opened with no lock held."""
-        with self._lock:
-            job, track = self._audio_wants_a_run(job_id, name, number)
-        if track is None:
-            return
-        source_fd = self._open_source(job.spec)
-        with self._lock:
-            try:
-                again = self._audio_wants_a_run(job_id, name, number)
-            except Refused:
-                os.close(source_fd)
-                raise
-            if again != (job, track):  # another request started it meanwhile
-                os.close(source_fd)
-                return
-            self._start_audio(job, track, number, source_fd)
-        self.leftovers.empty_bin()
-
-    def _audio_wants_a_run(self, job_id, name, number):
-        """want_audio's decision, with the lock held: (job, track) to start a run of, else
-        (None, None)."""
-        job = self._jobs.get(job_id)
-        track = job.audio.get(name) if job is not None else None
-        if track is None or not self._accepting or not 0 <= number < len(job.grid):
-            return None, None
-        if not track.needs_run(number, PATIENCE_S, RUN_START_S):
-            return None, None
-        if (error := track.failed_at(number)) is not None:
-            raise Refused(404, f"audio rendition {name}: {error}")
-        if job.state is JobState.FAILED:
-            raise Refused(404, f"job {job_id} failed: {job.error}")
-        stuck = next(iter(self.leftovers.stuck(job_id)), None)
-        if stuck is not None:
-            raise Refused(503, f"job {job_id}: its FFmpeg pid {stuck.run.pid} has not ended after SIGKILL: no new "
-                               "run until it does", retry_after=5)
-        return job, track
-
-    def _start_audio(self, job, track, number, source_fd):
-        """Start a run of `track` at segment `number` in the job's folder, replacing its run
-        before (abandoned: it does not hold the lock up). Called with the lock held."""
-        run = track.new_run(job, number, next(self._run_ids))
-        argv, failure = [], None
-        try:
-            argv = self._build_audio(job.spec, run.output, track.rendition, ffmpeg=self.settings.ffmpeg_path)
-            argv = [inputs.fd_url(source_fd) if arg == inputs.url(job.spec.source) else arg for arg in argv]
-            run.collector.prepare()
-        except OSError as exc:
-            failure = f"cannot start the run: {exc}"
-        run.supervisor = JobSupervisor(run, argv, umask=self.ffmpeg_umask, source_fd=source_fd, failure=failure)
-        old = track.replace(run)
-        if old is not None:
-            self._abandon(old)
-        # a film of many tracks played by a client that asks for all of them: a few runs at once,
-        # those asked for longest ago stopped first (their players switched away)
-        running = sorted((t for t in job.audio.values() if t is not track and t.run is not None
-                          and t.run.state in WRITING_STATES), key=lambda t: t.last_request_at)
-        for other in running[:max(0, len(running) - (AUDIO_RUNS - 1))]:
-            self._abandon(other.replace(None))
-        try:
-            run.supervisor.start()
-        except RuntimeError as exc:  # no thread to be had: FAILED, with why
-            os.close(source_fd)
-            run.change_state(JobState.FAILED, error=f"cannot start the run: {exc}")
-            return
-        run.supervisor.wait_spawned()
-        log.info("job %s: audio rendition %s from segment %d", job.job_id, track.name, number,
-                 extra={"job_id": job.job_id})
-
-    def _abandon_audio(self, job):
-        """Stop every audio run of `job` without waiting (the job is deleted, or replaced by
-        another stream). Called with the lock held."""
-        for track in job.audio.values():
-            run = track.replace(None)
-            if run is not None:
-                self._abandon(run)
-
-    def _sweep_audio(self, job, limits, now):
-        """The janitor on the job's audio runs: throttled and stall-checked as the video's, and
-        stopped once nobody has asked for their rendition for audio.IDLE_S (a track switched from)."""
-        for track in list(job.audio.values()):
-            run = track.run
-            if run is None or run.state not in WRITING_STATES:
-                continue
-            if track.idle(now):
-                with self._lock:
-                    if track.run is run:
-                        self._abandon(track.replace(None))
-                continue
-            verdict = janitor_verdict(run, now, dataclasses.replace(limits, idle_s=0, finished_s=0))
-            if verdict is not None and verdict[0] in ("pause", "resume"):
-                getattr(run.supervisor, verdict[0])()
-            elif verdict is not None and verdict[0] == "stall":
-                run.supervisor.kill_stalled(verdict[1])
 
     def _tonemap_lut(self, spec):
         """The LUT that tone-maps the job on the CPU (made the first time a film's peak is met),
@@ -690,14 +572,15 @@ class JobManager:
                     self._notify(job, JobState.RUNNING, job.state)
             self._retiring[job_id] = job
             self._withdraw(job)
-            self._abandon_audio(job)
         if reason:
             with job.changed:
                 job.error = reason
         try:
-            if job.supervisor.stop(self.settings.stop_grace_s):
+            audio_ended = self._stop_audio(job)  # (one that will not end keeps the folder: leftovers)
+            video_ended = job.supervisor.stop(self.settings.stop_grace_s)
+            if video_ended and audio_ended:
                 self.leftovers.remove(job.folder)
-            else:  # FAILED with why; its slot and folder are kept until it ends
+            elif not video_ended:  # FAILED with why; its slot and folder are kept until it ends
                 self.leftovers.add(job, killed_at=time.monotonic() - REAP_WAIT_S, folder=job.folder)
         finally:
             with self._lock:
@@ -751,14 +634,20 @@ class JobManager:
         return done
 
     def _keep_within_limit(self, job):
-        """Remove the made segments furthest from the viewer once the job keeps more than
-        job_disk_limit_mb (segments.to_remove); a player that asks for one again gets it made."""
+        """Remove the made segments furthest from the viewer, the video's and its audio
+        renditions', once the job keeps more than job_disk_limit_mb (segments.to_remove); a player
+        that asks for one again gets it made."""
         watched = job.grid.segment_at(job.watched_position())
-        chosen = segments.to_remove(job.made.sizes(), watched, self.settings.job_disk_limit_mb * 2 ** 20)
-        for number in chosen:
-            job.made.discard(number)
+        owners = {None: (job.made, job.output)}
+        owners.update({track.name: (track.made, track.output(job, 0, 0)) for track in list(job.audio.values())})
+        sizes = {(name, number): size for name, (made, _) in owners.items() for number, size in made.sizes().items()}
+        chosen = segments.to_remove(sizes, watched, self.settings.job_disk_limit_mb * 2 ** 20,
+                                    number_of=lambda key: key[1])
+        for name, number in chosen:
+            made, output = owners[name]
+            made.discard(number)
             try:
-                os.unlink(job.folder / job.output.segment(number))
+                os.unlink(job.folder / output.segment(number))
             except FileNotFoundError:
                 pass
         if chosen:
@@ -799,8 +688,8 @@ class JobManager:
 
     def _stop_and_remove(self, job):
         self._withdraw(job)
-        self._abandon_audio(job)
-        if job.supervisor.stop(self.settings.stop_grace_s):
+        audio_ended = self._stop_audio(job)
+        if job.supervisor.stop(self.settings.stop_grace_s) and audio_ended:
             self.leftovers.remove(job.folder)  # (one that will not end keeps it: the next start cleans up)
 
     # -- stopped runs whose FFmpeg has not ended yet --------------------------------------------

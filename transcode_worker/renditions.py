@@ -37,6 +37,9 @@ AC3_BPS = 448_000  # E-AC-3 made AC-3 for receivers that decode only AC-3
 COPY_BPS = 640_000  # a copied track whose file does not say its bit rate: AC-3's highest
 DESCRIBES_VIDEO = "public.accessibility.describes-video"
 ENHANCES_SPEECH = "public.accessibility.enhances-speech-intelligibility"
+# Tracks offered, the first of the file's (a Blu-ray has at most 32; a hostile file may list
+# thousands, each a line of the multivariant playlist)
+MAX_TRACKS = 64
 CENTRE_LAYOUTS = ("3.0", "3.1", "4.0", "4.1", "5.0", "5.1", "6.0", "6.1", "7.0", "7.1")
 
 
@@ -104,21 +107,27 @@ def _surround(track):
     return [("aac-surround", Rendition(track, "surround", channels, AAC_LC, SURROUND_AAC_BPS[channels]))]
 
 
+def offered(media, chosen):
+    """The source's tracks offered as renditions: its first MAX_TRACKS, and the chosen one."""
+    return [t for t in media.audio if t.stream < MAX_TRACKS or chosen is not None and t.stream == chosen.stream]
+
+
 def groups(media, chosen):
     """The audio groups of a job whose source is `media` (media.MediaInfo) and whose audio rule
     chose `chosen` (the DEFAULT): the stereo group first; [] for a silent source."""
-    if not media.audio:
+    tracks = offered(media, chosen)
+    if not tracks:
         return []
-    stereo = [_stereo(track) for track in media.audio]
+    stereo = [_stereo(track) for track in tracks]
     dialogue = [Rendition(chosen, "dialogue", 2, AAC_LC, STEREO_BPS)] if chosen is not None and has_centre(
         chosen) else []
     found = [Group(STEREO_GROUP, tuple(stereo + dialogue))]
     surround = {}
-    for track in media.audio:
+    for track in tracks:
         for group_id, rendition in _surround(track) if (track.channels or 0) > 2 else ():
             surround.setdefault(group_id, {})[track.stream] = rendition
     for group_id, by_track in surround.items():
-        members = [by_track.get(track.stream) or stereo[i] for i, track in enumerate(media.audio)]
+        members = [by_track.get(track.stream) or stereo[i] for i, track in enumerate(tracks)]
         found.append(Group(group_id, tuple(members + dialogue)))
     return found
 
@@ -128,7 +137,7 @@ def every(media, chosen):
     dialogue rendition of any track with a centre (a player still holding the multivariant
     playlist of before a change of the audio choice asks for the one it offered then)."""
     found = {r.name: r for group in groups(media, chosen) for r in group.renditions}
-    for track in media.audio:
+    for track in offered(media, chosen):
         if has_centre(track):
             rendition = Rendition(track, "dialogue", 2, AAC_LC, STEREO_BPS)
             found.setdefault(rendition.name, rendition)

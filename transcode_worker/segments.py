@@ -98,15 +98,16 @@ def copy_atomically(path, source):
     os.replace(temporary, path)
 
 
-def to_remove(sizes, watched, limit_bytes):
-    """Which made segments go when a job keeps more than limit_bytes ({number: bytes} made, the
-    segment its viewer is at): the furthest from the viewer first (behind before ahead at the
-    same distance), down to nine tenths of the limit, never the viewer's segment nor the next."""
+def to_remove(sizes, watched, limit_bytes, number_of=lambda key: key):
+    """Which made segments go when a job keeps more than limit_bytes ({key: bytes} made, the
+    segment its viewer is at; number_of(key): the segment's number, where a key names the video's
+    or a rendition's): the furthest from the viewer first (behind before ahead at the same
+    distance), down to nine tenths of the limit, never the viewer's segment nor the next."""
     total = sum(sizes.values())
     if not limit_bytes or total <= limit_bytes:
         return []
-    order = sorted((n for n in sizes if not watched <= n <= watched + 1),
-                   key=lambda n: (abs(n - watched), n < watched), reverse=True)
+    order = sorted((key for key in sizes if not watched <= number_of(key) <= watched + 1),
+                   key=lambda key: (abs(number_of(key) - watched), number_of(key) < watched), reverse=True)
     chosen = []
     for number in order:
         if total <= limit_bytes * 0.9:

@@ -176,8 +176,8 @@ def _wait_and_serve(job_id, serve, segment=None, pending=None, want=None, follow
             if response is not None:
                 return response
             if want is not None and (asked is not job or time.monotonic() - asked_at >= ASK_AGAIN_S):
-                if asked is None and follow is None:
-                    waits.enter_context(manager.waiting(job_id, segment))
+                if asked is None:
+                    waits.enter_context(manager.waiting(job_id, segment, rendition))
                 asked, asked_at = job, time.monotonic()
                 try:
                     want()  # again now and then: a run that stopped moving is replaced
