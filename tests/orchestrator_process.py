@@ -27,6 +27,13 @@ class OrchestratorProcess(ServiceProcess):
     def delete(self, path):
         return requests.delete(self.url + path, headers=self.headers(), timeout=60)
 
+    def play_url(self, source_path=None, job_id=None, **configuration):
+        """A /play link for a player (POST /v1/play-links: signed when the orchestrator has a token)."""
+        body = {"source_path": source_path} if source_path is not None else {"job_id": job_id}
+        answer = self.post("/v1/play-links", {**body, "configuration": configuration})
+        assert answer.status_code == 201, answer.text
+        return answer.json()["url"]
+
     def workers(self):
         return {w["id"]: w for w in self.get("/v1/workers").json()["workers"]}
 

@@ -41,17 +41,23 @@ def cluster(make_worker, tmp_path):
 
 def test_play_redirects_and_ffmpeg_plays_through_the_redirect(cluster, media_root):
     orch, workers = cluster()
-    answer = requests.get(orch.url + "/play", params={"path": str(media_root / mf.H264)},
-                          allow_redirects=False, timeout=60)
+    answer = requests.get(orch.play_url(str(media_root / mf.H264)), allow_redirects=False, timeout=60)
     assert answer.status_code == 302
     job = orch.job(answer.headers["X-Job-Id"])
     assert answer.headers["Location"] == job["playlist_url"]
     assert job["playlist_url"].startswith(workers[job["worker_id"]].url)
     # FFmpeg follows the orchestrator's redirect like a TV would, and decodes the whole movie
-    code, seconds, err = play(f"{orch.url}/play?path={requests.utils.quote(str(media_root / mf.H264))}")
+    code, seconds, err = play(orch.play_url(str(media_root / mf.H264)))
     assert code == 0, err
     assert abs(seconds - 6.0) < 2.5
-    assert requests.get(orch.url + "/play", params={"path": "/nowhere/x.mkv"}, timeout=60).status_code == 422
+    assert requests.get(orch.play_url("/nowhere/x.mkv"), timeout=60).status_code == 422
+    # the token is set: an unsigned or altered link starts nothing
+    assert requests.get(orch.url + "/play", params={"path": str(media_root / mf.H264)}, timeout=60).status_code == 403
+    jobs = len(orch.get("/v1/jobs").json()["jobs"])
+    signed = orch.play_url(str(media_root / mf.H264))
+    for altered in (signed.replace(".mp4", ".mkv"), signed + "&seek_time=00:00:01"):
+        assert requests.get(altered, timeout=60).status_code == 403
+    assert len(orch.get("/v1/jobs").json()["jobs"]) == jobs
 
 
 def test_a_killed_worker_is_replaced_and_the_stream_continues(cluster, media_root):
@@ -81,7 +87,7 @@ def test_a_killed_worker_is_replaced_and_the_stream_continues(cluster, media_roo
     # the viewer's audio track goes with the job
     assert workers[other].job(job_id)["tracks"]["audio"]["chosen_by"] == "audio_language"
 
-    again = requests.get(orch.url + "/play", params={"job_id": job_id}, allow_redirects=False, timeout=30)
+    again = requests.get(orch.play_url(job_id=job_id), allow_redirects=False, timeout=30)
     assert again.status_code == 302 and again.headers["Location"].startswith(workers[other].url)
     luma = first_frame_luma(first_segment_url(again.headers["Location"]))
     expected = first_frame_luma(str(media_root / mf.LONG), at=seek_s)
@@ -118,7 +124,7 @@ def test_orchestrator_down_then_up_sees_everything_after_the_replay(cluster, med
 def timed_play(orch, path, into):
     started = time.monotonic()
     try:
-        answer = requests.get(orch.url + "/play", params={"path": path}, allow_redirects=False, timeout=15)
+        answer = requests.get(orch.play_url(path), allow_redirects=False, timeout=15)
         into[path] = (answer.status_code, time.monotonic() - started, answer.headers.get("X-Job-Id"), answer.text)
     except requests.RequestException as exc:
         into[path] = (None, time.monotonic() - started, None, str(exc))

@@ -11,6 +11,7 @@ import pytest
 import requests
 import responses
 
+from transcode_worker.orchestrator import links
 from transcode_worker.orchestrator.app import create_app
 from transcode_worker.schemas import seek_time
 
@@ -18,6 +19,11 @@ TOKEN = {"Authorization": "Bearer t0k"}
 REG = {"id": "w1", "static_specs": {"cpu_model": "x", "total_threads": 4, "hardware_acceleration": []},
        "url": "http://127.0.0.1:9", "max_concurrent_jobs": 2, "version": "0.1.0", "encoders": ["libx264"],
        "lost_jobs": [], "unclean_restart": False}
+
+
+def signed(**query):
+    """A /play link signed with the test orchestrator's token."""
+    return "/play?" + links.mint("t0k", list(query.items()), 600)
 
 
 def beat(recorded_at, jobs=(), replayed=False):
@@ -101,18 +107,18 @@ def test_a_death_note_with_no_worker_left_queues_the_jobs(client):
     assert ctx.store.worker("w1")["status"] == "OFFLINE"
     job = ctx.store.job("j2")
     assert job["state"] == "QUEUED" and job["worker_id"] is None and "no worker" in job["error"]
-    assert c.get("/play?job_id=j2").status_code == 503
+    assert c.get(signed(job_id="j2")).status_code == 503
 
 
 def test_play_without_workers_says_why(client):
     c, _ = client
-    answer = c.get("/play?path=/m/x.mkv")
+    answer = c.get(signed(path="/m/x.mkv"))
     assert answer.status_code == 503 and "no worker has registered" in answer.get_json()["error"]
     assert answer.headers["Retry-After"]
-    assert c.get("/play").status_code == 400
-    assert c.get("/play?path=/m/x.mkv&seek_time=soon").status_code == 422
+    assert c.get(signed()).status_code == 400
+    assert c.get(signed(path="/m/x.mkv", seek_time="soon")).status_code == 422
     for bad in ("audio_stream=first", "audio_stream=-1", "audio_language=klingon", "subtitle_stream=x"):
-        answer = c.get(f"/play?path=/m/x.mkv&{bad}")
+        answer = c.get(signed(path="/m/x.mkv", **dict([bad.split("=")])))
         assert answer.status_code == 422 and bad.split("=")[0] in str(answer.get_json()["fields"]), bad
 
 
@@ -122,7 +128,7 @@ def test_seek_time_format():
 
 
 @pytest.mark.parametrize("method, path", [
-    ("get", "/play?job_id=nope"), ("get", "/v1/jobs/nope"), ("post", "/v1/jobs/nope/seek"),
+    ("get", signed(job_id="nope")), ("get", "/v1/jobs/nope"), ("post", "/v1/jobs/nope/seek"),
     ("delete", "/v1/jobs/nope"),
 ])
 def test_an_unknown_job_is_404_everywhere(client, method, path):
@@ -173,7 +179,7 @@ def test_a_worker_says_what_a_source_is_and_its_refusal_is_the_answer(pool):
     rsps.get(W2 + "/v1/media", status=404, json={"error": why, "fields": {"source_path": [why]}})
     rsps.add_callback(responses.POST, W1 + "/v1/jobs", callback=job_answer(W1))
     rsps.add_callback(responses.POST, W2 + "/v1/jobs", callback=job_answer(W2))
-    answer = c.get("/play?path=/srv/nas/film.mkv")
+    answer = c.get(signed(path="/srv/nas/film.mkv"))
     assert answer.status_code == 404, answer.get_json()
     assert answer.get_json()["error"] == why and answer.get_json()["fields"] == {"source_path": [why]}
     assert asked(rsps, "/v1/media") and not asked(rsps, "/v1/jobs")  # nothing started
@@ -240,7 +246,7 @@ def test_no_placement_waits_for_a_call_another_one_makes(pool):
     for url in (W1, W2):
         rsps.add_callback(responses.GET, url + "/v1/media", callback=slow(media))
         rsps.add_callback(responses.POST, url + "/v1/jobs", callback=slow(job_answer(url)))
-    answer = c.get("/play?path=/srv/nas/a.mkv")
+    answer = c.get(signed(path="/srv/nas/a.mkv"))
     seen["other"].join(10)  # (where a lock is held across the call, the second play waits for it)
     assert answer.status_code == 302
     assert seen["b_done_meanwhile"] and seen["b"]
@@ -424,12 +430,12 @@ def test_reads_answer_only_to_the_orchestrators_own_names(client):
     for host in ("orch.example.com", "localhost:8080", "127.0.0.1:8080", "[::1]:8080", "10.1.2.3:8080"):
         assert c.get("/v1/workers", headers={**TOKEN, "Host": host}).status_code == 200, host
     # players are sent to /play by any name
-    assert c.get("/play?path=/m/x.mkv", headers={"Host": "evil.example"}).status_code == 503
+    assert c.get(signed(path="/m/x.mkv"), headers={"Host": "evil.example"}).status_code == 503
 
 
 def test_play_is_open_to_pages(client):
     c, _ = client
-    answer = c.get("/play?path=/m/x.mkv", headers={"Origin": "http://tv.example"})
+    answer = c.get(signed(path="/m/x.mkv"), headers={"Origin": "http://tv.example"})
     assert answer.status_code == 503 and answer.headers["Access-Control-Allow-Origin"] == "*"
     preflight = c.options("/play", headers={"Origin": "http://tv.example", "Access-Control-Request-Method": "GET"})
     assert preflight.status_code == 200 and preflight.headers["Access-Control-Allow-Origin"] == "*"
@@ -471,3 +477,49 @@ def test_a_worker_that_trickles_its_answer_is_cut_off_at_the_deadline():
         done.set()
         thread.join(15)
         server.close()
+
+
+def test_with_a_token_play_takes_only_a_signed_link_and_starts_nothing_else(client):
+    """A TV cannot send a bearer token: /play takes a link signed with it instead (path,
+    configuration, expiry), minted by a program; anything else is 403 before a worker is asked,
+    and says why to the page that asked (CORS)."""
+    c, ctx = client
+    minted = c.post("/v1/play-links", json={"source_path": "/m/x.mkv", "configuration": {
+        "audio_language": "de", "bitrate_bps": 2_000_000, "force_remux": False}, "expires_in_s": 60}, headers=TOKEN)
+    assert minted.status_code == 201, minted.get_json()
+    url = minted.get_json()["url"]
+    assert url.startswith("http://localhost/play?path=%2Fm%2Fx.mkv&audio_language=de&bitrate_bps=2000000&expires=")
+    path = url[len("http://localhost"):]
+    assert c.get(path).status_code == 503  # signed: on to the pool (which is empty)
+    refused = {
+        "unsigned": "/play?path=/m/x.mkv",
+        "altered": path.replace("x.mkv", "y.mkv"),
+        "an argument added": path + "&seek_time=00:10:00",
+        "an argument dropped": path.replace("&audio_language=de", ""),
+        "the signature twice": path + "&sig=x",
+        "signed with another token": "/play?" + links.mint("other", [("path", "/m/x.mkv")], 600),
+        "expired": "/play?" + links.mint("t0k", [("path", "/m/x.mkv")], 60, now=time.time() - 120),
+    }
+    for what, link in refused.items():
+        answer = c.get(link, headers={"Origin": "http://tv.example"})
+        assert answer.status_code == 403, what
+        assert answer.headers["Access-Control-Allow-Origin"] == "*", what
+    assert ctx.store.jobs() == []
+    # a preflight carries no query: it is answered, the GET it announces is then checked
+    preflight = c.options("/play", headers={"Origin": "http://tv.example", "Access-Control-Request-Method": "GET"})
+    assert preflight.status_code == 200
+    # minting needs the token, and says what is wrong with a bad request
+    assert c.post("/v1/play-links", json={"source_path": "/m/x.mkv"}).status_code == 401
+    for body, field in (({"source_path": "/m/x.mkv", "expires_in_s": 0}, "expires_in_s"),
+                        ({"source_path": "/m/x.mkv", "configuration": {"sneaky": 1}}, "configuration"),
+                        ({"source_path": "/m/x.mkv", "configuration": {"bitrate_bps": "fast"}}, "configuration")):
+        answer = c.post("/v1/play-links", json=body, headers=TOKEN)
+        assert answer.status_code == 422 and field in answer.get_json()["fields"], body
+
+
+@pytest.mark.parametrize("client", [{"api_token": ""}], indirect=True)
+def test_without_a_token_play_stays_open(client):
+    c, _ = client
+    assert c.get("/play?path=/m/x.mkv").status_code == 503
+    minted = c.post("/v1/play-links", json={"source_path": "/m/x.mkv"})
+    assert minted.status_code == 201 and minted.get_json()["url"] == "http://localhost/play?path=%2Fm%2Fx.mkv"

@@ -1,7 +1,8 @@
 """The orchestrator's HTTP API: one blueprint for workers (the endpoint map's outbound calls),
 one for players and programs (play, seek, stop, state).
 
-Only ``GET /play`` is open to web pages (CORS): it is what a player is sent to. A call that
+Only ``GET /play`` is open to web pages (CORS): it is what a player is sent to; with api_token
+set, it takes signed links only (links.py), which a program mints with ``POST /v1/play-links``. A call that
 changes something takes ``application/json`` only and no foreign ``Origin``: a page may send a
 text/plain or form POST to any site without asking first (no CORS preflight), and a browser names
 the page's origin on every cross-site POST, where programs (the workers, curl, requests) send none.
@@ -10,6 +11,7 @@ import hmac
 import time
 import uuid
 from datetime import datetime, timezone
+from urllib.parse import urlencode
 
 from flask import Blueprint, abort, current_app, jsonify, redirect, request
 from marshmallow import EXCLUDE, ValidationError
@@ -17,6 +19,7 @@ from marshmallow import EXCLUDE, ValidationError
 from ..origins import SAFE_METHODS, foreign_host, foreign_origin
 from ..schemas import ConfigurationSchema, DeathNoteSchema, HeartbeatSchema, RegistrationSchema, seek_seconds
 from .config import own_host_names, own_origins
+from . import links
 from .dispatch import NoWorker
 
 workers_bp = Blueprint("workers", __name__)
@@ -223,10 +226,22 @@ def _known_job(job_id):
     return job
 
 
+# What /play reads of its query (and a signed link carries): text, whole numbers, flags
+PLAY_TEXT = ("seek_time", "encoder", "audio_language")
+PLAY_NUMBERS = ("bitrate_bps", "audio_stream", "subtitle_stream")
+PLAY_FLAGS = ("force_remux", "burn_subtitles")
+
+
 @play_bp.get("/play")
 def play():
     """GET /play?path=<source> starts a job and redirects the player to its playlist;
-    GET /play?job_id=<id> redirects to wherever the job is now (after a failover, a seek)."""
+    GET /play?job_id=<id> redirects to wherever the job is now (after a failover, a seek).
+    With api_token set, only a signed link (links.py) is taken: 403 before anything starts."""
+    if ctx().settings.api_token and request.method != "OPTIONS":  # (a preflight carries no query)
+        try:
+            links.check(ctx().settings.api_token, request.args)
+        except links.Unsigned as exc:
+            return error(403, str(exc))
     if request.args.get("job_id"):
         job = _known_job(request.args["job_id"])
         if not job["playlist_url"]:
@@ -236,15 +251,15 @@ def play():
     if not path:
         return error(400, "give ?path=<source_path> (or ?job_id=<id>)")
     configuration = {}
-    for key in ("seek_time", "encoder", "audio_language"):
+    for key in PLAY_TEXT:
         if key in request.args:
             configuration[key] = request.args[key]
-    for key in ("bitrate_bps", "audio_stream", "subtitle_stream"):
+    for key in PLAY_NUMBERS:
         if key in request.args:
             if not request.args[key].isdigit():
                 return error(422, "invalid configuration", fields={"configuration": {key: ["Not a valid integer."]}})
             configuration[key] = int(request.args[key])
-    for key in ("force_remux", "burn_subtitles"):
+    for key in PLAY_FLAGS:
         if request.args.get(key) in ("1", "true"):
             configuration[key] = True
     job, failure = _start(path, configuration)
@@ -253,6 +268,41 @@ def play():
     response = redirect(job["playlist_url"], code=302)
     response.headers["X-Job-Id"] = job["id"]
     return response
+
+
+@play_bp.post("/v1/play-links")
+def play_link():
+    """A /play link a TV or a page can open (POST {"source_path" or "job_id", "configuration",
+    "expires_in_s"}, bearer token): 201 {"url", "expires_at"}; signed with api_token when it is set."""
+    body = _body()
+    if body is None or not isinstance(body.get("source_path", body.get("job_id")), str):
+        return error(400, "the body must be a JSON object with source_path (or job_id)")
+    expires_in_s = body.get("expires_in_s", links.DEFAULT_EXPIRES_IN_S)
+    if not isinstance(expires_in_s, int) or isinstance(expires_in_s, bool) or not 0 < expires_in_s <= links.MAX_EXPIRES_IN_S:
+        return error(422, "invalid play link", fields={"expires_in_s": [
+            f"a whole number of seconds from 1 to {links.MAX_EXPIRES_IN_S}"]})
+    configuration = body.get("configuration") or {}
+    wrong = {key: ["Unknown field."] for key in configuration if key not in (*PLAY_TEXT, *PLAY_NUMBERS, *PLAY_FLAGS)} \
+        if isinstance(configuration, dict) else {"configuration": ["Not a valid mapping type."]}
+    if not wrong:
+        try:
+            ConfigurationSchema(unknown=EXCLUDE).load(configuration)
+        except ValidationError as err:
+            wrong = err.messages
+    if wrong:
+        return error(422, "invalid configuration", fields={"configuration": wrong})
+    pairs = [("job_id", body["job_id"])] if "source_path" not in body else [("path", body["source_path"])]
+    for key, value in configuration.items():
+        if key in PLAY_FLAGS:
+            if value:
+                pairs.append((key, "1"))
+        else:
+            pairs.append((key, str(value)))
+    token = ctx().settings.api_token
+    now = time.time()
+    query = links.mint(token, pairs, expires_in_s, now) if token else urlencode(pairs)
+    base = (ctx().settings.public_url or request.host_url).rstrip("/")
+    return jsonify(url=f"{base}/play?{query}", expires_at=_iso(now + expires_in_s) if token else None), 201
 
 
 @play_bp.post("/v1/play")
