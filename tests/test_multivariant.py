@@ -69,7 +69,8 @@ def test_bandwidths_of_a_transcode_cover_a_whole_encoder_buffer_in_a_segment():
 def test_bandwidths_of_a_remux_come_from_the_source():
     spec = job_spec(force_remux=True)  # a 5 Mb/s file (its video's bit rate not given), stereo AAC beside it
     peak, average = multivariant.bandwidths(spec, hls_output("j1", 4.0), audio=160_000)
-    assert average == pytest.approx(5_000_000 * 1.10, abs=1) and peak == 2 * average
+    # the file's 5 Mb/s (its audio tracks' rates not given), and the stereo rendition's 160 kb/s
+    assert average == pytest.approx((5_000_000 + 160_000) * 1.10, abs=1) and peak == 2 * average
 
 
 def test_the_playlist_players_parse():
