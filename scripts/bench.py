@@ -50,10 +50,10 @@ from worker_process import SlowClients, WorkerProcess, free_port, open_to_others
 sys.path.insert(0, str(ROOT / "scripts"))
 import bench_keyframes  # noqa: E402
 
-from transcode_worker import front, grid as grid_, hls_names, keyframes, media, speed_guard, tonemap  # noqa: E402
+from transcode_worker import front, grid as grid_, hls_names, keyframes, media, renditions, speed_guard, tonemap  # noqa: E402
 from transcode_worker.config import SettingsSchema  # noqa: E402
-from transcode_worker.ffmpeg_command import (LIGHT_DECODE, HlsOutput, build_command, delivers_hevc,  # noqa: E402
-                                             first_segment_s)
+from transcode_worker.ffmpeg_command import (LIGHT_DECODE, HlsOutput, build_audio_command,  # noqa: E402
+                                             build_command, delivers_hevc, first_segment_s)
 from transcode_worker.telemetry import Telemetry  # noqa: E402
 from transcode_worker.tracks import choose_audio  # noqa: E402
 from transcode_worker.validation import JobSpec  # noqa: E402
@@ -86,12 +86,9 @@ def make_source(path, seconds, size="1920x1080", video_bitrate=None):
 
 
 # -- FFmpeg by hand ------------------------------------------------------------------------------
-def worker_argv(source, folder, job_id, *, remux=False, seek_s=0.0, bitrate=BITRATE, step=None, lut_dir=None):
-    """The command line of the worker's run for this job, with the worker's default settings: on
-    the job's grid, from the segment that holds `seek_s` (at the speed guard's `step`, a
-    speed_guard.Step, when given; an HDR10 film tone-mapped by its LUT, made in `lut_dir`, when
-    given, else by the chain). It writes into its staging folder under `folder` (prepare_folder
-    makes it) and lists each complete segment in its segments.csv (first_segment_listed)."""
+def job_plan(source, folder, job_id, *, remux=False, seek_s=0.0, bitrate=BITRATE, step=None):
+    """(the job's spec, its grid, the segment that holds `seek_s`) as the worker, with its
+    default settings, plans this job."""
     info = media.run_ffprobe("ffprobe", str(source))
     seek = time.strftime("%H:%M:%S", time.gmtime(seek_s))
     audio, chosen_by = choose_audio(info)
@@ -104,9 +101,29 @@ def worker_argv(source, folder, job_id, *, remux=False, seek_s=0.0, bitrate=BITR
     else:
         grid = grid_.for_transcode(info.duration_s, info.video.frame_rate, SEGMENT_S,
                                    first_segment_s(spec, DEFAULTS.first_segment_s), origin_s=info.start_s)
-    output = HlsOutput(job_id, grid, grid.segment_at(spec.seek_s), fmp4=delivers_hevc(spec))
-    lut = tonemap.lut_for(info.video, str(lut_dir)) if lut_dir is not None and spec.tone_mapped else None
+    return spec, grid, grid.segment_at(spec.seek_s)
+
+
+def worker_argv(source, folder, job_id, *, remux=False, seek_s=0.0, bitrate=BITRATE, step=None, lut_dir=None):
+    """The command line of the worker's video run for this job, with the worker's default
+    settings: on the job's grid, from the segment that holds `seek_s` (at the speed guard's
+    `step`, a speed_guard.Step, when given; an HDR10 film tone-mapped by its LUT, made in
+    `lut_dir`, when given, else by the chain). It writes into its staging folder under `folder`
+    (prepare_folder makes it) and lists each complete segment in its segments.csv
+    (first_segment_listed)."""
+    spec, grid, number = job_plan(source, folder, job_id, remux=remux, seek_s=seek_s, bitrate=bitrate, step=step)
+    output = HlsOutput(job_id, grid, number, fmp4=delivers_hevc(spec))
+    lut = tonemap.lut_for(spec.media.video, str(lut_dir)) if lut_dir is not None and spec.tone_mapped else None
     return build_command(spec, output, preset=DEFAULTS.encoder_preset, tonemap_lut=lut)
+
+
+def worker_audio_argv(source, folder, job_id, *, remux=False, seek_s=0.0):
+    """The command line of the run of the job's DEFAULT audio rendition, which the worker starts
+    beside the video's (its own staging folder, run id 1)."""
+    spec, grid, number = job_plan(source, folder, job_id, remux=remux, seek_s=seek_s)
+    rendition = renditions.every(spec.media, spec.audio)[hls_names.audio_rendition(spec.audio.stream)]
+    output = HlsOutput(job_id, grid, number, fmp4=delivers_hevc(spec), run_id=1, rendition=rendition.name)
+    return build_audio_command(spec, output, rendition)
 
 
 def jellyfin_argv(source, job_id):
@@ -161,23 +178,28 @@ def second_segment_begun(job_id):
     return lambda folder: (folder / f"{job_id}_1.ts").exists()
 
 
-def first_playlist_by_hand(argv, folder, playable=None):
-    """Seconds from spawning argv (in folder) until its first segment can be served: `playable`
-    (folder) says so; for a worker's command, its segment list names a first segment."""
-    playable = playable or first_segment_listed(argv)
-    prepare_folder(argv, folder)
+def first_playlist_by_hand(argv, folder, playable=None, beside=()):
+    """Seconds from spawning argv (in folder), and the commands `beside` it (the worker's audio
+    rendition's), until the first segment of each can be served: `playable` (folder) says so; for
+    a worker's command, its segment list names a first segment."""
+    commands = [argv, *beside]
+    checks = [playable or first_segment_listed(argv), *(first_segment_listed(other) for other in beside)]
+    for command in commands:
+        prepare_folder(command, folder)
     started = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for command in commands]
     try:
         while True:
-            if playable(folder):
+            if all(check(folder) for check in checks):
                 return time.monotonic() - started
-            if proc.poll() is not None:
-                raise RuntimeError(f"FFmpeg ended without a segment: {argv}")
+            if any(proc.poll() is not None for proc in procs):
+                raise RuntimeError(f"FFmpeg ended without a segment: {commands}")
             time.sleep(0.002)
     finally:
-        proc.kill()
-        proc.wait()
+        for proc in procs:
+            proc.kill()
+            proc.wait()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -301,9 +323,10 @@ def first_playlist(worker, source, tmp, runs):
                 if who == 0:
                     mine.append(playable_after(worker, job_id, job_body(job_id, source, force_remux=remux)))
                     worker.delete(job_id)
-                elif who == 1:
+                elif who == 1:  # the worker's own two commands: the picture, and the sound beside it
                     argv = worker_argv(source, tmp / "hand", f"hand{run}", remux=remux)
-                    hand.append(first_playlist_by_hand(argv, tmp / "hand"))
+                    sound = worker_audio_argv(source, tmp / "hand", f"hand{run}", remux=remux)
+                    hand.append(first_playlist_by_hand(argv, tmp / "hand", beside=[sound]))
                 elif not remux:
                     jelly.append(jellyfin_first_segment(source, tmp, f"jf{run}"))
         rows.append(Row(f"first playlist, {kind}", seconds(mine), "FFmpeg by hand", seconds(hand),

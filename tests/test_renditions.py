@@ -2,7 +2,7 @@
 import pytest
 
 from specs import hls_output, job_spec, media_info
-from transcode_worker import renditions
+from transcode_worker import audio, renditions
 from transcode_worker.ffmpeg_command import DIALOGUE, DOWNMIX, build_audio_command
 from transcode_worker.media import AudioStream
 
@@ -132,3 +132,8 @@ def test_a_run_of_one_segment_is_never_cut():
     last = type(output)(output.job_id, output.grid, len(output.grid) - 1, rendition="audio0")
     argv = build_audio_command(job_spec(media=media), last, rendition)
     assert "-segment_times" not in argv and float(argv[argv.index("-segment_time") + 1]) > 10 ** 6
+
+
+@pytest.mark.parametrize("throttle_lead_s, lead", [(180.0, 30.0), (10.0, 10.0), (0.0, 0.0)])
+def test_a_renditions_run_is_paused_30_s_ahead_of_its_player_unless_throttling_says_less(throttle_lead_s, lead):
+    assert audio.lead_limit(throttle_lead_s) == lead

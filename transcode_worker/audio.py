@@ -6,8 +6,8 @@ writes its segments on the job's grid and clock (ffmpeg_command.build_audio_comm
 started at a player's segment joins what any other run made. Runs are started by a player's
 request only (JobManager.want_audio): a track nobody plays costs nothing, and a track switch
 starts the new track's run at the player's position. A run goes to the film's end and is paused
-by the janitor's throttle like the video's (throttle_lead_s ahead of its player); a track nobody
-asked for in IDLE_S has its run stopped (the viewer switched away from it).
+by the janitor's throttle like the video's, LEAD_S ahead of its player; a track nobody asked for
+in IDLE_S has its run stopped (the viewer switched away from it).
 """
 import dataclasses
 import logging
@@ -28,6 +28,15 @@ log = logging.getLogger(__name__)
 
 IDLE_S = 30.0  # a rendition nobody asked a segment of for this long: its run is stopped
 RUNS_PER_JOB = 3  # audio runs of one job at once (the DEFAULT, a switch's, one more)
+# A rendition's run is paused this far ahead of its player (throttle_lead_s, if less): a player
+# buffers up to 30 s (hls.js); racing further ahead only spends a core on sound the viewer may
+# never hear (a switch, a jump), 1.5 % of a core per second of film for stereo AAC.
+LEAD_S = 30.0
+
+
+def lead_limit(throttle_lead_s):
+    """How far ahead of its player a rendition's run is paused (0: throttling is off)."""
+    return min(throttle_lead_s, LEAD_S) if throttle_lead_s else 0.0
 RETRY_AFTER_FAILURE_S = 10.0  # a run that failed at a segment is not started there again sooner
 
 
@@ -280,7 +289,8 @@ class AudioRuns:
                 continue
             if not writing:
                 continue
-            verdict = janitor_verdict(run, now, dataclasses.replace(limits, idle_s=0, finished_s=0))
+            verdict = janitor_verdict(run, now, dataclasses.replace(limits, idle_s=0, finished_s=0,
+                                                                    lead_s=lead_limit(limits.lead_s)))
             if verdict is not None and verdict[0] in ("pause", "resume"):
                 getattr(run.supervisor, verdict[0])()
             elif verdict is not None and verdict[0] == "stall":

@@ -22,7 +22,7 @@ from flask import Blueprint, Response, abort, request, send_file
 from werkzeug.http import http_date
 from werkzeug.wsgi import wrap_file
 
-from .. import front, grid, hls_names, multivariant, renditions, webvtt
+from .. import audio, front, grid, hls_names, multivariant, renditions, webvtt
 from ..ffmpeg_command import HlsOutput
 from ..janitor import resume_due
 from ..jobs import Refused
@@ -144,7 +144,7 @@ def _watched(job, segment, settings, rendition=None):
     if track is not None:  # and its audio rendition
         track.record_request(segment)
         run = track.run
-        if run is not None and resume_due(run, settings.throttle_lead_s):
+        if run is not None and resume_due(run, audio.lead_limit(settings.throttle_lead_s)):
             run.supervisor.resume()
 
 
