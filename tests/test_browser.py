@@ -6,6 +6,7 @@ import functools
 import http.server
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 import m3u8
 import pytest
@@ -14,6 +15,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 import media_files as mf
+from orchestrator_process import OrchestratorProcess
 from worker_process import ffmpeg_slow_at, free_port, probe_duration, wait_for
 
 pytestmark = pytest.mark.browser
@@ -255,3 +257,28 @@ def test_hls_js_lists_the_audio_tracks_and_switches_language_mid_film_without_a_
     made = sorted(int(p.stem.rpartition("_")[2]) for p in (worker.segment_root / "languages").glob("languages.audio1_*.ts"))
     assert made and made[0] > 0, made
     worker.delete("languages")
+
+
+def test_hls_js_on_another_origin_plays_a_signed_play_link_and_an_unsigned_one_starts_nothing(
+        make_worker, media_root, player, tmp_path):
+    """A pool with a token: a page (on its own origin) is given a /play link a program minted; hls.js
+    follows the orchestrator's redirect to the worker and plays. The same link unsigned is 403,
+    which the page can read (CORS), and no job starts."""
+    orch = OrchestratorProcess(tmp_path / "orchestrator", api_token="pool-token", seen_within_s=5.0,
+                               check_interval_s=0.5).start()
+    try:
+        make_worker(worker_id="w1", orchestrator_url=orch.url, api_token="pool-token", heartbeat_interval_s=1.0)
+        wait_for(lambda: len(orch.workers()) == 1, 20, what="the worker in the pool")
+        source = str(media_root / mf.H264)
+        player.load(f"{orch.url}/play?path={quote(source)}")
+        wait_for(lambda: player.state()["fatal"], 20, what="hls.js giving up on the unsigned link")
+        refused = player.driver.execute_async_script(
+            "fetch(arguments[0]).then(r => arguments[1](r.status)).catch(e => arguments[1](String(e)))",
+            f"{orch.url}/play?path={quote(source)}")
+        assert refused == 403 and orch.get("/v1/jobs").json()["jobs"] == []
+        player.load(orch.play_url(source))
+        player.wait_playing_past(2.0, timeout=60)
+        [job] = orch.get("/v1/jobs").json()["jobs"]
+        orch.delete(f"/v1/jobs/{job['job_id']}")
+    finally:
+        orch.stop()
