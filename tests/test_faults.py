@@ -130,7 +130,11 @@ def test_an_ffmpeg_that_sigkill_does_not_end_holds_its_slot_and_no_answer_waits(
         second = wait_for(lambda: _settled_pid(worker, "hung", other_than=first), 30, what="the next run going")
         assert set(worker.video_ffmpeg_pids()) == {first, second}
         freeze(second)  # the share hangs for every run: a player's jump must not pile up stuck FFmpeg
-        jump = requests.get(f"{worker.url}/hung_250.ts", timeout=30)
+        # (the first counts as stuck once SIGKILL has not ended it for REAP_WAIT_S)
+        wait_for(lambda: requests.get(f"{worker.url}/healthz", timeout=5).json()["stuck_ffmpeg"], 10,
+                 what="the first FFmpeg counted stuck")
+        # a segment neither run made: past where the first was frozen, before the seek's run began
+        jump = requests.get(f"{worker.url}/hung_120.ts", timeout=30)
         assert jump.status_code == 503 and "has not ended after SIGKILL" in jump.text, (jump.status_code, jump.text)
         assert jump.headers.get("Retry-After") and set(worker.video_ffmpeg_pids()) == {first, second}
         started = time.monotonic()
