@@ -301,25 +301,18 @@ def audio_playlist(job, name):
 
 
 def audio_segment_path(job, name, number, extension):
-    """Where a segment of an audio rendition is (once made); None for a name the job never has."""
-    try:
-        _rendition(job, name)
-    except Unavailable:
-        return None
-    output = _audio_output(job, name)
-    if not 0 <= number < len(job.grid) or extension != output.segment_extension:
-        return None
-    return os.path.join(job.folder, output.segment(number))
+    """Where a segment of an audio rendition is (once made); None for a name the job never has
+    (or a rendition no player has asked for yet: none of its segments is made)."""
+    track = job.audio.get(name)
+    path = track.segment_path(job, number, extension) if track is not None else None
+    return None if path is None else str(path)
 
 
 def audio_init_path(job, name):
     """Where an audio rendition's fMP4 init segment is; None in MPEG-TS or for no such rendition."""
-    try:
-        _rendition(job, name)
-    except Unavailable:
-        return None
-    init = _audio_output(job, name).init_segment
-    return os.path.join(job.folder, init) if init else None
+    track = job.audio.get(name)
+    path = track.init_path(job) if track is not None else None
+    return None if path is None else str(path)
 
 
 def subtitle_playlist(job, stream):
