@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # test helpers: specs, media_fil
 from media_files import make_library  # noqa: E402
 from transcode_worker.health import WRITE_CHECK_PREFIX  # noqa: E402
 from transcode_worker.runstate import LOCK_FILE  # noqa: E402
+from orchestrator_process import OrchestratorProcess  # noqa: E402
 from worker_process import WorkerProcess, process_gone, wait_for  # noqa: E402
 
 
@@ -104,3 +105,26 @@ def make_worker(media_root, tmp_path):
         if alive:
             problems.append(f"processes of the worker outlived it: {alive}")
     assert not problems, "; ".join(problems)
+
+
+TOKEN = "cluster-token"
+
+
+@pytest.fixture
+def cluster(make_worker, tmp_path):
+    def start(offline_after_s=3.0, token=TOKEN, **orchestrator_settings):
+        orch = OrchestratorProcess(tmp_path / "orchestrator", api_token=token, seen_within_s=5.0,
+                                   offline_after_s=offline_after_s, check_interval_s=0.5,
+                                   **orchestrator_settings).start()
+        started.append(orch)
+        workers = [make_worker(worker_id=wid, orchestrator_url=orch.url, api_token=token, heartbeat_interval_s=1.0)
+                   for wid in ("w1", "w2")]
+        wait_for(lambda: {w["status"] for w in orch.workers().values()} <= {"IDLE", "BUSY", "STRESSED"}
+                 and len(orch.workers()) == 2, 20, what="both workers in the pool")
+        return orch, {w.settings["worker_id"]: w for w in workers}
+    started = []
+    yield start
+    for orch in started:
+        for job in orch.get("/v1/jobs").json()["jobs"]:
+            orch.delete(f"/v1/jobs/{job['job_id']}")
+        orch.stop()

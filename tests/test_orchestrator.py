@@ -16,29 +16,6 @@ import media_files as mf
 from orchestrator_process import OrchestratorProcess
 from worker_process import ProcessWatch, first_frame_luma, first_segment_url, play, process_gone, wait_for
 
-TOKEN = "cluster-token"
-
-
-@pytest.fixture
-def cluster(make_worker, tmp_path):
-    def start(offline_after_s=3.0, token=TOKEN, **orchestrator_settings):
-        orch = OrchestratorProcess(tmp_path / "orchestrator", api_token=token, seen_within_s=5.0,
-                                   offline_after_s=offline_after_s, check_interval_s=0.5,
-                                   **orchestrator_settings).start()
-        started.append(orch)
-        workers = [make_worker(worker_id=wid, orchestrator_url=orch.url, api_token=token, heartbeat_interval_s=1.0)
-                   for wid in ("w1", "w2")]
-        wait_for(lambda: {w["status"] for w in orch.workers().values()} <= {"IDLE", "BUSY", "STRESSED"}
-                 and len(orch.workers()) == 2, 20, what="both workers in the pool")
-        return orch, {w.settings["worker_id"]: w for w in workers}
-    started = []
-    yield start
-    for orch in started:
-        for job in orch.get("/v1/jobs").json()["jobs"]:
-            orch.delete(f"/v1/jobs/{job['job_id']}")
-        orch.stop()
-
-
 def test_play_redirects_and_ffmpeg_plays_through_the_redirect(cluster, media_root):
     orch, workers = cluster()
     answer = requests.get(orch.play_url(str(media_root / mf.H264)), allow_redirects=False, timeout=60)

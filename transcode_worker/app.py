@@ -18,6 +18,7 @@ from . import capabilities as caps
 from . import front
 from .config import FOLDER_KEYS, load_settings, wait_slots
 from .health import HealthMonitor
+from .handover import Handover
 from .heartbeat import Heartbeat
 from .jobs import JobManager
 from .library import MediaLibrary
@@ -47,6 +48,7 @@ class WorkerContext:
     runstate: RunState
     heartbeat: Heartbeat | None  # None when standalone
     metrics: WorkerMetrics
+    handover: Handover | None = None  # jobs players bring here from other workers; None when standalone
     locks: tuple = ()
     waiting: threading.BoundedSemaphore = None  # request threads that may wait for FFmpeg
 
@@ -63,19 +65,20 @@ class WorkerContext:
             log.info("standalone: no orchestrator_url, so no registration and no heartbeats")
 
     def shutdown(self):
-        """The fixed order: stop taking jobs, stop the background threads, stop every FFmpeg
-        (bounded by stop_grace_s) and remove its folder, mark the run clean, send the death note."""
+        """The fixed order: stop taking jobs, send the death note (after the heartbeat's last call:
+        the orchestrator moves the jobs, and their players, at once), stop the background threads,
+        stop every FFmpeg (bounded by stop_grace_s) and remove its folder, mark the run clean."""
         self.manager.close()
         if self.heartbeat is not None:
-            self.heartbeat.stop(timeout=0)  # it finishes its current call while FFmpeg stops
+            self.heartbeat.stop()
+            self.heartbeat.death_note("SHUTDOWN")
         self.manager.stop_janitor()
         self.library.stop()
         self.health.stop()
         self.manager.shutdown()
         self.runstate.close()
-        if self.heartbeat is not None:
-            self.heartbeat.stop()
-            self.heartbeat.death_note("SHUTDOWN")
+        if self.handover is not None:
+            self.handover.close()
 
 
 def build_context(settings, capabilities=None, front_started=False):
@@ -110,7 +113,9 @@ def build_context(settings, capabilities=None, front_started=False):
     if settings.orchestrator_url:
         spool = Spool(os.path.join(settings.spool_dir, "outbox"), settings.spool_max_records)
         heartbeat = Heartbeat(settings, capabilities, manager, health, runstate, spool)
-    ctx = WorkerContext(settings, capabilities, library, manager, health, runstate, heartbeat, WorkerMetrics(), locks)
+    handover = Handover(settings) if settings.orchestrator_url else None
+    ctx = WorkerContext(settings, capabilities, library, manager, health, runstate, heartbeat, WorkerMetrics(),
+                        handover, locks)
     ctx.metrics.watch(ctx)
     return ctx
 

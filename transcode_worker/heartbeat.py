@@ -234,7 +234,7 @@ class Heartbeat(threading.Thread):
 
     # -- the death note -----------------------------------------------------------------------
     def death_note(self, reason, message=None):
-        """PATCH the worker OFFLINE (after jobs are stopped). One bounded try: shutdown must not hang."""
+        """PATCH the worker OFFLINE (first thing on a shutdown). One bounded try: shutdown must not hang."""
         note = {"status": "OFFLINE", "reason": reason}
         if message:
             note["message"] = message

@@ -30,6 +30,7 @@ from ..playlist import media_playlist
 from ..states import JobState, WRITING_STATES
 from . import context
 from .jobs import error
+from .takeover import take_over_or_send_on
 
 bp = Blueprint("hls", __name__)
 
@@ -97,6 +98,9 @@ def hls_file(name):
     if parsed is None:
         abort(404)
     kind, job_id, number, answer, rendition = parsed
+    moved = take_over_or_send_on(job_id, name, number)  # a stream moving here from a worker that is gone
+    if moved is not None:
+        return moved
     manager = context().manager
     if kind == "segment" and rendition is not None:  # an audio rendition's: made by runs of its own
         # (its init segment comes with any segment: the one where the viewer is)
@@ -192,6 +196,8 @@ def _wait_and_serve(job_id, serve, segment=None, pending=None, want=None, follow
                 abort(404)
             remaining = deadline - time.monotonic()
             if manager.closing:  # the worker is stopping: do not hold the shutdown up
+                if context().handover is not None:  # a steered player moves to another worker now (a 4xx)
+                    return error(410, "this worker is shutting down: the stream goes on from another worker")
                 return error(503, "the worker is shutting down", retry_after=1)
             if remaining <= 0:
                 return error(503, f"job {job_id} has not made it yet", retry_after=1)

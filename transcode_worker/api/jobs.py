@@ -10,6 +10,7 @@ that DNS rebinding pointed at the worker sends its own name in both Host and Ori
 same reason every /v1/ request, reads included, must name a Host the worker is known by (400
 otherwise): a rebound page could read the jobs and what the library holds.
 """
+import dataclasses
 import hmac
 import json
 from functools import lru_cache
@@ -19,7 +20,7 @@ from marshmallow import ValidationError
 
 from ..jobs import Refused
 from ..origins import foreign_host, foreign_origin, machine_names, origin_of
-from ..schemas import load_job_command
+from ..schemas import load_job_command, seek_time
 from ..validation import FieldErrors, validate_command
 from . import context
 
@@ -85,6 +86,39 @@ def _job_body(job):
     return job.to_dict(context().settings.advertise_url)
 
 
+class Unaccepted(Exception):
+    """A job command that was not taken: `response` says why (400, 422, 503...)."""
+
+    def __init__(self, response):
+        super().__init__(response.get_json().get("error"))
+        self.response = response
+
+
+def carry_out(data, at_segment=None):
+    """Take the job command `data` (a dict): (job, started), or Unaccepted. `at_segment`: the
+    segment a player asks for (a job taken over from another worker): the run starts there."""
+    ctx = context()
+    if not ctx.capabilities.ffmpeg_ok:
+        raise Unaccepted(error(503, f"FFmpeg ({ctx.settings.ffmpeg_path}) cannot be run on this worker", retry_after=60))
+    try:
+        command = load_job_command(data)
+        ctx.manager.admit(command["job_id"])  # at capacity: 503 before the source is even probed
+        spec = validate_command(command, ctx.settings, ctx.capabilities, ctx.library.info)
+        if at_segment is not None and at_segment < len(grid := ctx.manager.grid_of(spec)):
+            # (its middle: a time in milliseconds that falls inside it)
+            spec = dataclasses.replace(spec, seek_time=seek_time((grid.start(at_segment) + grid.end(at_segment)) / 2))
+    except ValidationError as err:
+        raise Unaccepted(error(422, "invalid job command", fields=err.messages)) from None
+    except FieldErrors as err:
+        raise Unaccepted(error(422, "invalid job command", fields=err.errors)) from None
+    except Refused as exc:
+        raise Unaccepted(error(exc.status, str(exc), retry_after=exc.retry_after)) from None
+    try:
+        return ctx.manager.submit(spec)
+    except Refused as exc:
+        raise Unaccepted(error(exc.status, str(exc), retry_after=exc.retry_after)) from None
+
+
 @bp.post("/v1/jobs")
 def submit():
     """Create a job, keep it (same command: 200), or restart it (changed command: 202)."""
@@ -98,23 +132,11 @@ def submit():
         return error(400, "the body is not JSON")
     if not isinstance(data, dict):
         return error(400, "the body must be a JSON object")
-    if not ctx.capabilities.ffmpeg_ok:
-        return error(503, f"FFmpeg ({ctx.settings.ffmpeg_path}) cannot be run on this worker", retry_after=60)
+    before = ctx.manager.get(data.get("job_id")) if isinstance(data.get("job_id"), str) else None
     try:
-        command = load_job_command(data)
-        ctx.manager.admit(command["job_id"])  # at capacity: 503 before the source is even probed
-        spec = validate_command(command, ctx.settings, ctx.capabilities, ctx.library.info)
-    except ValidationError as err:
-        return error(422, "invalid job command", fields=err.messages)
-    except FieldErrors as err:
-        return error(422, "invalid job command", fields=err.errors)
-    except Refused as exc:
-        return error(exc.status, str(exc), retry_after=exc.retry_after)
-    before = ctx.manager.get(spec.job_id)
-    try:
-        job, started = ctx.manager.submit(spec)
-    except Refused as exc:
-        return error(exc.status, str(exc), retry_after=exc.retry_after)
+        job, started = carry_out(data)
+    except Unaccepted as exc:
+        return exc.response
     body = _job_body(job)
     if started:  # an audio or subtitle choice, or a seek to what is made, runs no new FFmpeg
         body["video_restarted"] = job is not before

@@ -9,6 +9,8 @@ the page's origin on every cross-site POST, where programs (the workers, curl, r
 """
 import hmac
 import time
+
+import requests
 import uuid
 from datetime import datetime, timezone
 from urllib.parse import urlencode
@@ -19,7 +21,7 @@ from marshmallow import EXCLUDE, ValidationError
 from ..origins import SAFE_METHODS, foreign_host, foreign_origin
 from ..schemas import ConfigurationSchema, DeathNoteSchema, HeartbeatSchema, RegistrationSchema, seek_seconds
 from .config import own_host_names, own_origins
-from . import links
+from . import links, steering
 from .dispatch import NoWorker
 
 workers_bp = Blueprint("workers", __name__)
@@ -93,9 +95,15 @@ def guard_worker_calls():
     return refusal
 
 
+def _for_players():
+    """/play and /streams/...: open to players and their pages (CORS): a TV cannot send a token
+    (a stream's URL names its job, 64 random bits, as a segment's does on a worker)."""
+    return request.path == "/play" or request.path.startswith("/streams/")
+
+
 @play_bp.before_request
 def guard_player_calls():
-    if request.path == "/play":  # open to players and their pages (CORS): a TV cannot send a token
+    if _for_players():
         return None
     refusal = _cross_site_refusal()
     if refusal is None and not _authorised():  # /v1/* controls jobs and needs the token
@@ -105,7 +113,7 @@ def guard_player_calls():
 
 @play_bp.after_request
 def player_cors(response):
-    if request.path == "/play":
+    if _for_players():
         response.headers.update(PLAYER_CORS)
     return response
 
@@ -178,6 +186,34 @@ def death_note(worker_id):
     return "", 204
 
 
+@workers_bp.post("/v1/jobs/<job_id>/claim")
+def claim(job_id):
+    """A worker a player asked for a job it does not hold: 200 {"command"} when it is to take the
+    job now, 409 {"holder_url"} when the player is to be sent to the worker that holds it."""
+    body = _body() or {}
+    worker_id = body.get("worker_id")
+    if not isinstance(worker_id, str) or ctx().store.worker(worker_id) is None:
+        return error(404, f"unknown worker {str(worker_id)[:64]!r}: register first")
+    try:
+        kind, what = ctx().dispatcher.claim(job_id, worker_id)
+    except NoWorker as exc:
+        return error(exc.status, str(exc))
+    if kind == "elsewhere":
+        return error(409, f"job {job_id} is held by a worker that answers", holder_url=what)
+    return jsonify(command=what)
+
+
+@workers_bp.post("/v1/jobs/<job_id>/release")
+def release(job_id):
+    """The worker that claimed the job could not start it: it goes to another."""
+    body = _body() or {}
+    worker_id = body.get("worker_id")
+    if not isinstance(worker_id, str) or ctx().store.worker(worker_id) is None:
+        return error(404, f"unknown worker {str(worker_id)[:64]!r}: register first")
+    ctx().dispatcher.release(job_id, worker_id, str(body.get("reason", "no reason given"))[:500])
+    return "", 204
+
+
 @workers_bp.get("/v1/workers")
 def list_workers():
     now = time.time()
@@ -191,10 +227,16 @@ def list_workers():
 
 
 # -- players and programs --------------------------------------------------------------------
+def stream_url(job_id):
+    """What a player opens: the orchestrator's steered playlist of the job, whichever worker holds it."""
+    return f"{(ctx().settings.public_url or request.host_url).rstrip('/')}/streams/{job_id}.m3u8"
+
+
 def _job_view(job):
     return {"job_id": job["id"], "worker_id": job["worker_id"], "state": job["state"],
             "progress": job["progress"], "position_s": job["position_s"], "speed": job["speed"],
-            "last_segment_id": job["last_segment_id"], "playlist_url": job["playlist_url"],
+            "last_segment_id": job["last_segment_id"], "playlist_url": stream_url(job["id"]),
+            "worker_playlist_url": job["playlist_url"],
             "source_path": job["source_path"], "configuration": job["configuration"],
             "requeues": job["requeues"], "error": job["error"]}
 
@@ -243,10 +285,7 @@ def play():
         except links.Unsigned as exc:
             return error(403, str(exc))
     if request.args.get("job_id"):
-        job = _known_job(request.args["job_id"])
-        if not job["playlist_url"]:
-            return error(503, f"job {job['id']} is waiting for a worker")
-        return redirect(job["playlist_url"], code=302)
+        return redirect(stream_url(_known_job(request.args["job_id"])["id"]), code=302)
     path = request.args.get("path")
     if not path:
         return error(400, "give ?path=<source_path> (or ?job_id=<id>)")
@@ -265,7 +304,7 @@ def play():
     job, failure = _start(path, configuration)
     if failure is not None:
         return failure
-    response = redirect(job["playlist_url"], code=302)
+    response = redirect(stream_url(job["id"]), code=302)
     response.headers["X-Job-Id"] = job["id"]
     return response
 
@@ -313,7 +352,8 @@ def play_json():
     job, failure = _start(body["source_path"], body.get("configuration"))
     if failure is not None:
         return failure
-    return jsonify(job_id=job["id"], worker_id=job["worker_id"], playlist_url=job["playlist_url"]), 201
+    return jsonify(job_id=job["id"], worker_id=job["worker_id"], playlist_url=stream_url(job["id"]),
+                   worker_playlist_url=job["playlist_url"]), 201
 
 
 @play_bp.get("/v1/jobs")
@@ -351,7 +391,51 @@ def stop(job_id):
     job = _known_job(job_id)
     c.dispatcher.delete_on_worker(job["worker_id"], job_id)
     c.store.delete_job(job_id)
+    c.multivariants.forget(job_id)
     return jsonify(job_id=job_id, deleted=True)
+
+
+# -- the stream a player holds (steering.py) --------------------------------------------------
+@play_bp.get("/streams/<job_id>.m3u8")
+def stream(job_id):
+    """The job's multivariant playlist, steered: its holder's, with every other worker that could
+    take the job as a pathway the player can move to by itself."""
+    c = ctx()
+    job = _known_job(job_id)
+    holder = c.store.worker(job["worker_id"]) if job["worker_id"] else None
+    if holder is None:
+        return error(503, f"job {job_id} is waiting for a worker")
+    text = c.multivariants.get(job_id, holder["id"])
+    if text is None:
+        try:
+            status, text = c.dispatcher.fetch_text(holder, f"/{job_id}.m3u8")
+        except requests.RequestException as exc:
+            return error(503, f"the worker holding job {job_id} did not answer: {exc}")
+        if status != 200:
+            return error(503 if status >= 500 else 502, f"the worker holding job {job_id} answered HTTP {status}")
+        try:
+            text = steering.steered_multivariant(text, holder["url"], holder["id"],
+                                                 f"{job_id}.steering.json?{urlencode({'base': holder['id']})}")
+        except ValueError as exc:
+            return error(502, f"the worker's playlist could not be read: {exc}")
+        c.multivariants.put(job_id, holder["id"], text)
+    response = current_app.response_class(text, mimetype="application/vnd.apple.mpegurl")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@play_bp.get("/streams/<job_id>.steering.json")
+def steering_manifest(job_id):
+    """Where the job's player should fetch from now (HLS Content Steering): the holder first."""
+    c = ctx()
+    job = _known_job(job_id)
+    base = c.store.worker(request.args.get("base", ""))
+    if base is None:
+        return error(404, "unknown pathway")
+    workers = [(w["id"], w["url"]) for w in c.dispatcher.candidates(job)]
+    response = jsonify(steering.steering_manifest((base["id"], base["url"]), workers))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _iso(ts):

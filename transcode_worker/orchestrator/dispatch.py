@@ -32,6 +32,10 @@ from ..schemas import seek_time
 from .selection import can_decode_hevc, select_worker
 from .store import OFFLINE, QUEUED
 
+ALIVE_TIMEOUT_S = 0.5  # a worker on the same network answers /healthz in milliseconds
+PLACING_WAIT_S = 5.0  # a claim waits this long for a placement of the job under way
+DEAD_FOR_S = 1.0  # how long a worker that did not answer /healthz is taken as still dead
+
 log = logging.getLogger(__name__)
 
 # jobs that still need a worker when theirs is lost (a COMPLETED job's segments went with it too)
@@ -110,6 +114,7 @@ class Dispatcher:
         # the orchestrator's own start: its downtime is not the workers' silence
         self.started_at = time.monotonic()
         self._heard = {}  # worker id -> time.monotonic() when last heard from (single item reads, writes)
+        self._unanswered = {}  # worker id -> time.monotonic() when it last did not answer /healthz
 
     def close(self):
         """The orchestrator is stopping: placements end at their next step, and calls with it."""
@@ -128,7 +133,21 @@ class Dispatcher:
 
     # -- calls to a worker --------------------------------------------------------------------
     def _call(self, method, worker, path, **kwargs):
-        """(status, JSON object) of one call to `worker`, the whole answer within
+        """(status, JSON object) of one call to `worker` (_fetch)."""
+        status, data = self._fetch(method, worker, path, **kwargs)
+        try:
+            body = json.loads(data)
+        except ValueError:
+            body = None
+        return status, body if isinstance(body, dict) else {"error": data[:300].decode(errors="replace")}
+
+    def fetch_text(self, worker, path):
+        """(status, text) of a GET of `path` on `worker` (a playlist)."""
+        status, data = self._fetch("GET", worker, path)
+        return status, data.decode("utf-8", errors="replace")
+
+    def _fetch(self, method, worker, path, **kwargs):
+        """(status, body bytes) of one call to `worker`, the whole answer within
         worker_timeout_s: requests' timeout bounds each read only, so a worker that trickles
         its answer would hold the caller as long as it liked. RequestException otherwise."""
         limit = self.settings.worker_timeout_s
@@ -145,12 +164,7 @@ class Dispatcher:
                         raise requests.Timeout(f"{url}: no whole answer within {limit:g}s")
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise requests.ConnectionError(f"{url}: {exc}") from exc
-            status = response.status_code
-        try:
-            body = json.loads(data)
-        except ValueError:
-            body = None
-        return status, body if isinstance(body, dict) else {"error": data[:300].decode(errors="replace")}
+            return response.status_code, bytes(data)
 
     def describe(self, worker, source_path):
         """What `worker` says the source is: its ``GET /v1/media`` answer (a dict); a refusal
@@ -286,6 +300,90 @@ class Dispatcher:
         if 400 <= status < 500 and status not in (401, 409):
             return status, body.get("error", "refused"), body
         return None
+
+    # -- streams that outlive their worker (steering.py) ----------------------------------------
+    def candidates(self, job):
+        """The workers that could carry `job` (a store row) now, best first: its holder when it
+        is available, then the others in the selection's order (available, with room, with the
+        job's encoder). What a steered player's pathways are."""
+        now = time.monotonic()
+        workers = [{**w, "last_seen": self.heard(w["id"])} for w in self.store.workers()]
+        ordered = [w for w in workers if w["id"] == job["worker_id"] and w["status"] not in ("OFFLINE", "ERROR")
+                   and now - w["last_seen"] <= self.settings.seen_within_s]
+        exclude = {w["id"] for w in ordered}
+        while True:
+            choice = select_worker(workers, now, seen_within_s=self.settings.seen_within_s,
+                                   encoder=job["configuration"].get("encoder"), prefer_same_subnet=False,
+                                   exclude=exclude)
+            if choice.worker is None:
+                return ordered
+            ordered.append(choice.worker)
+            exclude.add(choice.worker["id"])
+
+    def alive(self, worker):
+        """Whether `worker` answers /healthz now (within ALIVE_TIMEOUT_S): asked when a player could
+        not reach it, before its job is taken from it. "Alive" is never kept: a player sent to a
+        worker that has died since stops; "dead" is kept DEAD_FOR_S (its players come together)."""
+        if time.monotonic() - self._unanswered.get(worker["id"], -DEAD_FOR_S) < DEAD_FOR_S:
+            return False
+        try:
+            answer = requests.get(worker["url"].rstrip("/") + "/healthz", timeout=ALIVE_TIMEOUT_S)
+            answer.close()
+            if answer.status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        self._unanswered[worker["id"]] = time.monotonic()
+        return False
+
+    def claim(self, job_id, worker_id):
+        """A player asked `worker_id` for `job_id`, which it does not hold (the player moved to that
+        worker's pathway). Returns ("take", job command) when the job is now that worker's: its
+        holder is gone (OFFLINE, or it does not answer: then it is taken off the pool, and its other
+        jobs move), or the job waits for a worker; ("elsewhere", the holder's URL) when the holder
+        is alive: the player is sent there. NoWorker: unknown job (404), still being placed after
+        PLACING_WAIT_S (409): a placement under way (a re-queue after a death note) is waited for."""
+        deadline = time.monotonic() + PLACING_WAIT_S
+        while True:
+            try:
+                return self._claim_once(job_id, worker_id)
+            except JobBusy:
+                if time.monotonic() > deadline or self._closing.is_set():
+                    raise
+                time.sleep(0.05)
+
+    def _claim_once(self, job_id, worker_id):
+        job = self.store.job(job_id)
+        if job is None:
+            raise NoWorker(404, "unknown job")
+        holder = self.store.worker(job["worker_id"]) if job["worker_id"] else None
+        if holder is not None and holder["id"] != worker_id and holder["status"] != OFFLINE and self.alive(holder):
+            return "elsewhere", holder["url"]
+        claimer = self.store.worker(worker_id)
+        with self._claim(job_id):
+            now = self.store.job(job_id)
+            if now is None:
+                raise NoWorker(404, "unknown job (deleted)")
+            if now["worker_id"] != job["worker_id"]:  # moved meanwhile: go where it went
+                moved = self.store.worker(now["worker_id"]) if now["worker_id"] else None
+                if moved is not None and moved["id"] != worker_id:
+                    return "elsewhere", moved["url"]
+            configuration = {**now["configuration"], "seek_time": seek_time(now["position_s"] or 0.0)}
+            self.store.update_job(job_id, worker_id=worker_id, state="STARTING", error=None, reported_at=None,
+                                  playlist_url=f"{claimer['url'].rstrip('/')}/{job_id}.m3u8",
+                                  requeues=now["requeues"] + (now["worker_id"] != worker_id))
+        if holder is not None and holder["id"] != worker_id and holder["status"] != OFFLINE:
+            # it did not answer: its other jobs move now too, without holding this player up
+            threading.Thread(target=self.worker_lost, name="worker-lost", daemon=True,
+                             args=(holder["id"], f"did not answer when a player moved job {job_id} from it")).start()
+        log.warning("job %s: taken by worker %s, where its player went", job_id, worker_id)
+        return "take", {"job_id": job_id, "source_path": now["source_path"], "configuration": configuration}
+
+    def release(self, job_id, worker_id, why):
+        """The worker that claimed `job_id` could not start it: it goes to another worker."""
+        job = self.store.job(job_id)
+        if job is not None and job["worker_id"] == worker_id:
+            self.requeue(job, f"worker {worker_id} could not take it ({why})", exclude={worker_id})
 
     # -- healing ------------------------------------------------------------------------------
     def requeue(self, job, why, exclude=()):
