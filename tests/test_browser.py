@@ -3,8 +3,11 @@ driven by Selenium through ChromeDriver. The page comes from its own origin, so 
 worker is a cross-origin one. Run with `make test-browser` (which installs what it needs).
 """
 import functools
+import json
 import http.server
+import signal
 import threading
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -16,7 +19,7 @@ from selenium.webdriver.chrome.service import Service
 
 import media_files as mf
 from orchestrator_process import OrchestratorProcess
-from worker_process import ffmpeg_slow_at, free_port, probe_duration, wait_for
+from worker_process import ffmpeg_slow_at, free_port, kill_service, probe_duration, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -282,3 +285,49 @@ def test_hls_js_on_another_origin_plays_a_signed_play_link_and_an_unsigned_one_s
         orch.delete(f"/v1/jobs/{job['job_id']}")
     finally:
         orch.stop()
+
+
+def watch_clock(player, until_s, timeout):
+    """Sample the player's clock until it passes `until_s`; returns the longest time (s) it stood
+    still while playing. Fails at once on a fatal hls.js error."""
+    samples = []
+
+    def past():
+        state = player.state()
+        assert not state["fatal"] and not state["mediaError"], json.dumps(state, indent=1)
+        samples.append((time.monotonic(), state["currentTime"]))
+        return state["currentTime"] > until_s
+
+    wait_for(past, timeout, interval=0.1, what=f"currentTime past {until_s}s ({player.state()})")
+    longest, still_since = 0.0, samples[0]
+    for at, current in samples[1:]:
+        if current > still_since[1]:
+            still_since = (at, current)
+        longest = max(longest, at - still_since[0])
+    return longest
+
+
+@pytest.mark.parametrize("death", ["death note", "silent"])
+def test_hls_js_plays_on_from_another_worker_when_its_worker_dies(cluster, media_root, player, death):
+    """A film opened through /play plays 10 s; the worker holding it is stopped (SIGTERM: a death
+    note) or its whole service is SIGKILLed (silent, under the seeds' offline_after_s of 45 s). The
+    player's clock goes on, past the 30 s hls.js had buffered, into segments the other worker made;
+    the picture is the film's at the clock; no error; the job names the survivor."""
+    orch, workers = cluster(offline_after_s=45.0)
+    player.load(orch.play_url(str(media_root / mf.LONG), bitrate_bps=300_000))
+    player.wait_playing_past(10.0, timeout=90)
+    [job] = orch.get("/v1/jobs").json()["jobs"]
+    holder = workers[job["worker_id"]]
+    other_id = next(w for w in workers if w != job["worker_id"])
+    died_at = player.state()["currentTime"]
+    if death == "silent":
+        kill_service(holder)
+    else:
+        holder.proc.send_signal(signal.SIGTERM)
+    stall = watch_clock(player, died_at + 45, timeout=120)
+    assert_shows_long_at(player)
+    assert stall <= (3.0 if death == "death note" else 5.0), stall
+    assert orch.job(job["job_id"])["worker_id"] == other_id
+    assert workers[other_id].segments_served() > 0
+    if death == "death note":
+        holder.proc.wait(30)

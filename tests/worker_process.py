@@ -248,6 +248,17 @@ def open_to_others(folder):
         each.chmod(each.stat().st_mode | 0o001)
 
 
+def kill_service(worker):
+    """SIGKILL every process of the worker's service at once: no death note, no goodbye."""
+    processes = [psutil.Process(worker.proc.pid), *worker.descendants()]
+    for process in processes:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    wait_for(lambda: all(process_gone(p.pid) for p in processes), 10, what="the whole service gone")
+
+
 def process_gone(pid):
     """True when `pid` has exited (a zombie waiting for its parent to reap it counts as gone)."""
     try:

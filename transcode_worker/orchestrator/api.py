@@ -391,7 +391,6 @@ def stop(job_id):
     job = _known_job(job_id)
     c.dispatcher.delete_on_worker(job["worker_id"], job_id)
     c.store.delete_job(job_id)
-    c.multivariants.forget(job_id)
     return jsonify(job_id=job_id, deleted=True)
 
 
@@ -405,7 +404,7 @@ def stream(job_id):
     holder = c.store.worker(job["worker_id"]) if job["worker_id"] else None
     if holder is None:
         return error(503, f"job {job_id} is waiting for a worker")
-    text = c.multivariants.get(job_id, holder["id"])
+    text = c.store.stream_text(job_id, holder["id"])
     if text is None:
         try:
             status, text = c.dispatcher.fetch_text(holder, f"/{job_id}.m3u8")
@@ -418,7 +417,7 @@ def stream(job_id):
                                                  f"{job_id}.steering.json?{urlencode({'base': holder['id']})}")
         except ValueError as exc:
             return error(502, f"the worker's playlist could not be read: {exc}")
-        c.multivariants.put(job_id, holder["id"], text)
+        text = c.store.keep_stream_text(job_id, holder["id"], text)
     response = current_app.response_class(text, mimetype="application/vnd.apple.mpegurl")
     response.headers["Cache-Control"] = "no-cache"
     return response
@@ -430,10 +429,11 @@ def steering_manifest(job_id):
     c = ctx()
     job = _known_job(job_id)
     base = c.store.worker(request.args.get("base", ""))
-    if base is None:
+    steered = c.store.stream_text(job_id, base["id"]) if base is not None else None
+    if steered is None:
         return error(404, "unknown pathway")
     workers = [(w["id"], w["url"]) for w in c.dispatcher.candidates(job)]
-    response = jsonify(steering.steering_manifest((base["id"], base["url"]), workers))
+    response = jsonify(steering.steering_manifest((base["id"], base["url"]), workers, steered))
     response.headers["Cache-Control"] = "no-store"
     return response
 

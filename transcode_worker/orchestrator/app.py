@@ -9,7 +9,6 @@ from werkzeug.exceptions import HTTPException
 from ..app import json_http_error
 from .config import load_orchestrator_settings
 from .dispatch import Dispatcher
-from .steering import Multivariants
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -20,7 +19,6 @@ class OrchestratorContext:
     settings: object
     store: Store
     dispatcher: Dispatcher
-    multivariants: Multivariants = field(default_factory=Multivariants)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 

@@ -4,8 +4,8 @@ A player opens ``/streams/<job>.m3u8`` on the orchestrator: the multivariant pla
 worker that holds the job, its URIs made absolute on that worker, each variant on the pathway
 named after the worker, and an ``EXT-X-CONTENT-STEERING`` tag. The steering manifest the player
 then loads (and reloads every TTL) clones that pathway onto every other worker that could take
-the job (``PATHWAY-CLONES``, the host replaced) and lists them in order (``PATHWAY-PRIORITY``),
-the job's holder first. A player that cannot reach its worker (refused, 4xx, or its retries spent
+the job (``PATHWAY-CLONES``, each variant's and rendition's URI given by its stable id) and lists
+them in order (``PATHWAY-PRIORITY``), the job's holder first. A player that cannot reach its worker (refused, 4xx, or its retries spent
 on 5xx) moves to the next pathway by itself: hls.js, Shaka and Apple's players implement this.
 There, the worker that does not hold the job asks the orchestrator for it (a claim): it takes
 the job when its holder is gone, or redirects the player to the holder when it is not.
@@ -15,8 +15,6 @@ are the source's and the command's), so the player's next segment from another w
 follows the last one.
 """
 import re
-import threading
-from collections import OrderedDict
 from urllib.parse import urlsplit
 
 STEERING_TTL_S = 5  # how often a player asks again where to go (a death note moves it within this)
@@ -45,22 +43,29 @@ def _written(pairs):
 
 def steered_multivariant(text, worker_url, pathway, steering_uri):
     """The worker's multivariant playlist `text` for a steered player: URIs absolute on
-    `worker_url`, every variant on `pathway`, the steering manifest at `steering_uri`."""
+    `worker_url`, every variant on `pathway`, each variant and rendition with a stable id (the
+    name the worker gave it), the steering manifest at `steering_uri`."""
     base = worker_url.rstrip("/") + "/"
-    lines, uri_next = [], False
-    for line in text.splitlines():
-        if uri_next and line and not line.startswith("#"):
-            lines.append(base + line)
-            uri_next = False
-            continue
+    source = text.splitlines()
+    lines = []
+    for at, line in enumerate(source):
         tag, colon, rest = line.partition(":")
         if tag == "#EXT-X-MEDIA" and colon:
-            pairs = [(name, f'"{base}{value[1:]}' if name == "URI" else value) for name, value in attribute_list(rest)]
+            pairs = [pair for pair in attribute_list(rest) if pair[0] != "STABLE-RENDITION-ID"]
+            uri = dict(pairs).get("URI")
+            if uri is not None:
+                pairs = [(name, f'"{base}{value[1:]}' if name == "URI" else value) for name, value in pairs]
+                pairs.append(("STABLE-RENDITION-ID", uri))
             line = "#EXT-X-MEDIA:" + _written(pairs)
         elif tag == "#EXT-X-STREAM-INF" and colon:
-            pairs = [pair for pair in attribute_list(rest) if pair[0] != "PATHWAY-ID"]
-            line = "#EXT-X-STREAM-INF:" + _written([*pairs, ("PATHWAY-ID", f'"{pathway}"')])
-            uri_next = True
+            uri = next((later for later in source[at + 1:] if later and not later.startswith("#")), None)
+            if uri is None:
+                raise ValueError("a variant without a URI")
+            pairs = [pair for pair in attribute_list(rest) if pair[0] not in ("PATHWAY-ID", "STABLE-VARIANT-ID")]
+            line = "#EXT-X-STREAM-INF:" + _written([*pairs, ("PATHWAY-ID", f'"{pathway}"'),
+                                                   ("STABLE-VARIANT-ID", f'"{uri}"')])
+        elif line and not line.startswith("#"):
+            line = base + line
         elif tag == "#EXT-X-CONTENT-STEERING":
             continue
         lines.append(line)
@@ -69,58 +74,58 @@ def steered_multivariant(text, worker_url, pathway, steering_uri):
     return "\n".join(lines) + "\n"
 
 
-def clone_host(base_url, other_url):
-    """The URI-REPLACEMENT HOST that turns `base_url`'s URIs into `other_url`'s, or None when a
-    host alone cannot (another scheme or path: a clone replaces only the host)."""
-    base, other = urlsplit(base_url), urlsplit(other_url)
-    if (base.scheme, base.path.rstrip("/")) != (other.scheme, other.path.rstrip("/")) or not other.netloc:
-        return None
-    return other.netloc
+def stable_ids(steered):
+    """({STABLE-VARIANT-ID: URI}, {STABLE-RENDITION-ID: URI}) of a steered multivariant playlist."""
+    variants, renditions = {}, {}
+    lines = steered.splitlines()
+    for at, line in enumerate(lines):
+        tag, colon, rest = line.partition(":")
+        if tag not in ("#EXT-X-STREAM-INF", "#EXT-X-MEDIA") or not colon:
+            continue
+        attributes = dict(attribute_list(rest))
+        if tag == "#EXT-X-MEDIA" and "STABLE-RENDITION-ID" in attributes and "URI" in attributes:
+            renditions[attributes["STABLE-RENDITION-ID"].strip('"')] = attributes["URI"].strip('"')
+        elif tag == "#EXT-X-STREAM-INF" and "STABLE-VARIANT-ID" in attributes:
+            uri = next((later for later in lines[at + 1:] if later and not later.startswith("#")), "")
+            variants[attributes["STABLE-VARIANT-ID"].strip('"')] = uri
+    return variants, renditions
 
 
-def steering_manifest(base, workers, ttl_s=STEERING_TTL_S):
-    """The steering manifest for a player whose multivariant playlist named pathway `base`
-    (a worker id) on `base_url`: `workers` is [(id, url)], the ones that can carry the stream,
-    best first (the holder). Each becomes a pathway (the base as it is, the others cloned from it)."""
+def moved(uri, base_url, other_url):
+    """`uri`, one of `base_url`'s, on `other_url` (None when it is not under `base_url`)."""
+    base = base_url.rstrip("/") + "/"
+    return other_url.rstrip("/") + "/" + uri[len(base):] if uri.startswith(base) else None
+
+
+def steering_manifest(base, workers, steered, ttl_s=STEERING_TTL_S):
+    """The steering manifest for a player whose multivariant playlist (`steered`) named pathway
+    `base` ((worker id, URL)): `workers` is [(id, url)], those that can carry the stream, best
+    first (the holder). Each is a pathway: the base as it is, the others cloned from it with every
+    URI given (PER-VARIANT-URIS, PER-RENDITION-URIS: players replace HOST's host name only, never
+    its port), and HOST where the host name alone is what differs."""
     base_id, base_url = base
+    variants, renditions = stable_ids(steered)
     priority, clones = [], []
     for worker_id, url in workers:
-        if worker_id == base_id:
-            priority.append(worker_id)
-            continue
-        host = clone_host(base_url, url)
-        if host is None:
-            continue
         priority.append(worker_id)
-        clones.append({"BASE-ID": base_id, "ID": worker_id, "URI-REPLACEMENT": {"HOST": host}})
+        if worker_id == base_id:
+            continue
+        replacement = {
+            "PER-VARIANT-URIS": {key: moved(uri, base_url, url) for key, uri in variants.items()},
+            "PER-RENDITION-URIS": {key: moved(uri, base_url, url) for key, uri in renditions.items()},
+        }
+        if host := same_but_host(base_url, url):
+            replacement["HOST"] = host
+        clones.append({"BASE-ID": base_id, "ID": worker_id, "URI-REPLACEMENT": replacement})
     if not priority:  # nowhere better: stay (the player's own retries, then the holder again)
         priority = [base_id]
     return {"VERSION": 1, "TTL": ttl_s, "PATHWAY-PRIORITY": priority, "PATHWAY-CLONES": clones}
 
 
-class Multivariants:
-    """The steered multivariant playlist of each job, per worker that made it (LRU, bounded): a
-    VOD stream's never changes, and a player that opens the stream again gets the same text."""
-
-    def __init__(self, size=4096):
-        self.size = size
-        self._texts = OrderedDict()  # (job id, worker id) -> text
-        self._lock = threading.Lock()
-
-    def get(self, job_id, worker_id):
-        with self._lock:
-            text = self._texts.get((job_id, worker_id))
-            if text is not None:
-                self._texts.move_to_end((job_id, worker_id))
-            return text
-
-    def put(self, job_id, worker_id, text):
-        with self._lock:
-            self._texts[(job_id, worker_id)] = text
-            while len(self._texts) > self.size:
-                self._texts.popitem(last=False)
-
-    def forget(self, job_id):
-        with self._lock:
-            for key in [key for key in self._texts if key[0] == job_id]:
-                del self._texts[key]
+def same_but_host(base_url, other_url):
+    """`other_url`'s host name when it is all that differs from `base_url` (scheme, port and path
+    the same), else None."""
+    base, other = urlsplit(base_url), urlsplit(other_url)
+    if (base.scheme, base.port, base.path.rstrip("/")) != (other.scheme, other.port, other.path.rstrip("/")):
+        return None
+    return other.hostname

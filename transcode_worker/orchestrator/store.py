@@ -1,4 +1,5 @@
-"""The orchestrator's state in one SQLite file (WAL mode): the pool and the jobs.
+"""The orchestrator's state in one SQLite file (WAL mode): the pool, the jobs, and the steered
+playlists players hold (what a restarted orchestrator still needs to steer them).
 
 A restarted orchestrator keeps its knowledge. One connection, serialised by a lock: the load is a
 heartbeat per worker every few seconds and a play request now and then.
@@ -42,6 +43,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_worker ON jobs (worker_id);
+CREATE TABLE IF NOT EXISTS streams (
+    job_id TEXT NOT NULL,
+    worker_id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (job_id, worker_id)
+);
 """
 JSON_COLUMNS = ("static_specs", "encoders", "telemetry", "configuration")
 OFFLINE = "OFFLINE"
@@ -138,7 +145,20 @@ class Store:
         return self._write(f"UPDATE jobs SET {columns} WHERE id = ?", (*values.values(), job_id))
 
     def delete_job(self, job_id):
+        self._write("DELETE FROM streams WHERE job_id = ?", (job_id,))
         return self._write("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    # -- the steered playlists players hold (steering.py) -------------------------------------
+    def stream_text(self, job_id, worker_id):
+        """The steered multivariant playlist of `job_id` made from `worker_id`'s, or None."""
+        row = self._one("SELECT text FROM streams WHERE job_id = ? AND worker_id = ?", (job_id, worker_id))
+        return row["text"] if row else None
+
+    def keep_stream_text(self, job_id, worker_id, text):
+        """Keep it (the first kept stays: a VOD stream's never changes); returns the one kept."""
+        self._write("INSERT OR IGNORE INTO streams (job_id, worker_id, text) VALUES (?, ?, ?)",
+                    (job_id, worker_id, text))
+        return self.stream_text(job_id, worker_id)
 
 
 def _decode(row):
