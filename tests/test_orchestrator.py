@@ -21,8 +21,8 @@ def test_play_redirects_and_ffmpeg_plays_through_the_redirect(cluster, media_roo
     answer = requests.get(orch.play_url(str(media_root / mf.H264)), allow_redirects=False, timeout=60)
     assert answer.status_code == 302
     job = orch.job(answer.headers["X-Job-Id"])
-    assert answer.headers["Location"] == job["playlist_url"]
-    assert job["playlist_url"].startswith(workers[job["worker_id"]].url)
+    assert answer.headers["Location"] == job["playlist_url"] == f"{orch.url}/streams/{job['job_id']}.m3u8"
+    assert job["worker_playlist_url"].startswith(workers[job["worker_id"]].url)
     # FFmpeg follows the orchestrator's redirect like a TV would, and decodes the whole movie
     code, seconds, err = play(orch.play_url(str(media_root / mf.H264)))
     assert code == 0, err
@@ -65,7 +65,8 @@ def test_a_killed_worker_is_replaced_and_the_stream_continues(cluster, media_roo
     assert workers[other].job(job_id)["tracks"]["audio"]["chosen_by"] == "audio_language"
 
     again = requests.get(orch.play_url(job_id=job_id), allow_redirects=False, timeout=30)
-    assert again.status_code == 302 and again.headers["Location"].startswith(workers[other].url)
+    assert again.status_code == 302 and again.headers["Location"] == moved["playlist_url"]
+    assert orch.job(job_id)["worker_playlist_url"].startswith(workers[other].url)
     luma = first_frame_luma(first_segment_url(again.headers["Location"]))
     expected = first_frame_luma(str(media_root / mf.LONG), at=seek_s)
     assert abs(luma - expected) < 4  # the picture continues where the old worker was

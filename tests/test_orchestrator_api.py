@@ -107,7 +107,10 @@ def test_a_death_note_with_no_worker_left_queues_the_jobs(client):
     assert ctx.store.worker("w1")["status"] == "OFFLINE"
     job = ctx.store.job("j2")
     assert job["state"] == "QUEUED" and job["worker_id"] is None and "no worker" in job["error"]
-    assert c.get(signed(job_id="j2")).status_code == 503
+    sent = c.get(signed(job_id="j2"))
+    assert sent.status_code == 302 and sent.headers["Location"].endswith("/streams/j2.m3u8")
+    waiting = c.get("/streams/j2.m3u8")
+    assert waiting.status_code == 503 and "waiting for a worker" in waiting.get_json()["error"]
 
 
 def test_play_without_workers_says_why(client):

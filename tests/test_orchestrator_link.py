@@ -58,7 +58,7 @@ def test_registers_then_beats_at_the_interval_with_progress(linked, orchestrator
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_stop_signal_stops_ffmpeg_then_sends_the_death_note(linked, orchestrator, media_root, sig):
+def test_a_stop_signal_sends_the_death_note_first_then_stops_ffmpeg(linked, orchestrator, media_root, sig):
     w = linked(stop_grace_s=3.0)
     wait_for(lambda: orchestrator.registrations(), 10, what="the registration")
     pid = w.post_job({"job_id": "dn1", "source_path": str(media_root / mf.LONG)}, headers=auth()).json()["pid"]
@@ -69,7 +69,7 @@ def test_a_stop_signal_stops_ffmpeg_then_sends_the_death_note(linked, orchestrat
     w.proc.wait(timeout=15)
     (note,) = orchestrator.death_notes()
     assert DeathNoteSchema().load(note.body) == {"status": "OFFLINE", "reason": "SHUTDOWN", "message": None}
-    assert seen["ffmpeg_gone"]  # the note comes after the jobs are stopped
+    assert seen["ffmpeg_gone"] is False  # the note comes first: the job's players move at once
     assert not psutil.pid_exists(pid) or process_gone(pid)
     assert not (w.segment_root / "dn1").exists()
 
