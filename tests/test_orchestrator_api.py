@@ -526,3 +526,100 @@ def test_without_a_token_play_stays_open(client):
     assert c.get("/play?path=/m/x.mkv").status_code == 503
     minted = c.post("/v1/play-links", json={"source_path": "/m/x.mkv"})
     assert minted.status_code == 201 and minted.get_json()["url"] == "http://localhost/play?path=%2Fm%2Fx.mkv"
+
+
+# -- a stream that outlives its worker: claims, the steered playlist, the steering manifest -----
+def held(ctx, job_id="j9", worker_id="w2", position_s=42.5):
+    ctx.store.add_job(job_id, "/srv/nas/film.mkv", {"bitrate_bps": 1_000_000, "audio_language": "de"})
+    ctx.store.update_job(job_id, worker_id=worker_id, state="RUNNING", position_s=position_s,
+                         playlist_url=f"{W2}/{job_id}.m3u8")
+
+
+def claim(c, job_id="j9", worker_id="w1", headers=TOKEN):
+    return c.post(f"/v1/jobs/{job_id}/claim", json={"worker_id": worker_id}, headers=headers)
+
+
+def test_a_claim_while_the_holder_answers_sends_the_player_there_and_moves_nothing(pool):
+    c, ctx, rsps = pool
+    held(ctx)
+    rsps.get(W2 + "/healthz", json={"status": "ok"})
+    answer = claim(c)
+    assert answer.status_code == 409 and answer.get_json()["holder_url"] == W2
+    assert ctx.store.job("j9")["worker_id"] == "w2" and ctx.store.worker("w2")["status"] != "OFFLINE"
+    assert len(asked(rsps, "/healthz")) == 1  # "alive" is asked each time, never kept
+    claim(c)
+    assert len(asked(rsps, "/healthz")) == 2
+
+
+def test_a_claim_when_the_holder_is_gone_gives_the_job_with_its_choices_and_takes_the_holder_off(pool):
+    c, ctx, rsps = pool
+    held(ctx)
+    rsps.get(W2 + "/healthz", body=requests.ConnectionError("refused"))
+    answer = claim(c)
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["command"] == {
+        "job_id": "j9", "source_path": "/srv/nas/film.mkv",
+        "configuration": {"bitrate_bps": 1_000_000, "audio_language": "de", "seek_time": "00:00:42.500"}}
+    job = ctx.store.job("j9")
+    assert job["worker_id"] == "w1" and job["playlist_url"] == f"{W1}/j9.m3u8" and job["requeues"] == 1
+    deadline = time.monotonic() + 5
+    while ctx.store.worker("w2")["status"] != "OFFLINE" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ctx.store.worker("w2")["status"] == "OFFLINE"  # its silence need not last offline_after_s
+    # the claimer asking again (another request of the same player) is given the job again
+    assert claim(c).status_code == 200 and ctx.store.job("j9")["requeues"] == 1
+
+
+@pytest.mark.parametrize("case, status", [("unknown job", 404), ("unknown worker", 404), ("no token", 401)])
+def test_a_claim_that_cannot_be_is_refused_and_changes_nothing(pool, case, status):
+    c, ctx, rsps = pool
+    held(ctx)
+    answer = claim(c, job_id="nope" if case == "unknown job" else "j9",
+                   worker_id="w7" if case == "unknown worker" else "w1",
+                   headers={} if case == "no token" else TOKEN)
+    assert answer.status_code == status
+    assert ctx.store.job("j9")["worker_id"] == "w2" and not asked(rsps, "/healthz")
+
+
+def test_a_job_its_claimer_could_not_start_goes_to_another_worker(pool):
+    c, ctx, rsps = pool
+    held(ctx, worker_id="w1")
+    rsps.get(W2 + "/v1/media", json=H264)
+    rsps.add_callback(responses.POST, W2 + "/v1/jobs", callback=job_answer(W2))
+    answer = c.post("/v1/jobs/j9/release", json={"worker_id": "w1", "reason": "at capacity"}, headers=TOKEN)
+    assert answer.status_code == 204
+    assert ctx.store.job("j9")["worker_id"] == "w2"
+    # a release by a worker that does not hold the job changes nothing
+    assert c.post("/v1/jobs/j9/release", json={"worker_id": "w1"}, headers=TOKEN).status_code == 204
+    assert ctx.store.job("j9")["worker_id"] == "w2"
+
+
+def test_the_steered_playlist_is_made_once_and_the_manifest_lists_the_pool_holder_first(pool):
+    c, ctx, rsps = pool
+    held(ctx)
+    rsps.get(W2 + "/j9.m3u8", body='#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\nj9.media.m3u8\n')
+    first = c.get("/streams/j9.m3u8")
+    assert first.status_code == 200 and first.headers["Access-Control-Allow-Origin"] == "*"
+    assert first.mimetype == "application/vnd.apple.mpegurl"
+    assert f"{W2}/j9.media.m3u8" in first.get_data(as_text=True)
+    assert c.get("/streams/j9.m3u8").get_data() == first.get_data() and len(asked(rsps, "/j9.m3u8")) == 1
+    steering = c.get("/streams/j9.steering.json?base=w2&_HLS_pathway=w2&_HLS_throughput=1")
+    assert steering.status_code == 200 and steering.headers["Access-Control-Allow-Origin"] == "*"
+    body = steering.get_json()
+    assert body["PATHWAY-PRIORITY"] == ["w2", "w1"] and [clone["ID"] for clone in body["PATHWAY-CLONES"]] == ["w1"]
+    assert c.get("/streams/j9.steering.json?base=w1").status_code == 404  # no playlist made from w1's
+    # deleted: gone with the job
+    rsps.delete(W2 + "/v1/jobs/j9", json={"deleted": True})
+    c.delete("/v1/jobs/j9", headers=TOKEN)
+    assert ctx.store.stream_text("j9", "w2") is None and c.get("/streams/j9.m3u8").status_code == 404
+
+
+def test_a_stream_whose_worker_answers_badly_is_a_clear_error(pool):
+    c, ctx, rsps = pool
+    held(ctx)
+    rsps.get(W2 + "/j9.m3u8", status=503, json={"error": "not yet"})
+    assert c.get("/streams/j9.m3u8").status_code == 503
+    rsps.replace(responses.GET, W2 + "/j9.m3u8", body="#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n")
+    answer = c.get("/streams/j9.m3u8")
+    assert answer.status_code == 502 and "could not be read" in answer.get_json()["error"]
+    assert ctx.store.stream_text("j9", "w2") is None
