@@ -115,7 +115,7 @@ def cluster(make_worker, tmp_path):
     def start(offline_after_s=3.0, token=TOKEN, **orchestrator_settings):
         orch = OrchestratorProcess(tmp_path / "orchestrator", api_token=token, seen_within_s=5.0,
                                    offline_after_s=offline_after_s, check_interval_s=0.5,
-                                   **orchestrator_settings).start()
+                                   **{"segment_duration_s": 2.0, **orchestrator_settings}).start()
         started.append(orch)
         workers = [make_worker(worker_id=wid, orchestrator_url=orch.url, api_token=token, heartbeat_interval_s=1.0)
                    for wid in ("w1", "w2")]

@@ -43,7 +43,7 @@ def context(job_id, position, state="RUNNING"):
 def client(tmp_path, request):
     settings = SimpleNamespace(database=str(tmp_path / "o.db"), api_token="t0k", seen_within_s=30.0,
                                offline_after_s=45.0, check_interval_s=60.0, worker_timeout_s=1.0,
-                               default_bitrate_bps=4_000_000, prefer_same_subnet=True,
+                               default_bitrate_bps=4_000_000, prefer_same_subnet=True, segment_duration_s=4.0, first_segment_s=1.0,
                                listen="0.0.0.0:8080", public_url="")
     for key, value in getattr(request, "param", {}).items():
         setattr(settings, key, value)

@@ -27,7 +27,8 @@ def roots(tmp_path):
     (media / "escape.mkv").symlink_to(outside / "secret.mkv")
     (segments / "out-link").symlink_to(outside)
     settings = SimpleNamespace(media_roots=[str(media)], segment_root=str(segments), ffprobe_path="ffprobe",
-                               default_encoder="libx264", default_bitrate_bps=4_000_000)
+                               default_encoder="libx264", default_bitrate_bps=4_000_000, segment_duration_s=4.0,
+                               first_segment_s=1.0)
     return SimpleNamespace(media=media, segments=segments, outside=outside, settings=settings)
 
 
@@ -54,6 +55,14 @@ def test_a_good_command_gets_defaults(roots):
     assert spec.source == roots.media / "movie.mkv"
     assert spec.folder == roots.segments / "j1"
     assert (spec.seek_s, spec.bitrate_bps, spec.encoder, spec.force_remux) == (0, 4_000_000, "libx264", False)
+    assert (spec.segment_s, spec.first_segment_s) == (4.0, 1.0)  # the worker's, unless the command names them
+
+
+def test_a_command_that_names_the_grid_gets_it_and_another_grid_is_another_picture(roots):
+    named = run(roots, configuration={"segment_duration_s": 6.0, "first_segment_s": 0})
+    assert (named.segment_s, named.first_segment_s) == (6.0, 0)
+    assert not named.same_stream(run(roots)) and named.same_stream(run(roots, configuration={
+        "segment_duration_s": 6.0, "first_segment_s": 0, "seek_time": "00:00:05"}))
 
 
 def test_same_command_and_changed_command(roots):

@@ -223,10 +223,10 @@ class JobManager(AudioRuns):
         """The job's grid (grid.py): whole frames for a transcode; the source's keyframes, read from
         its index (or scanned once, then kept), for a remux."""
         media = spec.media
-        segment_s = self.settings.segment_duration_s
+        segment_s = spec.segment_s
         if not spec.force_remux:
             return grid_.for_transcode(media.duration_s, media.video.frame_rate, segment_s,
-                                       first_segment_s(spec, self.settings.first_segment_s), origin_s=media.start_s)
+                                       first_segment_s(spec, spec.first_segment_s), origin_s=media.start_s)
         return grid_.for_remux(self._keyframes(spec), media.duration_s, segment_s, media.video.frame_rate,
                                origin_s=media.start_s)
 

@@ -45,6 +45,10 @@ class ConfigurationSchema(Schema):
     # which subtitle track is shown by default, and whether it is drawn into the picture
     subtitle_stream = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=0))
     burn_subtitles = StrictBoolean(load_default=False)
+    # the grid (absent: this worker's settings): an orchestrator names them so that every worker
+    # cuts the same segments, and a stream can move between workers of other settings
+    segment_duration_s = fields.Float(load_default=None, validate=validate.Range(1, 30))
+    first_segment_s = fields.Float(load_default=None, validate=validate.Range(0, 30))
 
 
 

@@ -40,6 +40,8 @@ class JobSpec:
     subtitle_chosen_by: str | None = None   # subtitle_stream, forced
     subtitle_stream: int | None = None      # as the command asked
     burn_subtitles: bool = False
+    segment_s: float = 4.0        # the grid's segment_duration_s and first_segment_s: the command's,
+    first_segment_s: float = 1.0  # else this worker's settings
     step: object = None  # speed_guard.Step this run is made at (None: as asked); not part of the command
 
     @property
@@ -63,11 +65,12 @@ class JobSpec:
 
     def _picture(self):
         burned = self.subtitle.index if self.burn and self.subtitle else None
-        return (self.job_id, self.source, self.folder, self.bitrate_bps, self.encoder, self.force_remux, burned)
+        return (self.job_id, self.source, self.folder, self.bitrate_bps, self.encoder, self.force_remux, burned,
+                self.segment_s, self.first_segment_s)
 
     def _identity(self):
         return (self.job_id, self.source, self.folder, self.seek_s, self.bitrate_bps,
-                self.encoder, self.force_remux, self.audio and self.audio.index,
+                self.encoder, self.force_remux, self.segment_s, self.first_segment_s, self.audio and self.audio.index,
                 self.subtitle and self.subtitle.index, self.burn)
 
     def configuration(self):
@@ -78,7 +81,8 @@ class JobSpec:
         if self.burn_subtitles:
             asked["burn_subtitles"] = True
         return {"seek_time": self.seek_time, "bitrate_bps": self.bitrate_bps,
-                "encoder": self.encoder, "force_remux": self.force_remux, **asked}
+                "encoder": self.encoder, "force_remux": self.force_remux,
+                "segment_duration_s": self.segment_s, "first_segment_s": self.first_segment_s, **asked}
 
     @property
     def tone_mapped(self):
@@ -271,4 +275,10 @@ def validate_command(command, settings, capabilities, probe):
         audio_stream=conf.get("audio_stream"), audio_language=conf.get("audio_language"),
         subtitle=subtitle, burn=burn, subtitle_chosen_by=subtitle_by,
         subtitle_stream=conf.get("subtitle_stream"), burn_subtitles=conf.get("burn_subtitles", False),
+        segment_s=_given(conf.get("segment_duration_s"), settings.segment_duration_s),
+        first_segment_s=_given(conf.get("first_segment_s"), settings.first_segment_s),
     )
+
+
+def _given(value, default):
+    return default if value is None else value

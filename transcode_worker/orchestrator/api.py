@@ -250,6 +250,9 @@ def _start(source_path, configuration):
     configuration = {k: v for k, v in configuration.items() if v is not None}
     c = ctx()
     configuration.setdefault("bitrate_bps", c.settings.default_bitrate_bps)
+    # the grid is the pool's, not one worker's: a moved stream goes on with the same segments
+    configuration.setdefault("segment_duration_s", c.settings.segment_duration_s)
+    configuration.setdefault("first_segment_s", c.settings.first_segment_s)
     job_id = uuid.uuid4().hex[:16]
     c.store.add_job(job_id, source_path, configuration)
     try:

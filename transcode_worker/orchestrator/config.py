@@ -35,6 +35,11 @@ class OrchestratorSettingsSchema(Schema):
                                 validate=validate.Range(0.5, 120))
     default_bitrate_bps = _setting(fields.Integer, 4_000_000, "bitrate of a play request that names none",
                                    validate=validate.Range(64_000, 150_000_000))
+    segment_duration_s = _setting(fields.Float, 4.0,
+                                  "the grid every worker cuts a job on (the job command's segment_duration_s), "
+                                  "so a stream can move between workers", validate=validate.Range(1, 30))
+    first_segment_s = _setting(fields.Float, 1.0, "the job command's first_segment_s, for the same reason",
+                               validate=validate.Range(0, 30))
     prefer_same_subnet = _setting(fields.Boolean, True,
                                   "among equally loaded workers, prefer one on the player's /24 (IPv4) or /64")
     log_level = _setting(fields.String, "info", "debug, info, warning or error",
