@@ -21,7 +21,9 @@ in timed tests).
 - tone-mapping: a 4K HDR10 source transcoded to 720p SDR, beside the same chain with the picture
   tone-mapped before it is scaled, and beside the same transcode without tone-mapping;
 - subtitles: the first playlist of a source with two text subtitle tracks (a file never played,
-  so their extraction runs beside the job's FFmpeg) beside the same source without them.
+  so their extraction runs beside the job's FFmpeg) beside the same source without them;
+- failover: the orchestrator's answers to 1,000 steered viewers, and the stall of a player when
+  the worker holding its stream dies (scripts/bench_failover.py).
 """
 import argparse
 import multiprocessing
@@ -48,6 +50,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the test suite's real-service helper
 from worker_process import SlowClients, WorkerProcess, free_port, open_to_others, wait_for  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
+import bench_failover  # noqa: E402
 import bench_keyframes  # noqa: E402
 
 from transcode_worker import front, grid as grid_, hls_names, keyframes, media, renditions, speed_guard, tonemap  # noqa: E402
@@ -1087,6 +1090,19 @@ def seconds(values):
     return f"{median(values):.3f} s"
 
 
+def failover(media_root, tmp, source, seconds, runs):
+    """The orchestrator under 1,000 steered viewers; a worker's death under a viewer (bench_failover.py)."""
+    p50, p99, rate = bench_failover.orchestrator_load(tmp, seconds)
+    rows = [Row(f"orchestrator, {bench_failover.VIEWERS} steered viewers ({rate:.0f} answers/s): p50",
+                f"{p50:.1f} ms", "", "", "", ""),
+            Row("  p99", f"{p99:.1f} ms", "", "", "", "< 20 ms")]
+    for death, goal in (("death note", "<= 3 s"), ("silent", "<= 5 s")):
+        stall, runs_ok = bench_failover.failover_stall(media_root, tmp, source, death, runs)
+        rows.append(Row(f"failover, {death}: stall with nothing buffered ({runs_ok}/{runs} moved)",
+                        f"{stall:.2f} s" if stall is not None else "failed", "", "", "", goal))
+    return rows
+
+
 def print_table(rows, args, elapsed):
     header = ["measure", "worker", "reference", "", "vs", "target"]
     widths = [max(len(str(r.cells[i])) for r in rows + [Row(*header)]) for i in range(6)]
@@ -1111,7 +1127,7 @@ def print_table(rows, args, elapsed):
 
 
 PARTS = ("idle", "first-playlist", "subtitles", "seek", "whole-film", "audio", "serving", "pressure", "concurrent", "throttling",
-         "tone-mapping", "hdr", "speed-guard")
+         "tone-mapping", "hdr", "speed-guard", "failover")
 
 
 def main():
@@ -1170,6 +1186,7 @@ def main():
         part("tone-mapping", tone_mapping, media_root, tmp, 3 if args.quick else 6, min(args.runs, 3))
         part("hdr", hdr_real_time, media_root, tmp, 8 if args.quick else 30)
         part("speed-guard", guard_under_a_viewer, media_root, tmp, 20 if args.quick else 40)
+        part("failover", failover, media_root, tmp, source, 10 if args.quick else 30, min(args.runs, 3))
     print_table(rows, args, time.monotonic() - started)
 
 

@@ -152,6 +152,15 @@ def _watched(job, segment, settings, rendition=None):
             run.supervisor.resume()
 
 
+def _shutting_down():
+    """The answer to a player waiting on a worker that is stopping: in a pool, 410, so a steered
+    player moves to another worker at once (hls.js retries a 5xx on the same one for seconds);
+    standalone, 503 (the worker comes back)."""
+    if context().handover is not None:
+        return error(410, "this worker is shutting down: the stream goes on from another worker")
+    return error(503, "the worker is shutting down", retry_after=1)
+
+
 def _wait_and_serve(job_id, serve, segment=None, pending=None, want=None, follow=None, rendition=None):
     """Call serve(job) until it answers, the job cannot write any more (nor `pending(job)` say
     it is still coming), or the wait runs out. `want()`: a segment not made yet is asked for (the
@@ -186,6 +195,8 @@ def _wait_and_serve(job_id, serve, segment=None, pending=None, want=None, follow
                 try:
                     want()  # again now and then: a run that stopped moving is replaced
                 except Refused as exc:  # an ended job finds no slot for a run now
+                    if manager.closing:
+                        return _shutting_down()
                     return error(exc.status, str(exc), retry_after=exc.retry_after)
                 if manager.get(job_id) is not video:
                     continue
@@ -196,9 +207,7 @@ def _wait_and_serve(job_id, serve, segment=None, pending=None, want=None, follow
                 abort(404)
             remaining = deadline - time.monotonic()
             if manager.closing:  # the worker is stopping: do not hold the shutdown up
-                if context().handover is not None:  # a steered player moves to another worker now (a 4xx)
-                    return error(410, "this worker is shutting down: the stream goes on from another worker")
-                return error(503, "the worker is shutting down", retry_after=1)
+                return _shutting_down()
             if remaining <= 0:
                 return error(503, f"job {job_id} has not made it yet", retry_after=1)
             if not holding:
