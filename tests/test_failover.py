@@ -142,3 +142,21 @@ def test_a_request_for_a_job_nobody_has_is_404_and_costs_one_question(cluster, m
         answer = requests.get(f"{worker.url}/{name}", timeout=30)
         assert answer.status_code == 404, (name, answer.status_code, answer.text)
     assert worker.jobs() == []
+
+
+def test_an_orchestrator_restart_stalls_no_viewer_and_it_steers_as_before(cluster, media_root):
+    """Segments go from the workers to the player: while the orchestrator restarts, only the
+    steering manifest's reloads fail (a player keeps the last one and tries again). After it, the
+    stream's playlist and its steering come from its database, as before."""
+    orch, workers = cluster(offline_after_s=45.0)
+    job_id, holder_id, stream_url = open_stream(orch, media_root)
+    text, parsed, steering_url = steered(stream_url)
+    before = manifest(steering_url, holder_id)
+    variant = parsed.playlists[0].uri
+    segments = m3u8.loads(requests.get(variant, timeout=30).text).segments
+    orch.stop()
+    for segment in segments[:4]:
+        assert requests.get(urljoin(variant, segment.uri), timeout=30).status_code == 200
+    orch.start()
+    assert requests.get(stream_url, timeout=30).text == text
+    assert manifest(steering_url, holder_id) == before
