@@ -76,61 +76,69 @@ def test_the_next_segment_comes_from_the_other_worker_when_the_holder_dies(clust
     other = workers[other_id]
 
     text, parsed, steering_url = steered(stream_url)
-    assert f'PATHWAY-ID="{holder_id}"' in text.splitlines()[1]
-    variant = parsed.playlists[0]
-    assert variant.uri.startswith(holder.url + "/") and f'PATHWAY-ID="{holder_id}"' in text
-    assert all(media.uri.startswith(holder.url + "/") for media in parsed.media)
+    assert text.splitlines()[1] == f'#EXT-X-CONTENT-STEERING:SERVER-URI="{job_id}.steering.json",PATHWAY-ID="pool"'
+    pool = f"{orch.url}/streams/{job_id}/"
+    assert all(v.uri.startswith(pool) for v in parsed.playlists) and all(m.uri.startswith(pool) for m in parsed.media)
     assert requests.get(stream_url, timeout=30).text == text  # the same text every time
-    steering = manifest(steering_url, holder_id)
+    steering = manifest(steering_url, "pool")
     assert steering["VERSION"] == 1 and steering["TTL"] > 0
-    assert steering["PATHWAY-PRIORITY"] == [holder_id, other_id]
+    assert steering["PATHWAY-PRIORITY"] == [holder_id, other_id, "pool"]
     # every URI given whole: players replace HOST's host name, never its port (these differ in the port)
-    [clone] = steering["PATHWAY-CLONES"]
-    assert (clone["BASE-ID"], clone["ID"]) == (holder_id, other_id) and "HOST" not in clone["URI-REPLACEMENT"]
-    assert clone["URI-REPLACEMENT"]["PER-VARIANT-URIS"] == {
-        urlsplit(v.uri).path[1:]: on(v.uri, other) for v in parsed.playlists}
-    assert clone["URI-REPLACEMENT"]["PER-RENDITION-URIS"] == {
-        urlsplit(m.uri).path[1:]: on(m.uri, other) for m in parsed.media if m.uri}
+    direct = {clone["ID"]: clone["URI-REPLACEMENT"] for clone in steering["PATHWAY-CLONES"]}
+    name = urlsplit(parsed.playlists[0].uri).path.rpartition("/")[2]
+    assert direct[holder_id]["PER-VARIANT-URIS"][name] == f"{holder.url}/{name}"
+    assert direct[other_id]["PER-VARIANT-URIS"][name] == f"{other.url}/{name}"
+    audio = next(media for media in parsed.media if media.type == "AUDIO" and media.default == "YES")
+    audio_name = urlsplit(audio.uri).path.rpartition("/")[2]
+    assert direct[other_id]["PER-RENDITION-URIS"][audio_name] == f"{other.url}/{audio_name}"
 
-    # the player plays from the holder
-    playlist = requests.get(variant.uri, timeout=30)
+    # the player plays from the holder (its pathway comes first)
+    variant = direct[holder_id]["PER-VARIANT-URIS"][name]
+    playlist = requests.get(variant, timeout=30)
     assert playlist.status_code == 200
     segments = m3u8.loads(playlist.text).segments
-    made_there = pictures(urljoin(variant.uri, segments[6].uri))
+    made_there = pictures(urljoin(variant, segments[6].uri))
     # the other worker, asked while the holder answers, sends the player there and starts nothing
-    sent = requests.get(on(variant.uri, other), allow_redirects=False, timeout=30)
-    assert sent.status_code == 307 and sent.headers["Location"] == variant.uri
+    sent = requests.get(on(variant, other), allow_redirects=False, timeout=30)
+    assert sent.status_code == 307 and sent.headers["Location"] == variant
     assert other.jobs() == [] and not other.ffmpeg_pids()
+    # a player without steering: through the pool, its segments are redirected to the holder
+    through_pool = m3u8.loads(requests.get(parsed.playlists[0].uri, timeout=30).text).segments
+    redirected = requests.get(through_pool[6].uri, allow_redirects=False, timeout=30)
+    assert redirected.status_code == 302 and redirected.headers["Location"] == urljoin(variant, segments[6].uri)
 
     if death == "silent":
         kill_service(holder)
     else:
         holder.proc.send_signal(signal.SIGTERM)
         # the death note comes first: the steering manifest names the other worker alone at once
-        wait_for(lambda: manifest(steering_url, holder_id)["PATHWAY-PRIORITY"] == [other_id], 3,
+        wait_for(lambda: manifest(steering_url, "pool")["PATHWAY-PRIORITY"] == [other_id, "pool"], 3,
                  what="the death note")
     # the player, on the other pathway: the same segments in the VOD playlist (EXT-X-START follows
     # the job's last seek, the re-queue's: a player reads it at its start only), and segment 6 the
     # same pictures at the same times as the holder made them
     moved_at = time.monotonic()
-    again = requests.get(on(variant.uri, other), timeout=30)
+    again = requests.get(on(variant, other), timeout=30)
     assert again.status_code == 200 and without_start(again.text) == without_start(playlist.text)
-    made_here = pictures(on(urljoin(variant.uri, segments[6].uri), other))
+    made_here = pictures(on(urljoin(variant, segments[6].uri), other))
     took = time.monotonic() - moved_at
     assert [pts for pts, _ in made_here] == [pts for pts, _ in made_there]
     assert all(abs(a - b) <= 3 for (_, a), (_, b) in zip(made_here, made_there)), (made_here, made_there)
     assert took < 5, took  # (make bench measures the stall: this bounds it far below the 45 s of silence)
     # the audio the player hears comes from there too
-    audio = next(media for media in parsed.media if media.type == "AUDIO" and media.default == "YES")
-    audio_playlist = requests.get(on(audio.uri, other), timeout=30)
+    audio_playlist = requests.get(on(f"{holder.url}/{audio_name}", other), timeout=30)
     assert audio_playlist.status_code == 200
     first_audio = m3u8.loads(audio_playlist.text).segments[6].uri
-    assert requests.get(urljoin(on(audio.uri, other), first_audio), timeout=30).status_code == 200
+    assert requests.get(urljoin(on(f"{holder.url}/{audio_name}", other), first_audio), timeout=30).status_code == 200
+    # and the player without steering: its next segment through the pool comes from the other worker
+    redirected = requests.get(through_pool[7].uri, allow_redirects=False, timeout=30)
+    assert redirected.status_code == 302 and redirected.headers["Location"].startswith(other.url + "/")
+    assert requests.get(through_pool[7].uri, timeout=30).status_code == 200
 
     job = wait_for(lambda: (j := orch.job(job_id))["worker_id"] == other_id and j, 10, what="the job on the other")
     assert job["playlist_url"] == stream_url and job["worker_playlist_url"].startswith(other.url)
     wait_for(lambda: orch.workers()[holder_id]["status"] == "OFFLINE", 10, what="the dead holder OFFLINE")
-    assert manifest(steering_url, holder_id)["PATHWAY-PRIORITY"] == [other_id]
+    assert manifest(steering_url, "pool")["PATHWAY-PRIORITY"] == [other_id, "pool"]
     if death == "death note":
         holder.proc.wait(30)
 
@@ -144,19 +152,23 @@ def test_a_request_for_a_job_nobody_has_is_404_and_costs_one_question(cluster, m
     assert worker.jobs() == []
 
 
-def test_an_orchestrator_restart_stalls_no_viewer_and_it_steers_as_before(cluster, media_root):
-    """Segments go from the workers to the player: while the orchestrator restarts, only the
-    steering manifest's reloads fail (a player keeps the last one and tries again). After it, the
-    stream's playlist and its steering come from its database, as before."""
+def test_an_orchestrator_restart_stalls_no_viewer_longer_than_itself_and_it_steers_as_before(cluster, media_root):
+    """A steering player fetches from its worker: while the orchestrator restarts only the steering
+    manifest's reloads fail (a player keeps the last one and tries again). A player without steering
+    goes through the orchestrator's route: it waits out the restart. After it, the stream's playlist
+    and its steering come from the database, as before."""
     orch, workers = cluster(offline_after_s=45.0)
     job_id, holder_id, stream_url = open_stream(orch, media_root)
     text, parsed, steering_url = steered(stream_url)
-    before = manifest(steering_url, holder_id)
-    variant = parsed.playlists[0].uri
+    before = manifest(steering_url, "pool")
+    through_pool = m3u8.loads(requests.get(parsed.playlists[0].uri, timeout=30).text).segments
+    name = urlsplit(parsed.playlists[0].uri).path.rpartition("/")[2]
+    variant = {c["ID"]: c["URI-REPLACEMENT"] for c in before["PATHWAY-CLONES"]}[holder_id]["PER-VARIANT-URIS"][name]
     segments = m3u8.loads(requests.get(variant, timeout=30).text).segments
     orch.stop()
     for segment in segments[:4]:
         assert requests.get(urljoin(variant, segment.uri), timeout=30).status_code == 200
     orch.start()
     assert requests.get(stream_url, timeout=30).text == text
-    assert manifest(steering_url, holder_id) == before
+    assert manifest(steering_url, "pool") == before
+    assert requests.get(through_pool[4].uri, timeout=30).status_code == 200

@@ -594,32 +594,59 @@ def test_a_job_its_claimer_could_not_start_goes_to_another_worker(pool):
     assert ctx.store.job("j9")["worker_id"] == "w2"
 
 
-def test_the_steered_playlist_is_made_once_and_the_manifest_lists_the_pool_holder_first(pool):
+def test_the_steered_playlist_is_made_once_and_the_manifest_lists_the_holder_first_the_pool_last(pool):
     c, ctx, rsps = pool
     held(ctx)
+    rsps.get(W2 + "/healthz", json={"status": "ok"})
     rsps.get(W2 + "/j9.m3u8", body='#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\nj9.media.m3u8\n')
     first = c.get("/streams/j9.m3u8")
     assert first.status_code == 200 and first.headers["Access-Control-Allow-Origin"] == "*"
     assert first.mimetype == "application/vnd.apple.mpegurl"
-    assert f"{W2}/j9.media.m3u8" in first.get_data(as_text=True)
+    text = first.get_data(as_text=True)
+    assert "http://localhost/streams/j9/j9.media.m3u8" in text and 'PATHWAY-ID="pool"' in text
     assert c.get("/streams/j9.m3u8").get_data() == first.get_data() and len(asked(rsps, "/j9.m3u8")) == 1
-    steering = c.get("/streams/j9.steering.json?base=w2&_HLS_pathway=w2&_HLS_throughput=1")
+    steering = c.get("/streams/j9.steering.json?_HLS_pathway=pool&_HLS_throughput=1")
     assert steering.status_code == 200 and steering.headers["Access-Control-Allow-Origin"] == "*"
     body = steering.get_json()
-    assert body["PATHWAY-PRIORITY"] == ["w2", "w1"] and [clone["ID"] for clone in body["PATHWAY-CLONES"]] == ["w1"]
-    assert c.get("/streams/j9.steering.json?base=w1").status_code == 404  # no playlist made from w1's
+    assert body["PATHWAY-PRIORITY"] == ["w2", "w1", "pool"]
+    assert body["PATHWAY-CLONES"][0]["URI-REPLACEMENT"]["PER-VARIANT-URIS"] == {"j9.media.m3u8": W2 + "/j9.media.m3u8"}
     # deleted: gone with the job
     rsps.delete(W2 + "/v1/jobs/j9", json={"deleted": True})
     c.delete("/v1/jobs/j9", headers=TOKEN)
-    assert ctx.store.stream_text("j9", "w2") is None and c.get("/streams/j9.m3u8").status_code == 404
+    assert ctx.store.stream_text("j9", "pool") is None and c.get("/streams/j9.m3u8").status_code == 404
+    assert c.get("/streams/j9.steering.json").status_code == 404
+
+
+def test_through_the_pool_segments_go_to_the_holder_and_past_a_dead_one_to_its_successor(pool):
+    c, ctx, rsps = pool
+    held(ctx)
+    rsps.get(W2 + "/healthz", json={"status": "ok"})
+    rsps.get(W2 + "/j9.media.m3u8", body="#EXTM3U\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXTINF:4,\nj9_0.ts\n#EXT-X-ENDLIST\n")
+    playlist = c.get("/streams/j9/j9.media.m3u8")
+    assert playlist.status_code == 200 and "http://localhost/streams/j9/j9_0.ts" in playlist.get_data(as_text=True)
+    sent = c.get("/streams/j9/j9_0.ts")
+    assert sent.status_code == 302 and sent.headers["Location"] == W2 + "/j9_0.ts"
+    assert sent.headers["Access-Control-Allow-Origin"] == "*"
+    for bad in ("other_0.ts", "j9_0.ts%2F..", "j9..%2Fx"):
+        assert c.get(f"/streams/j9/{bad}").status_code == 404
+    # the holder dies silently: the next segment's redirect finds it dead and goes to the successor
+    rsps.replace(responses.GET, W2 + "/healthz", body=requests.ConnectionError("refused"))
+    rsps.get(W1 + "/v1/media", json=H264)
+    rsps.get(W1 + "/healthz", json={"status": "ok"})
+    rsps.add_callback(responses.POST, W1 + "/v1/jobs", callback=job_answer(W1))
+    time.sleep(0.6)  # past the time an answer to /healthz is believed
+    moved = c.get("/streams/j9/j9_1.ts")
+    assert moved.status_code == 302 and moved.headers["Location"] == W1 + "/j9_1.ts"
+    assert ctx.store.job("j9")["worker_id"] == "w1" and ctx.store.worker("w2")["status"] == "OFFLINE"
 
 
 def test_a_stream_whose_worker_answers_badly_is_a_clear_error(pool):
     c, ctx, rsps = pool
     held(ctx)
+    rsps.get(W2 + "/healthz", json={"status": "ok"})
     rsps.get(W2 + "/j9.m3u8", status=503, json={"error": "not yet"})
     assert c.get("/streams/j9.m3u8").status_code == 503
     rsps.replace(responses.GET, W2 + "/j9.m3u8", body="#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n")
     answer = c.get("/streams/j9.m3u8")
     assert answer.status_code == 502 and "could not be read" in answer.get_json()["error"]
-    assert ctx.store.stream_text("j9", "w2") is None
+    assert ctx.store.stream_text("j9", "pool") is None

@@ -40,23 +40,33 @@ def test_a_playlist_that_is_not_hls_is_refused(bad):
         steering.steered_multivariant("#EXTM3U\n" + bad, A, "w1", "s")
 
 
-def test_the_manifest_clones_the_pathway_onto_each_worker_with_every_uri_whole():
-    steered = steering.steered_multivariant(WORKER, A, "w1", "s")
-    manifest = steering.steering_manifest(("w1", A), [("w1", A), ("w2", B), ("w3", "http://10.0.0.3:9000/tw")],
+POOL = "http://orch:8080/streams/j1"
+
+
+def test_the_manifest_clones_the_pools_pathway_onto_each_worker_with_every_uri_whole():
+    steered = steering.steered_multivariant(WORKER, POOL, steering.POOL, "j1.steering.json")
+    manifest = steering.steering_manifest((steering.POOL, POOL), [("w1", A), ("w3", "http://10.0.0.3:9000/tw")],
                                           steered)
     assert manifest["VERSION"] == 1 and manifest["TTL"] == steering.STEERING_TTL_S
-    assert manifest["PATHWAY-PRIORITY"] == ["w1", "w2", "w3"]
-    w2, w3 = manifest["PATHWAY-CLONES"]
-    assert w2 == {"BASE-ID": "w1", "ID": "w2", "URI-REPLACEMENT": {
-        "PER-VARIANT-URIS": {"j1.media.m3u8": B + "/j1.media.m3u8"},
-        "PER-RENDITION-URIS": {"j1.audio0.m3u8": B + "/j1.audio0.m3u8", "j1.sub0.m3u8": B + "/j1.sub0.m3u8"},
-        "HOST": "10.0.0.2"}}  # (the host name alone differs: players that know HOST only use it)
-    assert "HOST" not in w3["URI-REPLACEMENT"]  # another port and path: only whole URIs can say it
+    assert manifest["PATHWAY-PRIORITY"] == ["w1", "w3", steering.POOL]  # the holder first, the pool last
+    w1, w3 = manifest["PATHWAY-CLONES"]
+    assert w1 == {"BASE-ID": steering.POOL, "ID": "w1", "URI-REPLACEMENT": {
+        "PER-VARIANT-URIS": {"j1.media.m3u8": A + "/j1.media.m3u8"},
+        "PER-RENDITION-URIS": {"j1.audio0.m3u8": A + "/j1.audio0.m3u8", "j1.sub0.m3u8": A + "/j1.sub0.m3u8"}}}
     assert w3["URI-REPLACEMENT"]["PER-VARIANT-URIS"] == {"j1.media.m3u8": "http://10.0.0.3:9000/tw/j1.media.m3u8"}
 
 
-def test_the_holder_gone_the_others_come_first_and_with_nobody_left_the_base_stays():
-    steered = steering.steered_multivariant(WORKER, A, "w1", "s")
-    assert steering.steering_manifest(("w1", A), [("w2", B)], steered)["PATHWAY-PRIORITY"] == ["w2"]
-    assert steering.steering_manifest(("w1", A), [], steered) == {
-        "VERSION": 1, "TTL": steering.STEERING_TTL_S, "PATHWAY-PRIORITY": ["w1"], "PATHWAY-CLONES": []}
+def test_with_no_worker_to_go_to_the_pool_stays_and_a_worker_named_like_it_is_no_clone():
+    steered = steering.steered_multivariant(WORKER, POOL, steering.POOL, "s")
+    assert steering.steering_manifest((steering.POOL, POOL), [], steered) == {
+        "VERSION": 1, "TTL": steering.STEERING_TTL_S, "PATHWAY-PRIORITY": [steering.POOL], "PATHWAY-CLONES": []}
+    named = steering.steering_manifest((steering.POOL, POOL), [(steering.POOL, B), ("w2", B)], steered)
+    assert named["PATHWAY-PRIORITY"] == ["w2", steering.POOL] and len(named["PATHWAY-CLONES"]) == 1
+
+
+def test_a_media_playlist_through_the_pool_names_its_segments_on_the_pools_route():
+    text = "\n".join(["#EXTM3U", "#EXT-X-TARGETDURATION:4", "#EXT-X-PLAYLIST-TYPE:VOD",
+                      '#EXT-X-MAP:URI="j1_init0.mp4"', "#EXTINF:4.004,", "j1_0.m4s", "#EXT-X-ENDLIST", ""])
+    assert steering.steered_media(text, POOL + "/").splitlines() == [
+        "#EXTM3U", "#EXT-X-TARGETDURATION:4", "#EXT-X-PLAYLIST-TYPE:VOD", f'#EXT-X-MAP:URI="{POOL}/j1_init0.mp4"',
+        "#EXTINF:4.004,", f"{POOL}/j1_0.m4s", "#EXT-X-ENDLIST"]

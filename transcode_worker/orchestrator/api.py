@@ -9,8 +9,6 @@ the page's origin on every cross-site POST, where programs (the workers, curl, r
 """
 import hmac
 import time
-
-import requests
 import uuid
 from datetime import datetime, timezone
 from urllib.parse import urlencode
@@ -21,8 +19,9 @@ from marshmallow import EXCLUDE, ValidationError
 from ..origins import SAFE_METHODS, foreign_host, foreign_origin
 from ..schemas import ConfigurationSchema, DeathNoteSchema, HeartbeatSchema, RegistrationSchema, seek_seconds
 from .config import own_host_names, own_origins
-from . import links, steering
+from . import links
 from .dispatch import NoWorker
+from .streams import stream_url
 
 workers_bp = Blueprint("workers", __name__)
 play_bp = Blueprint("play", __name__)
@@ -96,9 +95,9 @@ def guard_worker_calls():
 
 
 def _for_players():
-    """/play and /streams/...: open to players and their pages (CORS): a TV cannot send a token
-    (a stream's URL names its job, 64 random bits, as a segment's does on a worker)."""
-    return request.path == "/play" or request.path.startswith("/streams/")
+    """/play: open to players and their pages (CORS): a TV cannot send a token (the streams it
+    leads to are streams.py's)."""
+    return request.path == "/play"
 
 
 @play_bp.before_request
@@ -227,11 +226,6 @@ def list_workers():
 
 
 # -- players and programs --------------------------------------------------------------------
-def stream_url(job_id):
-    """What a player opens: the orchestrator's steered playlist of the job, whichever worker holds it."""
-    return f"{(ctx().settings.public_url or request.host_url).rstrip('/')}/streams/{job_id}.m3u8"
-
-
 def _job_view(job):
     return {"job_id": job["id"], "worker_id": job["worker_id"], "state": job["state"],
             "progress": job["progress"], "position_s": job["position_s"], "speed": job["speed"],
@@ -397,50 +391,5 @@ def stop(job_id):
     return jsonify(job_id=job_id, deleted=True)
 
 
-# -- the stream a player holds (steering.py) --------------------------------------------------
-@play_bp.get("/streams/<job_id>.m3u8")
-def stream(job_id):
-    """The job's multivariant playlist, steered: its holder's, with every other worker that could
-    take the job as a pathway the player can move to by itself."""
-    c = ctx()
-    job = _known_job(job_id)
-    holder = c.store.worker(job["worker_id"]) if job["worker_id"] else None
-    if holder is None:
-        return error(503, f"job {job_id} is waiting for a worker")
-    text = c.store.stream_text(job_id, holder["id"])
-    if text is None:
-        try:
-            status, text = c.dispatcher.fetch_text(holder, f"/{job_id}.m3u8")
-        except requests.RequestException as exc:
-            return error(503, f"the worker holding job {job_id} did not answer: {exc}")
-        if status != 200:
-            return error(503 if status >= 500 else 502, f"the worker holding job {job_id} answered HTTP {status}")
-        try:
-            text = steering.steered_multivariant(text, holder["url"], holder["id"],
-                                                 f"{job_id}.steering.json?{urlencode({'base': holder['id']})}")
-        except ValueError as exc:
-            return error(502, f"the worker's playlist could not be read: {exc}")
-        text = c.store.keep_stream_text(job_id, holder["id"], text)
-    response = current_app.response_class(text, mimetype="application/vnd.apple.mpegurl")
-    response.headers["Cache-Control"] = "no-cache"
-    return response
-
-
-@play_bp.get("/streams/<job_id>.steering.json")
-def steering_manifest(job_id):
-    """Where the job's player should fetch from now (HLS Content Steering): the holder first."""
-    c = ctx()
-    job = _known_job(job_id)
-    base = c.store.worker(request.args.get("base", ""))
-    steered = c.store.stream_text(job_id, base["id"]) if base is not None else None
-    if steered is None:
-        return error(404, "unknown pathway")
-    workers = [(w["id"], w["url"]) for w in c.dispatcher.candidates(job)]
-    response = jsonify(steering.steering_manifest((base["id"], base["url"]), workers, steered))
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 def _iso(ts):
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
-

@@ -10,6 +10,7 @@ from ..app import json_http_error
 from .config import load_orchestrator_settings
 from .dispatch import Dispatcher
 from .store import Store
+from .streams import MediaPlaylists
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,7 @@ class OrchestratorContext:
     settings: object
     store: Store
     dispatcher: Dispatcher
+    media_playlists: MediaPlaylists = field(default_factory=MediaPlaylists)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -51,8 +53,10 @@ def create_app(settings=None):
     app.extensions["transcode_orchestrator"] = ctx
 
     from .api import play_bp, workers_bp
+    from .streams import streams_bp
     app.register_blueprint(workers_bp)
     app.register_blueprint(play_bp)
+    app.register_blueprint(streams_bp)
 
     @app.get("/healthz")
     def healthz():

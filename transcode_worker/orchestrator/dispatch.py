@@ -35,6 +35,7 @@ from .store import OFFLINE, QUEUED
 ALIVE_TIMEOUT_S = 0.5  # a worker on the same network answers /healthz in milliseconds
 PLACING_WAIT_S = 5.0  # a claim waits this long for a placement of the job under way
 DEAD_FOR_S = 1.0  # how long a worker that did not answer /healthz is taken as still dead
+ALIVE_FOR_S = 0.5  # how long one that answered is taken as alive, for a redirect (not a claim)
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,8 @@ class Dispatcher:
         self.started_at = time.monotonic()
         self._heard = {}  # worker id -> time.monotonic() when last heard from (single item reads, writes)
         self._unanswered = {}  # worker id -> time.monotonic() when it last did not answer /healthz
+        self._answered = {}  # worker id -> time.monotonic() when it last answered /healthz
+        self._losing = set()  # workers being taken off the pool (lose_soon)
 
     def close(self):
         """The orchestrator is stopping: placements end at their next step, and calls with it."""
@@ -320,21 +323,42 @@ class Dispatcher:
             ordered.append(choice.worker)
             exclude.add(choice.worker["id"])
 
-    def alive(self, worker):
-        """Whether `worker` answers /healthz now (within ALIVE_TIMEOUT_S): asked when a player could
-        not reach it, before its job is taken from it. "Alive" is never kept: a player sent to a
-        worker that has died since stops; "dead" is kept DEAD_FOR_S (its players come together)."""
-        if time.monotonic() - self._unanswered.get(worker["id"], -DEAD_FOR_S) < DEAD_FOR_S:
+    def alive(self, worker, fresh=True):
+        """Whether `worker` answers /healthz now (within ALIVE_TIMEOUT_S). A worker's players ask
+        this (a claim: `fresh`) when they could not reach it, and then "alive" sends them back
+        there: so it is asked anew. A redirect of a segment (not `fresh`) takes an answer up to
+        ALIVE_FOR_S old: its player retries a failed segment later than that. "Dead" is kept
+        DEAD_FOR_S (a worker's players come together)."""
+        now = time.monotonic()
+        if now - self._unanswered.get(worker["id"], -DEAD_FOR_S) < DEAD_FOR_S:
             return False
+        if not fresh and now - self._answered.get(worker["id"], -ALIVE_FOR_S) < ALIVE_FOR_S:
+            return True
         try:
             answer = requests.get(worker["url"].rstrip("/") + "/healthz", timeout=ALIVE_TIMEOUT_S)
             answer.close()
             if answer.status_code == 200:
+                self._answered[worker["id"]] = time.monotonic()
                 return True
         except requests.RequestException:
             pass
         self._unanswered[worker["id"]] = time.monotonic()
         return False
+
+    def lose_soon(self, worker_id, why):
+        """worker_lost() on a thread of its own (once at a time per worker): a player waits."""
+        with self._lock:
+            if worker_id in self._losing:
+                return
+            self._losing.add(worker_id)
+
+        def lose():
+            try:
+                self.worker_lost(worker_id, why)
+            finally:
+                with self._lock:
+                    self._losing.discard(worker_id)
+        threading.Thread(target=lose, name="worker-lost", daemon=True).start()
 
     def claim(self, job_id, worker_id):
         """A player asked `worker_id` for `job_id`, which it does not hold (the player moved to that
@@ -374,8 +398,7 @@ class Dispatcher:
                                   requeues=now["requeues"] + (now["worker_id"] != worker_id))
         if holder is not None and holder["id"] != worker_id and holder["status"] != OFFLINE:
             # it did not answer: its other jobs move now too, without holding this player up
-            threading.Thread(target=self.worker_lost, name="worker-lost", daemon=True,
-                             args=(holder["id"], f"did not answer when a player moved job {job_id} from it")).start()
+            self.lose_soon(holder["id"], f"did not answer when a player moved job {job_id} from it")
         log.warning("job %s: taken by worker %s, where its player went", job_id, worker_id)
         return "take", {"job_id": job_id, "source_path": now["source_path"], "configuration": configuration}
 

@@ -1,22 +1,24 @@
 """HLS Content Steering for a stream that outlives its worker (pure: no I/O).
 
 A player opens ``/streams/<job>.m3u8`` on the orchestrator: the multivariant playlist of the
-worker that holds the job, its URIs made absolute on that worker, each variant on the pathway
-named after the worker, and an ``EXT-X-CONTENT-STEERING`` tag. The steering manifest the player
-then loads (and reloads every TTL) clones that pathway onto every other worker that could take
-the job (``PATHWAY-CLONES``, each variant's and rendition's URI given by its stable id) and lists
-them in order (``PATHWAY-PRIORITY``), the job's holder first. A player that cannot reach its worker (refused, 4xx, or its retries spent
-on 5xx) moves to the next pathway by itself: hls.js, Shaka and Apple's players implement this.
-There, the worker that does not hold the job asks the orchestrator for it (a claim): it takes
-the job when its holder is gone, or redirects the player to the holder when it is not.
+worker that holds the job, on one pathway, the pool's: its media playlists are the orchestrator's
+(``/streams/<job>/<name>``), whose segments the orchestrator redirects to the worker that holds
+the job now (a player without steering, or one that has not loaded the manifest yet, plays
+there). The steering manifest the player loads (and reloads every TTL) clones that pathway onto
+every worker that could carry the job (``PATHWAY-CLONES``, each variant's and rendition's URI given
+by its stable id) and lists them in order (``PATHWAY-PRIORITY``), the job's holder first, the pool
+last: a steering player fetches straight from the holder, and when it cannot reach it (refused, a
+4xx, or its retries spent on a 5xx) moves to the next pathway by itself (hls.js, Apple's players).
+There, the worker that does not hold the job asks the orchestrator for it (a claim): it takes the
+job when its holder is gone, or redirects the player to the holder when it is not.
 
 Segment k of a job is the same pictures at the same times on any worker (the grid and the clock
 are the source's and the command's), so the player's next segment from another worker simply
 follows the last one.
 """
 import re
-from urllib.parse import urlsplit
 
+POOL = "pool"  # the pathway through the orchestrator (a worker of that id is never a clone of it)
 STEERING_TTL_S = 5  # how often a player asks again where to go (a death note moves it within this)
 ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"\r\n]*"|[^,\r\n]*)')
 
@@ -97,35 +99,37 @@ def moved(uri, base_url, other_url):
     return other_url.rstrip("/") + "/" + uri[len(base):] if uri.startswith(base) else None
 
 
+def steered_media(text, base_url):
+    """A worker's media playlist `text` with every segment's and init segment's URI absolute on
+    `base_url` (the orchestrator's route, which redirects each to the worker that holds the job)."""
+    base = base_url.rstrip("/") + "/"
+    lines = []
+    for line in text.splitlines():
+        tag, colon, rest = line.partition(":")
+        if tag == "#EXT-X-MAP" and colon:
+            line = "#EXT-X-MAP:" + _written([(name, f'"{base}{value[1:]}' if name == "URI" else value)
+                                              for name, value in attribute_list(rest)])
+        elif line and not line.startswith("#"):
+            line = base + line
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 def steering_manifest(base, workers, steered, ttl_s=STEERING_TTL_S):
     """The steering manifest for a player whose multivariant playlist (`steered`) named pathway
-    `base` ((worker id, URL)): `workers` is [(id, url)], those that can carry the stream, best
-    first (the holder). Each is a pathway: the base as it is, the others cloned from it with every
-    URI given (PER-VARIANT-URIS, PER-RENDITION-URIS: players replace HOST's host name only, never
-    its port), and HOST where the host name alone is what differs."""
+    `base` ((id, URL under which its URIs are)): `workers` is [(id, url)], those that can carry
+    the stream, best first (the holder). Each is a pathway cloned from the base with every URI
+    given (PER-VARIANT-URIS, PER-RENDITION-URIS: HOST would keep the base's path and port); the
+    base comes last, for when none of them can be reached."""
     base_id, base_url = base
     variants, renditions = stable_ids(steered)
     priority, clones = [], []
     for worker_id, url in workers:
-        priority.append(worker_id)
         if worker_id == base_id:
             continue
-        replacement = {
+        priority.append(worker_id)
+        clones.append({"BASE-ID": base_id, "ID": worker_id, "URI-REPLACEMENT": {
             "PER-VARIANT-URIS": {key: moved(uri, base_url, url) for key, uri in variants.items()},
             "PER-RENDITION-URIS": {key: moved(uri, base_url, url) for key, uri in renditions.items()},
-        }
-        if host := same_but_host(base_url, url):
-            replacement["HOST"] = host
-        clones.append({"BASE-ID": base_id, "ID": worker_id, "URI-REPLACEMENT": replacement})
-    if not priority:  # nowhere better: stay (the player's own retries, then the holder again)
-        priority = [base_id]
-    return {"VERSION": 1, "TTL": ttl_s, "PATHWAY-PRIORITY": priority, "PATHWAY-CLONES": clones}
-
-
-def same_but_host(base_url, other_url):
-    """`other_url`'s host name when it is all that differs from `base_url` (scheme, port and path
-    the same), else None."""
-    base, other = urlsplit(base_url), urlsplit(other_url)
-    if (base.scheme, base.port, base.path.rstrip("/")) != (other.scheme, other.port, other.path.rstrip("/")):
-        return None
-    return other.hostname
+        }})
+    return {"VERSION": 1, "TTL": ttl_s, "PATHWAY-PRIORITY": [*priority, base_id], "PATHWAY-CLONES": clones}
