@@ -650,3 +650,56 @@ def test_a_stream_whose_worker_answers_badly_is_a_clear_error(pool):
     answer = c.get("/streams/j9.m3u8")
     assert answer.status_code == 502 and "could not be read" in answer.get_json()["error"]
     assert ctx.store.stream_text("j9", "pool") is None
+
+
+def test_a_holder_slow_to_answer_but_still_beating_is_alive_and_keeps_its_jobs(pool):
+    c, ctx, rsps = pool
+    held(ctx)
+    rsps.get(W2 + "/healthz", body=requests.ReadTimeout("busy encoding"))
+    answer = claim(c)
+    assert answer.status_code == 409 and answer.get_json()["holder_url"] == W2
+    assert ctx.store.job("j9")["worker_id"] == "w2" and ctx.store.worker("w2")["status"] != "OFFLINE"
+
+
+@pytest.mark.parametrize("state", ["STOPPED", "FAILED"])
+def test_an_ended_job_is_not_claimed_back_to_life(pool, state):
+    c, ctx, rsps = pool
+    held(ctx)
+    ctx.store.update_job("j9", state=state)
+    rsps.get(W2 + "/healthz", body=requests.ConnectionError("refused"))
+    answer = claim(c)
+    assert answer.status_code == 404 and "ended" in answer.get_json()["error"]
+    assert ctx.store.job("j9")["worker_id"] == "w2"
+
+
+def test_a_worker_that_is_offline_cannot_claim(pool):
+    c, ctx, rsps = pool
+    held(ctx)
+    rsps.get(W2 + "/healthz", body=requests.ConnectionError("refused"))
+    ctx.store.set_offline("w1", "test")
+    assert claim(c).status_code == 409 and ctx.store.job("j9")["worker_id"] == "w2"
+
+
+def test_a_job_a_worker_runs_that_is_not_its_own_is_deleted_there(pool):
+    c, ctx, rsps = pool
+    held(ctx, worker_id="w1")  # moved to w1 while w2 was thought gone; w2 beats again, still running it
+    rsps.delete(W2 + "/v1/jobs/j9", json={"deleted": True})
+    now = datetime.now(timezone.utc)
+    assert c.post("/v1/workers/w2/heartbeats", json=beat(now, [context("j9", 10.0)]), headers=TOKEN).status_code == 204
+    deadline = time.monotonic() + 5
+    while not [call for call in rsps.calls if call.request.method == "DELETE"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [call.request.url for call in rsps.calls if call.request.method == "DELETE"] == [W2 + "/v1/jobs/j9"]
+    assert ctx.store.job("j9")["worker_id"] == "w1"
+
+
+def test_ended_jobs_are_forgotten_a_day_on_with_their_streams(client):
+    c, ctx = client
+    ctx.store.add_job("old", "/m/x.mkv", {"bitrate_bps": 1})
+    ctx.store.update_job("old", state="COMPLETED")
+    ctx.store.keep_stream_text("old", "pool", "#EXTM3U\n")
+    ctx.store.add_job("live", "/m/x.mkv", {"bitrate_bps": 1})
+    ctx.store.update_job("live", state="RUNNING")
+    ctx.dispatcher.forget_ended(86400, now=time.time() + 86401)
+    assert ctx.store.job("old") is None and ctx.store.stream_text("old", "pool") is None
+    assert ctx.store.job("live") is not None

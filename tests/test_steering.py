@@ -34,7 +34,10 @@ def test_the_steered_playlist_is_the_workers_with_absolute_uris_a_pathway_and_st
 
 
 @pytest.mark.parametrize("bad", ["#EXT-X-STREAM-INF:BANDWIDTH=1,CODECS=\"x\"junk\nj1.media.m3u8",
-                                 "#EXT-X-STREAM-INF:BANDWIDTH=1\n#EXT-X-ENDLIST"])
+                                 "#EXT-X-STREAM-INF:BANDWIDTH=1\n#EXT-X-ENDLIST",
+                                 # a URI that would write attributes of its own into the stable id
+                                 '#EXT-X-STREAM-INF:BANDWIDTH=1\nj1.m3u8",PATHWAY-ID="evil',
+                                 '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="a",NAME="x",URI="a b.m3u8"'])
 def test_a_playlist_that_is_not_hls_is_refused(bad):
     with pytest.raises(ValueError):
         steering.steered_multivariant("#EXTM3U\n" + bad, A, "w1", "s")
@@ -45,7 +48,7 @@ POOL = "http://orch:8080/streams/j1"
 
 def test_the_manifest_clones_the_pools_pathway_onto_each_worker_with_every_uri_whole():
     steered = steering.steered_multivariant(WORKER, POOL, steering.POOL, "j1.steering.json")
-    manifest = steering.steering_manifest((steering.POOL, POOL), [("w1", A), ("w3", "http://10.0.0.3:9000/tw")],
+    manifest = steering.steering_manifest(steering.POOL, [("w1", A), ("w3", "http://10.0.0.3:9000/tw")],
                                           steered)
     assert manifest["VERSION"] == 1 and manifest["TTL"] == steering.STEERING_TTL_S
     assert manifest["PATHWAY-PRIORITY"] == ["w1", "w3", steering.POOL]  # the holder first, the pool last
@@ -58,9 +61,9 @@ def test_the_manifest_clones_the_pools_pathway_onto_each_worker_with_every_uri_w
 
 def test_with_no_worker_to_go_to_the_pool_stays_and_a_worker_named_like_it_is_no_clone():
     steered = steering.steered_multivariant(WORKER, POOL, steering.POOL, "s")
-    assert steering.steering_manifest((steering.POOL, POOL), [], steered) == {
+    assert steering.steering_manifest(steering.POOL, [], steered) == {
         "VERSION": 1, "TTL": steering.STEERING_TTL_S, "PATHWAY-PRIORITY": [steering.POOL], "PATHWAY-CLONES": []}
-    named = steering.steering_manifest((steering.POOL, POOL), [(steering.POOL, B), ("w2", B)], steered)
+    named = steering.steering_manifest(steering.POOL, [(steering.POOL, B), ("w2", B)], steered)
     assert named["PATHWAY-PRIORITY"] == ["w2", steering.POOL] and len(named["PATHWAY-CLONES"]) == 1
 
 
@@ -70,3 +73,9 @@ def test_a_media_playlist_through_the_pool_names_its_segments_on_the_pools_route
     assert steering.steered_media(text, POOL + "/").splitlines() == [
         "#EXTM3U", "#EXT-X-TARGETDURATION:4", "#EXT-X-PLAYLIST-TYPE:VOD", f'#EXT-X-MAP:URI="{POOL}/j1_init0.mp4"',
         "#EXTINF:4.004,", f"{POOL}/j1_0.m4s", "#EXT-X-ENDLIST"]
+
+
+def test_the_clones_follow_the_url_the_playlist_was_made_under_whatever_the_orchestrator_is_asked_by_now():
+    steered = steering.steered_multivariant(WORKER, "http://old-name:8080/streams/j1", steering.POOL, "s")
+    [clone] = steering.steering_manifest(steering.POOL, [("w1", A)], steered)["PATHWAY-CLONES"]
+    assert clone["URI-REPLACEMENT"]["PER-VARIANT-URIS"] == {"j1.media.m3u8": A + "/j1.media.m3u8"}

@@ -24,7 +24,9 @@ from .orchestrator_client import OrchestratorClient, Unreachable
 
 log = logging.getLogger(__name__)
 
-CLAIM_TIMEOUT_S = (1.0, 4.0)  # connect, read: the orchestrator asks the holder (0.5 s) first
+CLAIM_TIMEOUT_S = (1.0, 5.0)  # connect, read: the orchestrator answers within 3 s (its probe, a placement)
+ASKING = 8  # requests that may wait on the orchestrator at once: the others are 503 at once
+UNANSWERED_FOR_S = 1.0
 UNKNOWN_FOR_S = 10.0  # how long "no such job" holds (a holder may die any moment: that is asked each time)
 MAX_KEPT = 4096
 
@@ -44,6 +46,7 @@ class Handover:
         self._lock = threading.Lock()
         self._turns = {}  # job id -> [lock, requests holding or waiting for it]
         self._kept = OrderedDict()  # job id -> (Answer, until)
+        self._asking = threading.BoundedSemaphore(ASKING)  # request threads stay free for players
 
     @contextmanager
     def turn(self, job_id):
@@ -66,25 +69,38 @@ class Handover:
             kept = self._kept.get(job_id)
             if kept is not None and time.monotonic() < kept[1]:
                 return kept[0]
+        if not self._asking.acquire(blocking=False):
+            return Answer("unanswered", message="too many requests for jobs held elsewhere wait on the orchestrator")
         try:
             status, body = self.client.claim(job_id)
         except Unreachable as exc:
-            return Answer("unanswered", message=f"the orchestrator did not answer: {exc}")
+            self._release_soon(job_id, f"its claim was not answered in time ({exc})")  # (perhaps it was taken)
+            return self._keep(job_id, Answer("unanswered", message=f"the orchestrator did not answer: {exc}"))
+        finally:
+            self._asking.release()
         if status == 200 and isinstance(body.get("command"), dict):
             log.warning("job %s: taken over (a player came here from a worker that is gone)", job_id,
                         extra={"job_id": job_id})
             return Answer("take", command=body["command"])
         if status == 409 and isinstance(body.get("holder_url"), str):
             return Answer("elsewhere", url=body["holder_url"].rstrip("/"))
-        if status != 404:
-            return Answer("unanswered", message=f"the orchestrator answered HTTP {status}: {body.get('error')}")
-        answer = Answer("unknown", message=body.get("error", "no such job"))
+        if status != 404 or "job" not in str(body.get("error", "")):
+            return self._keep(job_id, Answer("unanswered", message=f"the orchestrator answered HTTP {status}: "
+                                                                   f"{body.get('error')}"))
+        return self._keep(job_id, Answer("unknown", message=body.get("error", "no such job")))
+
+    def _keep(self, job_id, answer):
+        """Keep `answer` (unknown, unanswered) a while: a player's requests come together."""
         with self._lock:
-            self._kept[job_id] = (answer, time.monotonic() + UNKNOWN_FOR_S)
+            self._kept[job_id] = (answer, time.monotonic() + (UNKNOWN_FOR_S if answer.kind == "unknown"
+                                                               else UNANSWERED_FOR_S))
             self._kept.move_to_end(job_id)
             while len(self._kept) > MAX_KEPT:
                 self._kept.popitem(last=False)
         return answer
+
+    def _release_soon(self, job_id, reason):
+        threading.Thread(target=self.release, args=(job_id, reason), name="release", daemon=True).start()
 
     def release(self, job_id, reason):
         """A job taken with ask() could not start here: the orchestrator moves it on."""

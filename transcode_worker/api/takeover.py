@@ -1,7 +1,6 @@
 """A player's request for a job this worker does not hold (handover.py): taken over, or sent on."""
 from flask import redirect, request
 
-from ..jobs import Refused
 from . import context
 from .jobs import Unaccepted, carry_out, error
 
@@ -17,10 +16,8 @@ def take_over_or_send_on(job_id, name, number=None):
     with handover.turn(job_id):
         if ctx.manager.get(job_id) is not None:  # taken by the request that asked before this one
             return None
-        try:
-            ctx.manager.admit(job_id)  # no room or shutting down: the orchestrator is not even asked
-        except Refused as exc:
-            return error(exc.status if exc.status != 409 else 503, str(exc), retry_after=exc.retry_after or 1)
+        if ctx.manager.closing:  # (a full worker still asks: its player may be sent to the holder)
+            return error(503, "the worker is shutting down", retry_after=1)
         answer = handover.ask(job_id)
         if answer.kind == "unknown":
             return None  # (a 404, as for any name of no job)

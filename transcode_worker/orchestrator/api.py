@@ -162,16 +162,21 @@ def heartbeat(worker_id):
         c.dispatcher.heard_from(worker_id)
         c.store.record_heartbeat(worker_id, beat)
     recorded = beat["recorded_at"]
+    strays = []
     for context in beat["jobs"]:
         job = c.store.job(context["active_job_id"])
         if job is None or job["worker_id"] != worker_id:
-            continue  # deleted, or moved to another worker since
+            if not beat["replayed"] and context["state"] in ("STARTING", "RUNNING"):
+                strays.append(context["active_job_id"])
+            continue  # deleted, or moved to another worker since: not this worker's to run
         if job["reported_at"] and datetime.fromisoformat(job["reported_at"]) > recorded:
             continue  # an older record than what we know (a replay after a live heartbeat)
         c.store.update_job(job["id"], state=context["state"], progress=context["progress"],
                            position_s=context["position_s"], speed=context["speed"],
                            last_segment_id=context["last_segment_id"], error=context["error"],
                            reported_at=recorded.isoformat())
+    if strays:
+        c.dispatcher.disown(worker_id, strays)
     return "", 204
 
 

@@ -33,7 +33,9 @@ from .selection import can_decode_hevc, select_worker
 from .store import OFFLINE, QUEUED
 
 ALIVE_TIMEOUT_S = 0.5  # a worker on the same network answers /healthz in milliseconds
-PLACING_WAIT_S = 5.0  # a claim waits this long for a placement of the job under way
+SILENT_S = 10.0  # a worker that answers too slowly is gone only when its heartbeats stopped this long
+PLACING_WAIT_S = 2.5  # a claim waits this long for a placement of the job under way (the worker
+# that asks waits 5 s: a claim's answer, the probe included, comes before it stops listening)
 DEAD_FOR_S = 1.0  # how long a worker that did not answer /healthz is taken as still dead
 ALIVE_FOR_S = 0.5  # how long one that answered is taken as alive, for a redirect (not a claim)
 
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 
 # jobs that still need a worker when theirs is lost (a COMPLETED job's segments went with it too)
 MOVABLE_STATES = ("STARTING", "RUNNING", "COMPLETED", QUEUED)
+ENDED_KEPT_S = 86400.0  # an ended job (and its stream's URL) is forgotten a day after it was last heard of
 MAX_ANSWER_BYTES = 1 << 20  # a worker's answer (a job's state, a source's tracks) is a few KiB
 
 
@@ -324,11 +327,13 @@ class Dispatcher:
             exclude.add(choice.worker["id"])
 
     def alive(self, worker, fresh=True):
-        """Whether `worker` answers /healthz now (within ALIVE_TIMEOUT_S). A worker's players ask
-        this (a claim: `fresh`) when they could not reach it, and then "alive" sends them back
-        there: so it is asked anew. A redirect of a segment (not `fresh`) takes an answer up to
-        ALIVE_FOR_S old: its player retries a failed segment later than that. "Dead" is kept
-        DEAD_FOR_S (a worker's players come together)."""
+        """Whether `worker` is alive: it answers /healthz (200 within ALIVE_TIMEOUT_S; 503 is a
+        worker shutting down). Refused or reset is dead at once; a slow answer is dead only when
+        its heartbeats stopped too (SILENT_S): a worker busy encoding is slow, not gone. A
+        worker's players ask this (a claim: `fresh`) when they could not reach it, and "alive"
+        sends them back there: so it is asked anew. A redirect of a segment (not `fresh`) takes an
+        answer up to ALIVE_FOR_S old: its player retries a failed segment later than that. "Dead"
+        is kept DEAD_FOR_S (a worker's players come together)."""
         now = time.monotonic()
         if now - self._unanswered.get(worker["id"], -DEAD_FOR_S) < DEAD_FOR_S:
             return False
@@ -337,13 +342,13 @@ class Dispatcher:
         try:
             answer = requests.get(worker["url"].rstrip("/") + "/healthz", timeout=ALIVE_TIMEOUT_S)
             answer.close()
-            if answer.status_code == 200:
-                self._answered[worker["id"]] = time.monotonic()
-                return True
+            alive = answer.status_code == 200
+        except requests.Timeout:
+            alive = time.monotonic() - self.heard(worker["id"]) < SILENT_S
         except requests.RequestException:
-            pass
-        self._unanswered[worker["id"]] = time.monotonic()
-        return False
+            alive = False
+        (self._answered if alive else self._unanswered)[worker["id"]] = time.monotonic()
+        return alive
 
     def lose_soon(self, worker_id, why):
         """worker_lost() on a thread of its own (once at a time per worker): a player waits."""
@@ -380,10 +385,14 @@ class Dispatcher:
         job = self.store.job(job_id)
         if job is None:
             raise NoWorker(404, "unknown job")
+        if job["state"] in ("STOPPED", "FAILED"):  # stopped (unwatched, deleted) or broken: open the film again
+            raise NoWorker(404, f"job {job_id} has ended ({job['state']})")
         holder = self.store.worker(job["worker_id"]) if job["worker_id"] else None
         if holder is not None and holder["id"] != worker_id and holder["status"] != OFFLINE and self.alive(holder):
             return "elsewhere", holder["url"]
         claimer = self.store.worker(worker_id)
+        if claimer is None or claimer["status"] in ("OFFLINE", "ERROR"):
+            raise NoWorker(409, f"worker {worker_id} cannot take jobs now ({claimer and claimer['status']})")
         with self._claim(job_id):
             now = self.store.job(job_id)
             if now is None:
@@ -393,9 +402,10 @@ class Dispatcher:
                 if moved is not None and moved["id"] != worker_id:
                     return "elsewhere", moved["url"]
             configuration = {**now["configuration"], "seek_time": seek_time(now["position_s"] or 0.0)}
-            self.store.update_job(job_id, worker_id=worker_id, state="STARTING", error=None, reported_at=None,
-                                  playlist_url=f"{claimer['url'].rstrip('/')}/{job_id}.m3u8",
-                                  requeues=now["requeues"] + (now["worker_id"] != worker_id))
+            if not self.store.update_job(job_id, worker_id=worker_id, state="STARTING", error=None, reported_at=None,
+                                         playlist_url=f"{claimer['url'].rstrip('/')}/{job_id}.m3u8",
+                                         requeues=now["requeues"] + (now["worker_id"] != worker_id)):
+                raise NoWorker(404, "unknown job (deleted)")
         if holder is not None and holder["id"] != worker_id and holder["status"] != OFFLINE:
             # it did not answer: its other jobs move now too, without holding this player up
             self.lose_soon(holder["id"], f"did not answer when a player moved job {job_id} from it")
@@ -433,6 +443,24 @@ class Dispatcher:
         log.warning("job %s: %s; re-queued on %s at %s", job["id"], why, worker["id"], configuration["seek_time"])
         return True
 
+    def disown(self, worker_id, job_ids):
+        """`worker_id` reported running jobs that are not its own (moved while it was thought
+        gone, or deleted): they are deleted there, on a thread of its own."""
+        def delete():
+            for job_id in job_ids:
+                log.warning("job %s: worker %s still runs it, though it is not its own: deleting it there",
+                            job_id, worker_id)
+                self.delete_on_worker(worker_id, job_id)
+        threading.Thread(target=delete, name="disown", daemon=True).start()
+
+    def forget_ended(self, older_than_s, now=None):
+        """Jobs that ended (stopped, failed, or made to the end) and were not heard of for
+        `older_than_s` leave the database, with their streams: it does not grow for ever."""
+        now = time.time() if now is None else now
+        for job in self.store.jobs(states=("STOPPED", "FAILED", "COMPLETED")):
+            if now - job["updated_at"] > older_than_s:
+                self.store.delete_job(job["id"])
+
     def worker_lost(self, worker_id, why):
         """Take the worker off the pool and move every job it held."""
         self.store.set_offline(worker_id, why)
@@ -450,3 +478,4 @@ class Dispatcher:
         for job in self.store.jobs(states=(QUEUED,)):
             if job["worker_id"] is None:
                 self.requeue(job, "waiting for a worker")
+        self.forget_ended(ENDED_KEPT_S)

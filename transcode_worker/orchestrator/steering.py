@@ -20,6 +20,7 @@ import re
 
 POOL = "pool"  # the pathway through the orchestrator (a worker of that id is never a clone of it)
 STEERING_TTL_S = 5  # how often a player asks again where to go (a death note moves it within this)
+STABLE_ID = re.compile(r'"[A-Za-z0-9+/=._-]{1,256}"')  # a stable id as HLS allows it, quoted
 ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"\r\n]*"|[^,\r\n]*)')
 
 
@@ -56,13 +57,15 @@ def steered_multivariant(text, worker_url, pathway, steering_uri):
             pairs = [pair for pair in attribute_list(rest) if pair[0] != "STABLE-RENDITION-ID"]
             uri = dict(pairs).get("URI")
             if uri is not None:
+                if not STABLE_ID.fullmatch(uri):
+                    raise ValueError(f"a rendition URI that cannot be a stable id: {uri[:80]}")
                 pairs = [(name, f'"{base}{value[1:]}' if name == "URI" else value) for name, value in pairs]
                 pairs.append(("STABLE-RENDITION-ID", uri))
             line = "#EXT-X-MEDIA:" + _written(pairs)
         elif tag == "#EXT-X-STREAM-INF" and colon:
             uri = next((later for later in source[at + 1:] if later and not later.startswith("#")), None)
-            if uri is None:
-                raise ValueError("a variant without a URI")
+            if uri is None or not STABLE_ID.fullmatch(f'"{uri}"'):
+                raise ValueError(f"a variant without a URI that can be a stable id: {str(uri)[:80]}")
             pairs = [pair for pair in attribute_list(rest) if pair[0] not in ("PATHWAY-ID", "STABLE-VARIANT-ID")]
             line = "#EXT-X-STREAM-INF:" + _written([*pairs, ("PATHWAY-ID", f'"{pathway}"'),
                                                    ("STABLE-VARIANT-ID", f'"{uri}"')])
@@ -115,21 +118,25 @@ def steered_media(text, base_url):
     return "\n".join(lines) + "\n"
 
 
-def steering_manifest(base, workers, steered, ttl_s=STEERING_TTL_S):
+def steering_manifest(base_id, workers, steered, ttl_s=STEERING_TTL_S):
     """The steering manifest for a player whose multivariant playlist (`steered`) named pathway
-    `base` ((id, URL under which its URIs are)): `workers` is [(id, url)], those that can carry
-    the stream, best first (the holder). Each is a pathway cloned from the base with every URI
-    given (PER-VARIANT-URIS, PER-RENDITION-URIS: HOST would keep the base's path and port); the
-    base comes last, for when none of them can be reached."""
-    base_id, base_url = base
+    `base_id`: `workers` is [(id, url)], those that can carry the stream, best first (the
+    holder). Each is a pathway cloned from the base with every URI given (PER-VARIANT-URIS,
+    PER-RENDITION-URIS: HOST would keep the base's path and port); the base comes last, for when
+    none of them can be reached. The base's URL is the one its URIs were made under (whatever
+    name the orchestrator is asked by now)."""
     variants, renditions = stable_ids(steered)
+    base_url = next(iter(variants.values()), "").rpartition("/")[0]
     priority, clones = [], []
     for worker_id, url in workers:
         if worker_id == base_id:
             continue
-        priority.append(worker_id)
-        clones.append({"BASE-ID": base_id, "ID": worker_id, "URI-REPLACEMENT": {
+        replacement = {
             "PER-VARIANT-URIS": {key: moved(uri, base_url, url) for key, uri in variants.items()},
             "PER-RENDITION-URIS": {key: moved(uri, base_url, url) for key, uri in renditions.items()},
-        }})
+        }
+        if any(uri is None for uris in replacement.values() for uri in uris.values()):
+            continue  # (a playlist made under another URL of the orchestrator)
+        priority.append(worker_id)
+        clones.append({"BASE-ID": base_id, "ID": worker_id, "URI-REPLACEMENT": replacement})
     return {"VERSION": 1, "TTL": ttl_s, "PATHWAY-PRIORITY": [*priority, base_id], "PATHWAY-CLONES": clones}

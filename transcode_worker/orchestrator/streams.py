@@ -147,7 +147,7 @@ def steering_manifest(job_id):
     if steered is None:
         return error(404, "unknown stream")
     workers = [(w["id"], w["url"]) for w in c.dispatcher.candidates(job)]
-    response = jsonify(steering.steering_manifest((steering.POOL, f"{_own_url()}/streams/{job_id}"), workers, steered))
+    response = jsonify(steering.steering_manifest(steering.POOL, workers, steered))
     response.headers["Cache-Control"] = "no-store"
     return response
 
