@@ -1,8 +1,10 @@
 """`make demo`: the reference orchestrator and two workers on loopback, with sample media.
 
-Prints the URL to open in a player; Ctrl-C stops everything (each process by its pid, the
-workers first so their death notes reach the orchestrator), and removes the demo's folders
-(the sample media is kept for next time).
+Prints the URL to open in a player; Enter kills the worker that holds the newest stream, its whole
+service at once (no death note), and the film plays on from the other (docs/failover.rst);
+DEMO_KILL_AFTER_S=<s> does it by itself that long after the first play. Ctrl-C stops everything
+(each process by its pid, the workers first so their death notes reach the orchestrator), and
+removes the demo's folders (the sample media is kept for next time).
 """
 import json
 import os
@@ -10,10 +12,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+import psutil
 
 from transcode_worker.config import data_dir
 from transcode_worker.sample import ensure_sample
@@ -40,13 +45,56 @@ def wait_healthy(url, proc, what, timeout=60):
     raise SystemExit(f"demo: {what} did not answer on {url}")
 
 
+def newest_job(orch_url):
+    with urllib.request.urlopen(f"{orch_url}/v1/jobs", timeout=5) as answer:
+        jobs = json.load(answer)["jobs"]
+    return jobs[-1] if jobs else None
+
+
+def kill_holder(orch_url, workers, killed):
+    """SIGKILL the whole service of the worker holding the newest job (each process by its pid)."""
+    job = newest_job(orch_url)
+    if job is None or job["worker_id"] not in workers:
+        print("demo: no stream is playing yet: open the URL above first", flush=True)
+        return
+    proc = workers[job["worker_id"]]
+    victims = [proc.pid] + [child.pid for child in psutil.Process(proc.pid).children(recursive=True)]
+    killed.add(proc)
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+    print(f"demo: killed {job['worker_id']} (pids {', '.join(map(str, victims))}), the holder of job "
+          f"{job['job_id']}: the player goes on from the other worker", flush=True)
+    for _ in range(40):
+        time.sleep(0.5)
+        now = newest_job(orch_url)
+        if now and now["worker_id"] != job["worker_id"]:
+            print(f"demo: job {job['job_id']} is on {now['worker_id']} now", flush=True)
+            return
+
+
+def killer(orch_url, workers, killed, after_s):
+    """Enter (or DEMO_KILL_AFTER_S after the first play) kills the holder, once per worker."""
+    if after_s:
+        while newest_job(orch_url) is None:
+            time.sleep(0.5)
+        time.sleep(after_s)
+        kill_holder(orch_url, workers, killed)
+        return
+    for _ in sys.stdin:
+        kill_holder(orch_url, workers, killed)
+
+
 def main():
     media = data_dir() / "media"
     print(f"demo: sample media in {media} (made once)", flush=True)
     sample = ensure_sample(str(media))
     work = Path(tempfile.mkdtemp(prefix="transcode-demo-"))
     work.chmod(0o711)  # run as root, the workers' nginx workers (nobody) must enter it
-    procs = []
+    procs, workers, killed = [], {}, set()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCODE_")}
 
     def spawn(args, log_name):
@@ -70,6 +118,7 @@ def main():
                 "media_roots": [str(media)], "segment_root": str(folder / "segments"),
                 "spool_dir": str(folder / "spool"), "heartbeat_interval_s": 2.0}))], f"worker{n}.log")
             wait_healthy(f"http://127.0.0.1:{port}", proc, f"worker {n}")
+            workers[f"demo-worker-{n}"] = proc
         play = f"{orch_url}/play?path={urllib.parse.quote(str(sample))}"
         print(f"""
 demo: orchestrator on {orch_url}, workers on ports {WORKER_PORTS[0]} and {WORKER_PORTS[1]}
@@ -81,16 +130,21 @@ demo: orchestrator on {orch_url}, workers on ports {WORKER_PORTS[0]} and {WORKER
   The pool:  curl {orch_url}/v1/workers
   The jobs:  curl {orch_url}/v1/jobs
 
+  Enter kills the worker holding the stream (its whole service, no death note): the film plays
+  on from the other (a player with Content Steering, hls.js, without a stall; others through
+  the orchestrator's redirects).
   Ctrl-C stops everything.
 """, flush=True)
-        while all(p.poll() is None for p in procs):
+        after_s = float(os.environ.get("DEMO_KILL_AFTER_S", "0") or 0)
+        threading.Thread(target=killer, args=(orch_url, workers, killed, after_s), daemon=True).start()
+        while all(p.poll() is None for p in procs if p not in killed):
             time.sleep(0.5)
         print("demo: a process exited on its own; stopping the rest (see the logs)", file=sys.stderr)
     except KeyboardInterrupt:
         print("\ndemo: stopping", flush=True)
     finally:
         for proc in reversed(procs):  # workers first: their death notes reach the orchestrator
-            if proc.poll() is None:
+            if proc.poll() is None and proc not in killed:
                 proc.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(30)
