@@ -308,12 +308,19 @@ def watch_clock(player, until_s, timeout):
 
 
 @pytest.mark.parametrize("death", ["death note", "silent"])
-def test_hls_js_plays_on_from_another_worker_when_its_worker_dies(cluster, media_root, player, death):
-    """A film opened through /play plays 10 s; the worker holding it is stopped (SIGTERM: a death
-    note) or its whole service is SIGKILLed (silent, under the seeds' offline_after_s of 45 s). The
-    player's clock goes on, past the 30 s hls.js had buffered, into segments the other worker made;
-    the picture is the film's at the clock; no error; the job names the survivor."""
+@pytest.mark.parametrize("page", ["player.html", "shaka.html"])
+def test_a_browser_player_plays_on_from_another_worker_when_its_worker_dies(cluster, media_root, player, page,
+                                                                           death):
+    """A film opened through /play, in hls.js (Content Steering) or Shaka Player (through the
+    orchestrator's redirects), default settings, plays 10 s; the worker holding it is stopped
+    (SIGTERM: a death note) or its whole service is SIGKILLed (silent, under the seeds'
+    offline_after_s of 45 s). The player's clock goes on, past what it had buffered, into segments
+    the other worker made; the picture is the film's at the clock; no error; the job names the
+    survivor."""
     orch, workers = cluster(offline_after_s=45.0)
+    if page != "player.html":
+        player.driver.get(player.driver.current_url.replace("player.html", page))
+        assert player.driver.execute_script("return window.player.supported()")
     player.load(orch.play_url(str(media_root / mf.LONG), bitrate_bps=300_000))
     player.wait_playing_past(10.0, timeout=90)
     [job] = orch.get("/v1/jobs").json()["jobs"]
@@ -325,6 +332,7 @@ def test_hls_js_plays_on_from_another_worker_when_its_worker_dies(cluster, media
     else:
         holder.proc.send_signal(signal.SIGTERM)
     stall = watch_clock(player, died_at + 45, timeout=120)
+    print(f"{page}, {death}: the picture stood still {stall:.2f} s at most")  # (pytest -s shows it)
     assert_shows_long_at(player)
     assert stall <= (3.0 if death == "death note" else 5.0), stall
     assert orch.job(job["job_id"])["worker_id"] == other_id

@@ -445,6 +445,16 @@ def test_play_is_open_to_pages(client):
     assert "GET" in preflight.headers["Access-Control-Allow-Methods"]
 
 
+def test_a_head_of_play_says_what_it_leads_to_and_starts_nothing(pool):
+    """Shaka asks HEAD first of a URL without .m3u8 (for its type): that must not start a job
+    (its GET, next, does)."""
+    c, ctx, rsps = pool
+    answer = c.head(signed(path="/srv/nas/film.mkv"))
+    assert answer.status_code == 200 and answer.mimetype == "application/vnd.apple.mpegurl"
+    assert ctx.store.jobs() == [] and not rsps.calls
+    assert c.head("/play?path=/srv/nas/film.mkv").status_code == 403  # unsigned: refused all the same
+
+
 def test_a_worker_that_trickles_its_answer_is_cut_off_at_the_deadline():
     """requests' timeout bounds each read; the dispatcher bounds the whole answer."""
     from transcode_worker.orchestrator.dispatch import Dispatcher

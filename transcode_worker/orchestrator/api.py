@@ -286,6 +286,8 @@ def play():
             links.check(ctx().settings.api_token, request.args)
         except links.Unsigned as exc:
             return error(403, str(exc))
+    if request.method == "HEAD":  # a player asking what it will get (Shaka, for a URL without .m3u8): starts nothing
+        return current_app.response_class(mimetype="application/vnd.apple.mpegurl")
     if request.args.get("job_id"):
         return redirect(stream_url(_known_job(request.args["job_id"])["id"]), code=302)
     path = request.args.get("path")
