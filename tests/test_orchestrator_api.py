@@ -713,3 +713,14 @@ def test_ended_jobs_are_forgotten_a_day_on_with_their_streams(client):
     ctx.dispatcher.forget_ended(86400, now=time.time() + 86401)
     assert ctx.store.job("old") is None and ctx.store.stream_text("old", "pool") is None
     assert ctx.store.job("live") is not None
+
+
+def test_a_moved_job_starts_where_its_viewer_is_not_where_its_run_was(pool):
+    c, ctx, rsps = pool
+    held(ctx, position_s=0.0)
+    now = datetime.now(timezone.utc)
+    beat_with_viewer = beat(now, [{**context("j9", 95.0), "watched_s": 60.0}])
+    assert c.post("/v1/workers/w2/heartbeats", json=beat_with_viewer, headers=TOKEN).status_code == 204
+    assert ctx.store.job("j9")["watched_s"] == 60.0
+    rsps.get(W2 + "/healthz", body=requests.ConnectionError("refused"))
+    assert claim(c).get_json()["command"]["configuration"]["seek_time"] == "00:01:00.000"

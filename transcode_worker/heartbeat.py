@@ -48,6 +48,7 @@ def job_context(job):
             "position_s": round(job.position_s, 3),
             "error": job.error,
             "speed_guard": job.guard_report(),
+            "watched_s": round(job.watched_position(), 3) if job.last_requested is not None else None,
         }
 
 

@@ -170,6 +170,9 @@ class JobContextSchema(Schema):
                        "running run has reached"})
     error = _nullable(fields.String)
     speed_guard = fields.Nested(SpeedGuardSchema, allow_none=True, load_default=None)  # None: a remux
+    watched_s = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0), metadata={
+        "description": "where the job's viewer is: the film time of the segment a player asked for last "
+                       "(null: no player has asked yet); a job moved to another worker starts there"})
 
 
 class HeartbeatSchema(Schema):

@@ -172,7 +172,7 @@ def heartbeat(worker_id):
         if job["reported_at"] and datetime.fromisoformat(job["reported_at"]) > recorded:
             continue  # an older record than what we know (a replay after a live heartbeat)
         c.store.update_job(job["id"], state=context["state"], progress=context["progress"],
-                           position_s=context["position_s"], speed=context["speed"],
+                           position_s=context["position_s"], watched_s=context["watched_s"], speed=context["speed"],
                            last_segment_id=context["last_segment_id"], error=context["error"],
                            reported_at=recorded.isoformat())
     if strays:

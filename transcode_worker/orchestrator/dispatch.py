@@ -63,6 +63,12 @@ class JobBusy(NoWorker):
         super().__init__(409, f"job {job_id} is being placed on a worker right now; try again")
 
 
+def resume_at(job):
+    """Where a moved job starts: where its viewer is (the segment a player asked for last), else
+    where its run was (the seeds' re-queue "at its progress")."""
+    return job["watched_s"] if job.get("watched_s") is not None else job["position_s"] or 0.0
+
+
 def path_key(path):
     """The path made lexically plain, so that its spellings (``/dev/./ptmx``, ``//dev//ptmx``,
     ``/dev/x/../ptmx``) are one key. Only text: the orchestrator never looks at the path."""
@@ -401,7 +407,7 @@ class Dispatcher:
                 moved = self.store.worker(now["worker_id"]) if now["worker_id"] else None
                 if moved is not None and moved["id"] != worker_id:
                     return "elsewhere", moved["url"]
-            configuration = {**now["configuration"], "seek_time": seek_time(now["position_s"] or 0.0)}
+            configuration = {**now["configuration"], "seek_time": seek_time(resume_at(now))}
             if not self.store.update_job(job_id, worker_id=worker_id, state="STARTING", error=None, reported_at=None,
                                          playlist_url=f"{claimer['url'].rstrip('/')}/{job_id}.m3u8",
                                          requeues=now["requeues"] + (now["worker_id"] != worker_id)):
@@ -427,7 +433,7 @@ class Dispatcher:
                 now = self.store.job(job["id"])
                 if now is None or now["worker_id"] != job["worker_id"]:
                     return False  # deleted, or placed by a seek since
-                configuration = {**now["configuration"], "seek_time": seek_time(now["position_s"] or 0.0)}
+                configuration = {**now["configuration"], "seek_time": seek_time(resume_at(now))}
                 # counted first: whoever sees the job on its new worker sees the re-queue counted too
                 self.store.update_job(job["id"], requeues=now["requeues"] + 1)
                 try:

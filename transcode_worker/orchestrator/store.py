@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     state TEXT NOT NULL,
     progress REAL,
     position_s REAL NOT NULL DEFAULT 0,
+    watched_s REAL,
     speed TEXT,
     last_segment_id INTEGER,
     playlist_url TEXT,
@@ -68,6 +69,9 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            if "watched_s" not in columns:  # a database from before the column
+                self._db.execute("ALTER TABLE jobs ADD COLUMN watched_s REAL")
 
     def close(self):
         with self._lock:
