@@ -3,6 +3,7 @@ workers on loopback: the steered playlist a player opens, the pathways the steer
 gives it, and the next segment from the other worker when the first dies, with a death note or
 silently (the seeds' offline_after_s of 45 s, so only the failover itself can explain the move).
 The browser players are in test_browser.py."""
+import shutil
 import signal
 import subprocess
 import time
@@ -13,7 +14,8 @@ import pytest
 import requests
 
 import media_files as mf
-from worker_process import kill_service, wait_for
+from conftest import TOKEN
+from worker_process import kill_service, play, wait_for
 
 CONFIGURATION = {"bitrate_bps": 300_000}
 
@@ -172,3 +174,36 @@ def test_an_orchestrator_restart_stalls_no_viewer_longer_than_itself_and_it_stee
     assert requests.get(stream_url, timeout=30).text == text
     assert manifest(steering_url, "pool") == before
     assert requests.get(through_pool[4].uri, timeout=30).status_code == 200
+
+
+@pytest.mark.parametrize("player", ["ffmpeg", "gstreamer"])
+def test_players_without_steering_play_the_stream_through_the_orchestrator(cluster, media_root, player):
+    """FFmpeg's and GStreamer's HLS demuxers know no Content Steering: they play the pool's
+    pathway, every segment a redirect from the orchestrator to the holder, to the film's end."""
+    if player == "gstreamer" and shutil.which("gst-launch-1.0") is None:
+        pytest.skip("make test installs GStreamer")
+    orch, workers = cluster()
+    url = orch.play_url(str(media_root / mf.H264))
+    if player == "ffmpeg":
+        code, seconds, err = play(url)
+        assert code == 0 and abs(seconds - 6.0) < 2.5, err
+        return
+    # (playbin asks the orchestrator for the stream itself: /play's redirect, then /streams/)
+    proc = subprocess.run(["gst-launch-1.0", "-m", "playbin", f"uri={url}", "video-sink=fakesink sync=false",
+                           "audio-sink=fakesink sync=false"], capture_output=True, timeout=120)
+    out = proc.stdout.decode(errors="replace")
+    assert proc.returncode == 0 and "eos" in out.lower(), out[-3000:] + proc.stderr.decode(errors="replace")[-2000:]
+
+
+def test_a_worker_in_error_is_given_no_moved_stream(cluster, make_worker, media_root, tmp_path):
+    orch, workers = cluster(offline_after_s=45.0)
+    job_id, holder_id, stream_url = open_stream(orch, media_root)
+    _, _, steering_url = steered(stream_url)
+    share = tmp_path / "nas"
+    share.mkdir()
+    make_worker(worker_id="w3", orchestrator_url=orch.url, api_token=TOKEN, heartbeat_interval_s=1.0,
+                media_roots=[str(media_root), str(share)])
+    wait_for(lambda: "w3" in manifest(steering_url, "pool")["PATHWAY-PRIORITY"], 20, what="w3 a pathway")
+    share.rmdir()  # its NAS share went away: it reports ERROR at its next health check
+    wait_for(lambda: orch.workers()["w3"]["status"] == "ERROR", 20, what="w3 in ERROR")
+    assert "w3" not in manifest(steering_url, "pool")["PATHWAY-PRIORITY"]
