@@ -40,6 +40,7 @@ class OrchestratorContext:
         self.dispatcher.close()  # a placement under way ends at its next step, not its last worker
         if self._thread is not None:
             self._thread.join(10)
+        self.dispatcher.join(10)  # a worker being taken off the pool, jobs being disowned
         self.store.close()
 
 

@@ -127,6 +127,7 @@ class Dispatcher:
         self._unanswered = {}  # worker id -> time.monotonic() when it last did not answer /healthz
         self._answered = {}  # worker id -> time.monotonic() when it last answered /healthz
         self._losing = set()  # workers being taken off the pool (lose_soon)
+        self._threads = set()  # started by _background()
 
     def close(self):
         """The orchestrator is stopping: placements end at their next step, and calls with it."""
@@ -369,7 +370,22 @@ class Dispatcher:
             finally:
                 with self._lock:
                     self._losing.discard(worker_id)
-        threading.Thread(target=lose, name="worker-lost", daemon=True).start()
+        self._background(lose, "worker-lost")
+
+    def _background(self, target, name):
+        """Run `target` on a thread of its own, waited for by join() before the store closes."""
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        with self._lock:
+            self._threads = {t for t in self._threads if t.is_alive()} | {thread}
+        thread.start()
+
+    def join(self, timeout_s):
+        """Wait (at most `timeout_s` in all) for the background threads: the orchestrator stops."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def claim(self, job_id, worker_id):
         """A player asked `worker_id` for `job_id`, which it does not hold (the player moved to that
@@ -457,7 +473,7 @@ class Dispatcher:
                 log.warning("job %s: worker %s still runs it, though it is not its own: deleting it there",
                             job_id, worker_id)
                 self.delete_on_worker(worker_id, job_id)
-        threading.Thread(target=delete, name="disown", daemon=True).start()
+        self._background(delete, "disown")
 
     def forget_ended(self, older_than_s, now=None):
         """Jobs that ended (stopped, failed, or made to the end) and were not heard of for

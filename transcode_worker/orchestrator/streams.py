@@ -116,6 +116,30 @@ def live_holder(job):
         time.sleep(0.05)
 
 
+class Unserved(Exception):
+    """What a player is answered instead (`response`): the job or its holder failed it."""
+
+    def __init__(self, response):
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _holders(job, name, steer):
+    """The holder's playlist `name` of `job`, steered by steer(text); Unserved when it cannot be had."""
+    try:
+        status, text = ctx().dispatcher.fetch_text(live_holder(job), f"/{name}")
+        if status != 200:
+            raise Unserved(error(status if status in (404, 503) else 502,
+                                 f"the worker holding job {job['id']} answered HTTP {status}"))
+        return steer(text)
+    except NoWorker as exc:
+        raise Unserved(error(exc.status, str(exc))) from None
+    except requests.RequestException as exc:
+        raise Unserved(error(503, f"the worker holding job {job['id']} did not answer: {exc}")) from None
+    except ValueError as exc:
+        raise Unserved(error(502, f"the worker's playlist could not be read: {exc}")) from None
+
+
 @streams_bp.get("/streams/<job_id>.m3u8")
 def stream(job_id):
     """The job's multivariant playlist, steered (made once, from its holder's)."""
@@ -124,17 +148,13 @@ def stream(job_id):
         job = _job(job_id)
         text = c.store.stream_text(job_id, steering.POOL)
         if text is None:
-            status, text = c.dispatcher.fetch_text(live_holder(job), f"/{job_id}.m3u8")
-            if status != 200:
-                return error(503 if status >= 500 else 502, f"the worker holding job {job_id} answered HTTP {status}")
-            text = c.store.keep_stream_text(job_id, steering.POOL, steering.steered_multivariant(
-                text, f"{_own_url()}/streams/{job_id}", steering.POOL, f"{job_id}.steering.json"))
+            text = c.store.keep_stream_text(job_id, steering.POOL, _holders(job, f"{job_id}.m3u8", lambda text: (
+                steering.steered_multivariant(text, f"{_own_url()}/streams/{job_id}", steering.POOL,
+                                              f"{job_id}.steering.json"))))
     except NoWorker as exc:
         return error(exc.status, str(exc))
-    except requests.RequestException as exc:
-        return error(503, f"the worker holding job {job_id} did not answer: {exc}")
-    except ValueError as exc:
-        return error(502, f"the worker's playlist could not be read: {exc}")
+    except Unserved as exc:
+        return exc.response
     return _playlist(text)
 
 
@@ -165,18 +185,12 @@ def stream_file(job_id, name):
             return redirect(f"{live_holder(job)['url'].rstrip('/')}/{name}", code=302)
         text = c.media_playlists.get((job_id, name))
         if text is None:
-            status, text = c.dispatcher.fetch_text(live_holder(job), f"/{name}")
-            if status != 200:
-                return error(status if status in (404, 503) else 502, f"the worker holding job {job_id} answered "
-                                                                      f"HTTP {status}")
-            text = steering.steered_media(text, f"{_own_url()}/streams/{job_id}")
+            text = _holders(job, name, lambda text: steering.steered_media(text, f"{_own_url()}/streams/{job_id}"))
             c.media_playlists.put((job_id, name), text)
     except NoWorker as exc:
         return error(exc.status, str(exc))
-    except requests.RequestException as exc:
-        return error(503, f"the worker holding job {job_id} did not answer: {exc}")
-    except ValueError as exc:
-        return error(502, f"the worker's playlist could not be read: {exc}")
+    except Unserved as exc:
+        return exc.response
     return _playlist(text)
 
 
