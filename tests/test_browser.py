@@ -233,6 +233,9 @@ def test_hls_js_shows_each_cue_on_its_frames_after_a_seek_too(worker, media_root
     worker.delete("browser-subs")
 
 
+SWITCH_WAIT_MS = 1000  # a pause a viewer would call a stall (hls.js itself calls one at 1.25 s of no progress)
+
+
 def test_hls_js_lists_the_audio_tracks_and_switches_language_mid_film_without_a_stall(worker, media_root, player):
     body = {"job_id": "languages", "source_path": str(media_root / mf.RENDITIONS),
             "configuration": {"bitrate_bps": 1_000_000}}
@@ -249,11 +252,18 @@ def test_hls_js_lists_the_audio_tracks_and_switches_language_mid_film_without_a_
 
     switch_at = player.wait_playing_past(SEGMENT_S * 3, timeout=60)["currentTime"]
     player.driver.execute_script("window.player.setAudioTrack(1)")
-    wait_for(lambda: player.driver.execute_script("return window.player.audio()")["switched"] >= 1, 20,
-             what="hls.js switched to the German track")
+    wait_for(lambda: any(at >= switch_at for at in player.driver.execute_script("return window.player.audio()")["switched"]),
+             20, what="hls.js switched to the German track")
     player.wait_playing_past(switch_at + 3 * SEGMENT_S, timeout=60)
     audio = player.driver.execute_script("return window.player.audio()")
-    assert audio["current"] == 1 and audio["waits"] == 0, audio
+    # the switch itself: playback went on, with German from the next segment (a wait before it,
+    # while the first segments came, is start-up's, which other tests measure)
+    assert audio["current"] == 1, audio
+    # hls.js's switch (the audioTrack setter) drops the English it holds and waits for the German
+    # segment at the playhead: at most the time a rendition's first segment takes to be made (the
+    # bench's `audio` figure), never a stall a viewer would call one; a restart would be seconds
+    after = [w for w in audio["waits"] if w["at"] >= switch_at - 0.5]
+    assert all(w["ms"] is not None and w["ms"] < SWITCH_WAIT_MS for w in after), audio
     state = player.state()
     assert state["fatal"] == 0 and state["mediaError"] is None, state
     # the German segments were made from where the viewer was, not from the film's start
