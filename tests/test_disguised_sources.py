@@ -277,7 +277,7 @@ def test_a_swapped_source_is_not_followed_by_its_subtitle_read_out_nor_its_keyfr
         extraction = SubtitleCache("ffmpeg", tmp_path / "subtitles", 1 << 20, media_roots=[roots]).get(source, info)
         assert extraction.ready.wait(30) and "cannot extract the subtitles: the source" in extraction.error
         with pytest.raises(Refused) as refused:
-            JobManager(settings).grid_of(job_spec(source=source, media=info, force_remux=True,
+            JobManager(settings).plan_of(job_spec(source=source, media=info, force_remux=True,
                                                   folder=tmp_path / "segments" / "j1"))
         assert refused.value.status == 422 and "source" in str(refused.value)
         time.sleep(0.2)

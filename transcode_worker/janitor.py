@@ -1,5 +1,5 @@
 """The janitor's rules (pure): when a run is stalled, a job idle or an ended job forgotten, and
-when throttling pauses and resumes FFmpeg. jobs.JobManager's sweep carries them out."""
+when throttling pauses and resumes FFmpeg. sweep.Sweeps carries them out."""
 from dataclasses import dataclass
 
 from .states import ACTIVE_STATES, ENDED_STATES, WRITING_STATES

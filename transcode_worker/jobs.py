@@ -19,19 +19,17 @@ import subprocess
 import threading
 import time
 
-from . import grid as grid_
-from . import hls_names, inputs, keyframes, segments, speed_guard, step_memory, tonemap
+from . import hls_names, inputs, keyframes, plan, speed_guard, step_memory, tonemap
 from .audio import AudioRuns
-from .ffmpeg_command import (HlsOutput, build_audio_command, build_command, delivers_hevc, first_segment_s,
-                             light_from_start, output_size, sprints, tone_mapper)
+from .ffmpeg_command import build_audio_command, build_command
 from .media import PROBE_TIMEOUT_S
-from .janitor import Limits, janitor_verdict
 from .leftovers import Leftovers
 from .refused import Refused
 from .run import MIN_RUN_S, PATIENCE_S, RUN_START_S, Run
 from .schemas import seek_time
 from .states import ACTIVE_STATES, ENDED_STATES, WRITING_STATES, JobState
 from .supervisor import REAP_WAIT_S, JobSupervisor
+from .sweep import Sweeps
 from .validation import is_inside
 
 log = logging.getLogger(__name__)
@@ -52,7 +50,7 @@ def _burn_files(spec, extraction):
     return {"burn_file": burn_file, "fonts_dir": fonts_dir}
 
 
-class JobManager(AudioRuns):
+class JobManager(AudioRuns, Sweeps):
     """All jobs of this worker: capacity, idempotent commands, restarts, stops and clean-up.
 
     Nothing is created or deleted outside settings.segment_root.
@@ -68,8 +66,7 @@ class JobManager(AudioRuns):
         self.subtitles = subtitles  # SubtitleCache: each file's text tracks, extracted once
         if subtitles is not None:  # what a job reads from stays in the cache while the job is there
             subtitles.in_use = lambda: {j.subtitles.folder.name for j in self.jobs() if j.subtitles is not None}
-        self.vaapi_device = vaapi_device
-        self.hardware_tonemap = hardware_tonemap
+        self.machine = plan.Machine.of(settings, hardware_tonemap, vaapi_device)  # what every plan is made for
         self._build, self._build_audio = ffmpeg_argv, audio_argv
         # the keyframes of remuxed sources (a remux's grid), a scan's kept on disk too
         self._known_keyframes = keyframes.Known(settings.ffprobe_path, os.path.join(settings.spool_dir, "keyframes"),
@@ -167,14 +164,15 @@ class JobManager(AudioRuns):
 
     def _prepared_submit(self, spec):
         extraction = self.subtitles.get(spec.source, spec.media) if self.subtitles is not None else None
-        if spec.burn and spec.subtitle.text:  # libass draws from the extracted track: wait for it once
+        job_plan = self.plan_of(spec)
+        if job_plan.burns_text:  # libass draws from the extracted track: wait for it once
             if not extraction.ready.wait(self.settings.playlist_wait_s):
                 raise Refused(503, "the subtitles of this file are being read out (its first play): retry",
                               retry_after=5)
             if extraction.error is not None:
                 raise Refused(422, f"subtitle stream {spec.subtitle.stream}: {extraction.error}")
-        self._tonemap_lut(spec)  # a new LUT takes 0.15 s: made here, not under the lock
-        grid = self.grid_of(spec)
+        self._tonemap_lut(job_plan)  # a new LUT takes 0.15 s: made here, not under the lock
+        grid = job_plan.grid
         source_fd = self._open_source(spec)  # here too, with no lock held: a hung share blocks the open
         used = False  # (a run that starts takes it, and closes it)
         try:
@@ -205,7 +203,7 @@ class JobManager(AudioRuns):
                     self._abandon_audio(current)
                     restarts = current.restarts + 1
                     self.leftovers.discard(current.folder)
-                job = self._start(spec, grid, number, restarts, extraction, waited=True, source_fd=source_fd)
+                job = self._start(spec, job_plan, number, restarts, extraction, waited=True, source_fd=source_fd)
                 used = True
                 if job.supervisor.cannot_start:  # its files could not be made: nothing runs, nothing stays
                     self.leftovers.discard(spec.folder)
@@ -219,16 +217,11 @@ class JobManager(AudioRuns):
                 os.close(source_fd)
             self.leftovers.empty_bin()
 
-    def grid_of(self, spec):
-        """The job's grid (grid.py): whole frames for a transcode; the source's keyframes, read from
-        its index (or scanned once, then kept), for a remux."""
-        media = spec.media
-        segment_s = spec.segment_s
-        if not spec.force_remux:
-            return grid_.for_transcode(media.duration_s, media.video.frame_rate, segment_s,
-                                       first_segment_s(spec, spec.first_segment_s), origin_s=media.start_s)
-        return grid_.for_remux(self._keyframes(spec), media.duration_s, segment_s, media.video.frame_rate,
-                               origin_s=media.start_s)
+    def plan_of(self, spec):
+        """The job's plan (plan.py) on this machine: a remux's keyframes read from the source's
+        index (or scanned once, then kept), the speed guard's first step from what it learnt."""
+        keyframes = self._keyframes(spec) if spec.force_remux else None
+        return plan.make(spec, self.machine, keyframes=keyframes, learnt=self.learnt.first_step)
 
     def _keyframes(self, spec):
         """The source's keyframes, read through a descriptor of the file checked to be inside the
@@ -291,9 +284,9 @@ class JobManager(AudioRuns):
         except ValueError as exc:
             raise Refused(422, f"the source {exc}") from None
 
-    def _start(self, spec, grid, start_number, restarts, extraction=None, carry=None, waited=False,
+    def _start(self, spec, job_plan, start_number, restarts, extraction=None, carry=None, waited=False,
                source_fd=None):
-        """Start a run of FFmpeg for `spec` at segment `start_number` of `grid`: in a new folder,
+        """Start a run of FFmpeg for `spec` at segment `start_number` of `job_plan`: in a new folder,
         or as the next run of `carry` (the job's run before), in its folder, with its made segments.
         `waited`: a player waits for that segment (a jump, a seek): the run sprints where it can.
         `source_fd`: the source, opened already (_open_source); FFmpeg reads that very file.
@@ -303,7 +296,7 @@ class JobManager(AudioRuns):
         never a job left with no run."""
         if source_fd is None:
             source_fd = self._open_source(spec)
-        job = self._new_run(spec, grid, start_number, restarts, extraction, carry, waited)
+        job = self._new_run(spec, job_plan, start_number, restarts, extraction, carry, waited)
         argv, failure = [], None
         try:
             argv = self._prepare(job, carry)
@@ -325,22 +318,16 @@ class JobManager(AudioRuns):
         job.supervisor.wait_spawned()
         return job
 
-    def _new_run(self, spec, grid, start_number, restarts, extraction, carry, waited):
+    def _new_run(self, spec, job_plan, start_number, restarts, extraction, carry, waited):
         """The Run object of _start: its output, steps and what it carries on (no file touched)."""
-        output = HlsOutput(spec.job_id, grid, start_number, fmp4=delivers_hevc(spec),
-                           sprint=waited and sprints(spec, grid, start_number), run_id=next(self._run_ids))
-        if carry is None:
-            command, (steps, kind) = spec, self._steps_of(spec)
-        else:  # the same job: what the orchestrator asked, and its steps
-            command, steps, kind = carry.command, carry.steps, carry.kind
-        stepped = None
-        if carry is None and steps and 0 < (first := min(self.learnt.first_step(kind), len(steps) - 1)):
-            spec = dataclasses.replace(spec, step=steps[first])
-            stepped = (f"began at {steps[first].describe()}: jobs like this one fell behind real time "
-                       "at the steps before it on this machine")
+        output = job_plan.output(start_number, waited=waited, run_id=next(self._run_ids))
+        command = spec if carry is None else carry.command  # what the orchestrator asked
+        if carry is None:  # a new stream: at the step the plan begins at
+            spec = dataclasses.replace(spec, step=job_plan.spec.step)
         job = Run(spec, output, restarts=restarts, on_transition=self._notify,
                   made=carry.made if carry is not None else None)
-        job.command, job.steps, job.kind, job.stepped = command, steps, kind, stepped
+        job.plan, job.command, job.stepped = job_plan, command, job_plan.stepped
+        job.steps, job.kind = list(job_plan.steps), job_plan.kind
         if carry is not None:
             job.codecs, job.stepped = carry.codecs, carry.stepped
             job.created_at, job.last_request_at = carry.created_at, carry.last_request_at
@@ -360,11 +347,8 @@ class JobManager(AudioRuns):
         if carry is None:
             self.leftovers.discard(spec.folder)  # (what an earlier job left there)
             os.makedirs(spec.folder)
-        burn = _burn_files(spec, job.subtitles) if spec.burn and spec.subtitle.text else {}
-        lut = self._tonemap_lut(spec)
-        argv = self._build(spec, job.output, ffmpeg=self.settings.ffmpeg_path, preset=self.settings.encoder_preset,
-                           vaapi_device=self.vaapi_device, hardware_tonemap=self.hardware_tonemap,
-                           tonemap_lut=lut, **burn)
+        burn = _burn_files(spec, job.subtitles) if job.plan.burns_text else {}
+        argv = job.plan.argv(spec, job.output, build=self._build, tonemap_lut=self._tonemap_lut(job.plan), **burn)
         job.collector.prepare()
         if self.published is not None:
             self.published.publish(spec.job_id, spec.folder)
@@ -383,7 +367,7 @@ class JobManager(AudioRuns):
             spec = dataclasses.replace(spec, step=step)
         elif job.spec.step is not None:
             spec = dataclasses.replace(spec, step=job.spec.step)
-        new = self._start(spec, job.grid, number, job.restarts + restarts, job.subtitles, carry=job, waited=waited,
+        new = self._start(spec, job.plan, number, job.restarts + restarts, job.subtitles, carry=job, waited=waited,
                           source_fd=source_fd)
         if spec is not job.spec:
             new.command = job.command
@@ -498,24 +482,12 @@ class JobManager(AudioRuns):
             self._admit(None, job_id)  # Refused: the player is told why, and to retry
         return job
 
-    def _tonemap_lut(self, spec):
+    def _tonemap_lut(self, job_plan):
         """The LUT that tone-maps the job on the CPU (made the first time a film's peak is met),
         or None for the chain or a GPU."""
-        if tone_mapper(spec, self.hardware_tonemap) != "cpu":
+        if not job_plan.needs_lut:
             return None
-        return tonemap.lut_for(spec.media.video, self.lut_dir, self.settings.ffmpeg_path)
-
-    def _steps_of(self, command):
-        """(the speed guard's steps for the command, its kind for StepMemory); ([], None) for a
-        remux or a source of unknown size."""
-        size = output_size(command)
-        if command.force_remux or size is None or not size[1] or not self.settings.speed_guard_s:
-            return [], None
-        preset = self.settings.encoder_preset
-        light = light_from_start(command, preset, self.hardware_tonemap)
-        steps = speed_guard.steps(command.encoder, preset, size[1], command.bitrate_bps, light=light)
-        steps = speed_guard.on_one_stream(steps, fmp4=delivers_hevc(command))
-        return steps, step_memory.kind_of(command, preset, size[1], light)
+        return tonemap.lut_for(job_plan.command.media.video, self.lut_dir, self.settings.ffmpeg_path)
 
     # -- the speed guard ------------------------------------------------------------------------
     def guard(self, job):
@@ -587,72 +559,6 @@ class JobManager(AudioRuns):
                 self._retiring.pop(job_id, None)
         log.info("job %s: %s", job_id, reason or "deleted", extra={"job_id": job_id})
         return True
-
-    # -- the janitor: idle jobs, finished jobs, stalls ----------------------------------------
-    def start_janitor(self):
-        self._janitor_stop = threading.Event()
-        self._janitor = threading.Thread(target=self._janitor_loop, name="janitor", daemon=True)
-        self._janitor.start()
-
-    def stop_janitor(self):
-        if getattr(self, "_janitor", None) is not None:
-            self._janitor_stop.set()
-            self._janitor.join(5)
-
-    def _janitor_loop(self):
-        limits = Limits.from_settings(self.settings)
-        interval = min(1.0, limits.shortest / 4)
-        while not self._janitor_stop.wait(interval):
-            try:
-                self.sweep(limits)
-            except Exception:  # never let the janitor die: it is what keeps the disk clean
-                log.exception("janitor sweep failed")
-
-    def sweep(self, limits, now=None):
-        """Apply janitor_verdict to every job once; returns [(job_id, action, reason)]."""
-        now = time.monotonic() if now is None else now
-        done = []
-        self.leftovers.reap()
-        for job in self.jobs():
-            self._keep_within_limit(job)
-            self._sweep_audio(job, limits, now)
-            verdict = janitor_verdict(job, now, limits)
-            if verdict is None:
-                if (stepped := self.guard(job)) is not None:
-                    done.append((job.job_id, "step", stepped.stepped))
-                continue
-            action, reason = verdict
-            if action in ("pause", "resume"):
-                if getattr(job.supervisor, action)():
-                    log.info("job %s: %s", job.job_id, reason, extra={"job_id": job.job_id})
-                    done.append((job.job_id, action, reason))
-            elif action == "stall":
-                if job.supervisor.kill_stalled(reason):
-                    done.append((job.job_id, action, reason))
-            elif self.delete(job.job_id, reason=reason, run=job):
-                done.append((job.job_id, action, reason))
-        return done
-
-    def _keep_within_limit(self, job):
-        """Remove the made segments furthest from the viewer, the video's and its audio
-        renditions', once the job keeps more than job_disk_limit_mb (segments.to_remove); a player
-        that asks for one again gets it made."""
-        watched = job.grid.segment_at(job.watched_position())
-        owners = {None: (job.made, job.output)}
-        owners.update({track.name: (track.made, track.output(job, 0, 0)) for track in list(job.audio.values())})
-        sizes = {(name, number): size for name, (made, _) in owners.items() for number, size in made.sizes().items()}
-        chosen = segments.to_remove(sizes, watched, self.settings.job_disk_limit_mb * 2 ** 20,
-                                    number_of=lambda key: key[1])
-        for name, number in chosen:
-            made, output = owners[name]
-            made.discard(number)
-            try:
-                os.unlink(job.folder / output.segment(number))
-            except FileNotFoundError:
-                pass
-        if chosen:
-            log.info("job %s: %d made segments removed, furthest from the viewer first (job_disk_limit_mb)",
-                     job.job_id, len(chosen), extra={"job_id": job.job_id})
 
     def close(self):
         """Refuse new jobs from now on (the first step of a shutdown); players waiting on a job

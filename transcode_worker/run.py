@@ -46,6 +46,7 @@ class Run:
         self.output = output
         self.made = made if made is not None else segments.Made()
         self.collector = segments.Collector(spec.folder, output, self.made, on_made=self.record_segment)
+        self.plan = None  # plan.Plan: what the job does (its grid, steps, container), decided once
         self.steps = []  # speed_guard.Step list, from what was asked to the lightest; [] for a remux
         self.kind = None  # step_memory.kind_of: what the guard learns under
         self.guard = None  # the speed guard's last speed_guard.Decision on this run

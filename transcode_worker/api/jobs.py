@@ -104,7 +104,7 @@ def carry_out(data, at_segment=None):
         command = load_job_command(data)
         ctx.manager.admit(command["job_id"])  # at capacity: 503 before the source is even probed
         spec = validate_command(command, ctx.settings, ctx.capabilities, ctx.library.info)
-        if at_segment is not None and at_segment < len(grid := ctx.manager.grid_of(spec)):
+        if at_segment is not None and at_segment < len(grid := ctx.manager.plan_of(spec).grid):
             # (its middle: a time in milliseconds that falls inside it)
             spec = dataclasses.replace(spec, seek_time=seek_time((grid.start(at_segment) + grid.end(at_segment)) / 2))
     except ValidationError as err:
