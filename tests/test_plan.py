@@ -136,3 +136,16 @@ def test_the_machine_is_the_workers_settings_and_what_its_trials_proved():
     assert plan.Machine.of(settings, ["opencl"], "/dev/dri/renderD128") == plan.Machine(
         ffmpeg="/opt/ffmpeg", preset="faster", speed_guard_s=5.0, hardware_tonemap=("opencl",),
         vaapi_device="/dev/dri/renderD128")
+
+
+def test_an_audio_rendition_is_on_the_videos_grid_and_in_its_container():
+    spec = job_spec(encoder="libx265")
+    made = plan.make(spec, plan.Machine(ffmpeg="/opt/ffmpeg"))
+    every = made.renditions(spec.audio)
+    name = next(iter(every))
+    assert every[name].track == spec.audio and every[name].kind == "stereo"  # the one track, as stereo AAC
+    output = made.audio_output(name, 5, run_id=3)
+    assert (output.grid, output.fmp4, output.start_number, output.rendition, output.run_id) == (
+        made.grid, True, 5, name, 3)
+    argv = made.audio_argv(spec, output, every[name])
+    assert argv[0] == "/opt/ffmpeg" and "-vn" in argv

@@ -16,8 +16,7 @@ import subprocess
 import threading
 import time
 
-from . import inputs, renditions, segments
-from .ffmpeg_command import HlsOutput
+from . import inputs, segments
 from .janitor import janitor_verdict
 from .refused import Refused
 from .run import MIN_RUN_S, PATIENCE_S, RUN_START_S, Run
@@ -74,8 +73,7 @@ class AudioTrack:
         return None
 
     def output(self, job, start_number, run_id):
-        return HlsOutput(job.job_id, job.grid, start_number, fmp4=job.output.fmp4, run_id=run_id,
-                         rendition=self.name)
+        return job.plan.audio_output(self.name, start_number, run_id)
 
     def segment_path(self, job, number, extension):
         """Where segment `number` of this rendition is once made; None for a name it never has."""
@@ -163,7 +161,7 @@ class AudioRuns:
         with self._lock:
             track = job.audio.get(name)
             if track is None:
-                rendition = renditions.every(job.spec.media, job.command.audio).get(name)
+                rendition = job.plan.renditions(job.command.audio).get(name)
                 if rendition is None:
                     return None
                 track = job.audio[name] = AudioTrack(job.job_id, rendition)
@@ -226,7 +224,7 @@ class AudioRuns:
         run = track.new_run(job, number, next(self._run_ids))
         argv, failure = [], None
         try:
-            argv = self._build_audio(job.spec, run.output, track.rendition, ffmpeg=self.settings.ffmpeg_path)
+            argv = job.plan.audio_argv(job.spec, run.output, track.rendition, build=self._build_audio)
             argv = [inputs.fd_url(source_fd) if arg == inputs.url(job.spec.source) else arg for arg in argv]
             run.collector.prepare()
         except (OSError, ValueError, subprocess.SubprocessError) as exc:

@@ -8,15 +8,15 @@ files a run needs before it starts (a tone-map LUT, the subtitles to draw), and 
 argv of a run starting at any segment. jobs.JobManager only carries a plan out: it reads the
 keyframes, makes those files, starts and replaces runs, keeps the records.
 
-The audio renditions are decided the same way, by renditions.every, apart: a command may change
-the DEFAULT one on a running job, which changes nothing else of the plan.
+The audio renditions depend on one thing a command may change on a running job, the track
+chosen as DEFAULT: ``Plan.renditions(chosen)`` says them for that choice.
 """
 import dataclasses
 
 from . import grid as grid_
-from . import speed_guard, step_memory
-from .ffmpeg_command import (HlsOutput, build_command, delivers_hevc, first_segment_s, light_from_start,
-                             output_size, sprints, tone_mapper)
+from . import renditions, speed_guard, step_memory
+from .ffmpeg_command import (HlsOutput, build_audio_command, build_command, delivers_hevc, first_segment_s,
+                             light_from_start, output_size, sprints, tone_mapper)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +68,20 @@ class Plan:
         return build(spec, output, ffmpeg=machine.ffmpeg, preset=machine.preset, vaapi_device=machine.vaapi_device,
                      hardware_tonemap=machine.hardware_tonemap, tonemap_lut=tonemap_lut, burn_file=burn_file,
                      fonts_dir=fonts_dir)
+
+
+    def renditions(self, chosen):
+        """The job's audio renditions (renditions.every: name -> Rendition), `chosen` the DEFAULT."""
+        return renditions.every(self.command.media, chosen)
+
+    def audio_output(self, name, start_number=0, run_id=0):
+        """Where a run of audio rendition `name` from segment `start_number` writes: the video's
+        grid and container."""
+        return HlsOutput(self.command.job_id, self.grid, start_number, fmp4=self.fmp4, run_id=run_id, rendition=name)
+
+    def audio_argv(self, spec, output, rendition, *, build=build_audio_command):
+        """The FFmpeg command of a run of `rendition` into `output`."""
+        return build(spec, output, rendition, ffmpeg=self.machine.ffmpeg)
 
 
 def grid_of(spec, keyframes=None):

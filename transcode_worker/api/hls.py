@@ -22,8 +22,7 @@ from flask import Blueprint, Response, abort, request, send_file
 from werkzeug.http import http_date
 from werkzeug.wsgi import wrap_file
 
-from .. import audio, front, grid, hls_names, multivariant, renditions, webvtt
-from ..ffmpeg_command import HlsOutput
+from .. import audio, front, grid, hls_names, multivariant, webvtt
 from ..janitor import resume_due
 from ..jobs import Refused
 from ..playlist import media_playlist
@@ -295,14 +294,14 @@ def _text_track(job, stream):
 
 def _rendition(job, name):
     """The job's audio rendition `name` (renditions.Rendition); Unavailable when it has none."""
-    rendition = renditions.every(job.spec.media, job.command.audio).get(name)
+    rendition = job.plan.renditions(job.command.audio).get(name)
     if rendition is None:
         raise Unavailable(f"job {job.job_id} has no audio rendition {name}")
     return rendition
 
 
 def _audio_output(job, name):
-    return HlsOutput(job.job_id, job.grid, fmp4=job.output.fmp4, rendition=name)
+    return job.plan.audio_output(name)
 
 
 def audio_playlist(job, name):
