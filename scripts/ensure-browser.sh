@@ -1,6 +1,6 @@
 #!/bin/sh
 # What the browser playback test needs (make test-browser): Debian's Chromium and ChromeDriver,
-# Node.js's npm, and hls.js and Shaka Player from the npm registry at the version tests/browser/package-lock.json pins.
+# Node.js's npm, and hls.js, Shaka Player and video.js from the npm registry at the versions tests/browser/package-lock.json pins.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/ensure-packages.sh chromium=chromium chromedriver=chromium-driver npm=nodejs,npm

@@ -1,5 +1,6 @@
-"""A real player: hls.js (pinned in tests/browser/package-lock.json) in Debian's headless Chromium,
-driven by Selenium through ChromeDriver. The page comes from its own origin, so every request to the
+"""Real players: hls.js, and for the failover Shaka Player and video.js too (pinned in
+tests/browser/package-lock.json), in Debian's headless Chromium, driven by Selenium through
+ChromeDriver. The page comes from its own origin, so every request to the
 worker is a cross-origin one. Run with `make test-browser` (which installs what it needs).
 """
 import functools
@@ -337,11 +338,11 @@ def assert_shows_the_frame_of_its_clock(player):
 
 
 @pytest.mark.parametrize("death", ["death note", "silent"])
-@pytest.mark.parametrize("page", ["player.html", "shaka.html"])
+@pytest.mark.parametrize("page", ["player.html", "shaka.html", "videojs.html"])
 def test_a_browser_player_plays_on_from_another_worker_when_its_worker_dies(cluster, media_root, counted_long,
                                                                            player, page, death):
-    """A film opened through /play, in hls.js (Content Steering) or Shaka Player (through the
-    orchestrator's redirects), default settings, plays 10 s; the worker holding it is stopped
+    """A film opened through /play, in hls.js (Content Steering), Shaka Player (through the
+    orchestrator's redirects) or video.js (VHS), default settings, plays 10 s; the worker holding it is stopped
     (SIGTERM: a death note) or its whole service is SIGKILLed (silent, under the seeds'
     offline_after_s of 45 s). The player's clock goes on with no error, the picture the frame of
     its clock; then, past all it had buffered, the pictures only the other worker can have made
