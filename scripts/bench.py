@@ -10,7 +10,7 @@ in timed tests).
 - seek: a re-POST with a new seek_time until the segment that holds it is fetched, beside a cold
   start at that position;
 - the whole film: a player that has segment 0 jumps to 75 % of the film (its request starts a
-  run there), beside Jellyfin's first segment; the same segment asked for again; the keyframe
+  run there; the sound's segment there asked for beside it), beside Jellyfin's first segment; the same segment asked for again; the keyframe
   index of a 2-hour film in Matroska and MP4 (scripts/bench_keyframes.py);
 - 50 HLS clients on loopback (2 MB segments): the worker under gunicorn beside nginx (Debian's
   nginx-light, sendfile on) serving the same folder, measured by wrk; and a worker behind its own
@@ -237,6 +237,13 @@ def fetch(url):
     return took, answer.content
 
 
+def default_audio(multivariant):
+    """The URI of the DEFAULT audio rendition's media playlist a multivariant playlist names, or
+    None."""
+    found = re.search(r'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="stereo",[^\n]*DEFAULT=YES[^\n]*URI="([^"]+)"', multivariant)
+    return found.group(1) if found else None
+
+
 def first_segment(worker, job_id):
     """What a player does once it is given the stream: the multivariant playlist, then the
     video's media playlist and the DEFAULT audio rendition's side by side, and in each the segment
@@ -244,8 +251,8 @@ def first_segment(worker, job_id):
     Returns the video segment's URI."""
     # the worker holds the multivariant playlist until a segment is made
     text = fetch(f"{worker.url}/{hls_names.multivariant(job_id)}")[1].decode()
-    audio = re.search(r'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="stereo",[^\n]*DEFAULT=YES[^\n]*URI="([^"]+)"', text)
-    playlists = [hls_names.media_playlist(job_id)] + ([audio.group(1)] if audio else [])
+    audio = default_audio(text)
+    playlists = [hls_names.media_playlist(job_id)] + ([audio] if audio else [])
     uris = [None] * len(playlists)
 
     def start_of(i):
@@ -359,11 +366,12 @@ def seek(worker, source, runs):
 # -- the whole film: a jump far ahead, a made segment again, the keyframe index -------------------
 def whole_film(worker, source, tmp, runs):
     """A player of a transcode (1080p -> 720p, the default bitrate) that has segment 0 jumps to
-    the segment at JUMP_AT of the film (its request starts a run there), then asks for it again
+    the segment at JUMP_AT of the film (its request starts a run there; the DEFAULT audio
+    rendition's segment there asked for beside it, as players do), then asks for it again
     (it is made: served at once); beside FFmpeg with Jellyfin's defaults making its first segment
     at the film's start, in the same runs. And the keyframe index of a 2-hour film, which a
     remux's grid is cut on (scripts/bench_keyframes.py)."""
-    jumps, again, jelly, number = [], [], [], None
+    jumps, heard, again, jelly, number = [], [], [], [], None
     for run in range(runs):
         job_id = f"jump{run}"
         for who in ([0, 1] if run % 2 else [1, 0]):  # neither always finds a warmer machine
@@ -372,14 +380,26 @@ def whole_film(worker, source, tmp, runs):
                 continue
             playable_after(worker, job_id, job_body(job_id, source))  # segment 0, to its last byte
             segments, _ = media_segments(fetch(f"{worker.url}/{hls_names.media_playlist(job_id)}")[1].decode())
+            audio = default_audio(fetch(f"{worker.url}/{hls_names.multivariant(job_id)}")[1].decode())
+            sound, _ = media_segments(fetch(f"{worker.url}/{audio}")[1].decode())
             number = segment_at(segments, JUMP_AT * sum(d for _, d in segments))
             url = f"{worker.url}/{segments[number][0]}"
+            # as a player: the video's segment there and the sound's (the same grid) side by side
+            sound_took = []
+            beside = threading.Thread(target=lambda: sound_took.append(fetch(f"{worker.url}/{sound[number][0]}")[0]))
+            beside.start()
             jumps.append(fetch(url)[0])
+            beside.join()
+            if not sound_took:
+                raise RuntimeError(f"job {job_id}: the sound of segment {number} did not come")
+            heard.append(max(jumps[-1], sound_took[0]))
             again.append(fetch(url)[0])
             worker.delete(job_id)
     index = bench_keyframes.measure(tmp / "keyframes")
     rows = [Row(f"jump far ahead 1080p->720p (segment {number} of {len(segments)})", seconds(jumps),
                 "Jellyfin's first segment", seconds(jelly), f"{median(jumps) / median(jelly):.2f}x", "<= 0.7x"),
+            Row("  and its sound (both to their last byte)", seconds(heard), "", "",
+                f"{median(heard) / median(jelly):.2f}x", ""),
             Row("made segment again", f"{median(again) * 1000:.1f} ms", "", "", "", "< 20 ms")]
     for name, took, found, _ in index:
         how = f"{len(found.times)} keyframes from {found.source}" if found else "no index (would scan)"

@@ -7,12 +7,13 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 import media_files as mf
 from specs import job_spec, media_info
 from transcode_worker import media
-from transcode_worker.audio import RUNS_PER_JOB
+from transcode_worker.audio import LEAD_S, RUNS_PER_JOB
 from transcode_worker.config import load_settings
 from transcode_worker.jobs import JobManager, Refused
 from transcode_worker.media import AudioStream
@@ -202,3 +203,74 @@ def test_two_players_far_apart_on_one_rendition_do_not_replace_each_others_run(m
         assert track.run is first  # the player at 5 waits on it
     manager.want_audio("apart", "audio0", far)  # nobody waits at 5 any more
     assert track.run is not first and track.run.first_number == far
+
+
+def ahead_after(delay_s):
+    """A fake FFmpeg that makes its run's first segment after delay_s, then runs on ahead."""
+    return lambda spec, output, *args, **kw: [sys.executable, FAKE, "ahead", output.staging, output.job_id,
+                                              str(output.start_number), str(delay_s)]
+
+
+def stopped(run, stopped=True):
+    """True once run's FFmpeg is stopped (SIGSTOP: state T), or running again (stopped=False);
+    fails past 5 s. A signal takes a moment to be delivered."""
+    is_stopped = lambda: psutil.Process(run.pid).status() == psutil.STATUS_STOPPED  # noqa: E731
+    wait_for(lambda: is_stopped() == stopped, 5, what=f"FFmpeg pid {run.pid} {'' if stopped else 'not '}stopped")
+    return True
+
+
+def test_audio_runs_wait_while_the_video_run_makes_the_picture_its_player_waits_for(tmp_path):
+    """At a start and at a jump, the video's first segment is what the player waits for: the
+    audio rendition's run, once it has made its own first segment, is paused until then (it
+    went on making sound ahead of the player on the cores the picture needed). A player that
+    waits on the audio run keeps it going."""
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / "film.mkv").write_bytes(b"\0" * 1000)
+    (tmp_path / "segments").mkdir()
+    manager = JobManager(settings_in(tmp_path), ffmpeg_argv=ahead_after(1.5), audio_argv=ahead_after(0))
+    try:
+        job, _ = manager.submit(spec(tmp_path, "held"))
+        track = job.audio["audio0"]  # the DEFAULT rendition's run starts with the video's
+        wait_for(lambda: 0 in track.made, 10, what="the sound's first segment")
+        assert job.state is JobState.STARTING and track.run.held and stopped(track.run)
+        wait_for(lambda: job.state is JobState.RUNNING, 10, what="the picture's first segment")
+        assert not track.run.held and stopped(track.run, False)
+
+        audio = track.run
+        manager.want("held", 10)  # a jump: the video's run at 10 makes its first segment
+        jump = manager.get("held")
+        assert jump.first_number == 10 and track.run is audio and audio.held and stopped(audio)
+        wait_for(lambda: jump.state is JobState.RUNNING, 10, what="the jump's first segment")
+        assert not audio.held and stopped(audio, False)
+
+        with manager.waiting("held", 1, "audio0"):  # a player waits on the sound's run
+            manager.want("held", 3)  # (a jump back)
+            assert manager.get("held").first_number == 3 and not audio.held and stopped(audio, False)
+    finally:
+        manager.shutdown()
+
+
+def test_a_rendition_run_far_behind_a_jump_is_replaced_by_one_there(tmp_path):
+    """An audio run with more than audio.LEAD_S of film to make before the segment a player
+    jumped to is replaced by a run there, though at 70 times real time it would get there in
+    time (it would spend a core on sound nobody hears, beside the jump's video run); one that is
+    nearer makes it."""
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / "film.mkv").write_bytes(b"\0" * 1000)
+    (tmp_path / "segments").mkdir()
+    at_5s = lambda *args, **kw: [sys.executable, FAKE, "at", "5", "70"]  # noqa: E731
+    manager = JobManager(settings_in(tmp_path), ffmpeg_argv=at_5s, audio_argv=at_5s)
+    try:
+        job, _ = manager.submit(spec(tmp_path, "behind", media=media_info(duration=600.0)))
+        track = manager.audio_track(job, "audio0")
+        first = track.run
+        wait_for(lambda: first.rate == 70 and first.made_to_s() == 5, 10, what="the sound's run at 5 s, 70x")
+        near, far = job.grid.segment_at(20.0), job.grid.segment_at(40.0)
+        assert job.grid.start(far) - 5 > LEAD_S >= job.grid.start(near) - 5
+        assert not track.left_behind(near) and track.left_behind(far)
+        manager.want_audio("behind", "audio0", near)
+        assert track.run is first
+        manager.want_audio("behind", "audio0", far)
+        assert track.run is not first and track.run.first_number == far
+    finally:
+        manager.shutdown()

@@ -43,9 +43,10 @@ class AudioTrack:
     """One audio rendition of a job: its made segments and its current run (a Run whose output
     names the rendition). Looks like a Run to a waiting player (state, collect, wait_changed)."""
 
-    def __init__(self, job_id, rendition):
+    def __init__(self, job_id, rendition, video_starting=lambda: False):
         self.job_id = job_id
         self.rendition = rendition
+        self.video_starting = video_starting  # () -> True while the job's video run makes its first segment
         self.made = segments.Made()
         self.run = None
         self.failed = {}  # first segment of a run that FAILED -> (monotonic, its error)
@@ -112,14 +113,27 @@ class AudioTrack:
         that speed). A paused run that will make it is resumed."""
         if number in self.made:
             return False
-        run = self.run
-        if run is None or run.state not in WRITING_STATES or not run.first_number <= number <= run.output.end_number:
+        if self.left_behind(number):
             return True
+        run = self.run
         if run.paused:
+            run.held = False
             run.supervisor.resume()
         eta = run.eta_s(number)
         fresh = start_s + run.grid.duration(number) / (run.rate or 1.0)
         return eta is None or eta > max(patience_s, fresh)
+
+    def left_behind(self, number):
+        """True when segment `number` is not made and the track's run will not get to it soon: it
+        has none that writes, one that starts after it or ends before it, or one with more than
+        LEAD_S of film to make first (the player jumped past it: a run started there makes the
+        segment in a tenth of a second, and leaves the cores to the jump's video run)."""
+        if number in self.made:
+            return False
+        run = self.run
+        if run is None or run.state not in WRITING_STATES or not run.first_number <= number <= run.output.end_number:
+            return True
+        return run.grid.start(number) - run.made_to_s() > LEAD_S
 
     def failed_at(self, number, now=None):
         """(why, for now only) when a run started at `number` failed lately, else None. For now
@@ -145,7 +159,28 @@ class AudioTrack:
     def idle(self, now):
         return now - self.last_request_at >= IDLE_S
 
+    def hold(self):
+        """While the job's video run makes its first segment (a start, a jump: the player waits
+        for it), the track's run, its own first segment made, is paused, so the video's run has
+        the CPU: sound ahead of the player can wait half a second, the picture the player waits for
+        cannot. The video's first segment, or its run's end, releases it; a player's request for
+        a segment it has not made resumes it (needs_run)."""
+        run = self.run
+        if run is None or run.state is not JobState.RUNNING or not run.supervisor.pause():
+            return
+        run.held = True
+        if not self.video_starting():  # its first segment came meanwhile: release() may have missed it
+            self.release()
+
+    def release(self):
+        run = self.run
+        if run is not None and run.held:
+            run.held = False
+            run.supervisor.resume()
+
     def _changed(self, run, old, new):
+        if old is JobState.STARTING and new is JobState.RUNNING and run is self.run and self.video_starting():
+            self.hold()
         if new is JobState.FAILED and not run.superseded:  # not started there again at once
             self.failed[run.first_number] = (time.monotonic(), run.error, run.pid is None)
 
@@ -164,8 +199,28 @@ class AudioRuns:
                 rendition = job.plan.renditions(job.command.audio).get(name)
                 if rendition is None:
                     return None
-                track = job.audio[name] = AudioTrack(job.job_id, rendition)
+                track = job.audio[name] = AudioTrack(job.job_id, rendition, lambda: self._video_starting(job.job_id))
             return track
+
+    def _video_starting(self, job_id):
+        """True while the job's video run has made no segment yet (the player waits for it)."""
+        video = self._jobs.get(job_id)
+        return video is not None and video.state is JobState.STARTING
+
+    def _hold_audio(self, job):
+        """`job`'s video run has just started (a jump, a step, a go-on run): its audio runs that
+        have made their first segment, and keep nobody waiting, wait for the video's first
+        (AudioTrack.hold). Called with the lock held."""
+        waited = {key[2] for key in self._waiters if key[0] == job.job_id and len(key) == 3}
+        for track in job.audio.values():
+            if track.name not in waited:
+                track.hold()
+
+    def _release_audio(self, job):
+        """`job`'s video run has made its first segment, or ended: its held audio runs go on."""
+        if not self._video_starting(job.job_id):
+            for track in list(job.audio.values()):
+                track.release()
 
     def want_audio(self, job_id, name, number):
         """A player asked for segment `number` of audio rendition `name`, not made yet: let its
@@ -289,7 +344,7 @@ class AudioRuns:
                 continue
             verdict = janitor_verdict(run, now, dataclasses.replace(limits, idle_s=0, finished_s=0,
                                                                     lead_s=lead_limit(limits.lead_s)))
-            if verdict is not None and verdict[0] in ("pause", "resume"):
+            if verdict is not None and verdict[0] in ("pause", "resume") and not run.held:
                 getattr(run.supervisor, verdict[0])()
             elif verdict is not None and verdict[0] == "stall":
                 run.supervisor.kill_stalled(verdict[1])

@@ -94,6 +94,8 @@ class JobManager(AudioRuns, Sweeps):
         self._listeners.append(callback)
 
     def _notify(self, job, old, new):
+        if old is JobState.STARTING and new is not JobState.STARTING:
+            self._release_audio(job)  # the picture its player waited for is made (or will not be)
         for callback in self._listeners:
             try:
                 callback(job, old, new)
@@ -372,6 +374,7 @@ class JobManager(AudioRuns, Sweeps):
         if spec is not job.spec:
             new.command = job.command
         self._jobs[job.job_id] = new
+        self._hold_audio(new)
         log.info("job %s: a run from segment %d (%s%s)", job.job_id, number, reason,
                  ", its first segment at the sprint preset" if new.output.sprint else "", extra={"job_id": job.job_id})
         return new

@@ -76,6 +76,7 @@ class Run:
         self.changed = threading.Condition()
         self.supervisor = None
         self.paused = False  # SIGSTOPped on purpose (throttling): not a stall
+        self.held = False  # an audio run paused while the video's run makes its first segment (audio.py)
         self.waited_for = False  # started for a player waiting on its first segment (a jump, a seek)
         self.furthest_requested = None  # the highest segment number a player asked for
         self.last_requested = None  # the segment a player asked for last: where the viewer is now
@@ -190,6 +191,11 @@ class Run:
         """The first segment after this run's last that is not made, or None: the film's end."""
         return next((n for n in range(self.output.end_number + 1, len(self.grid)) if n not in self.made), None)
 
+    def made_to_s(self):
+        """The film time this run has got to: its last segment's end, or FFmpeg's position."""
+        made_to = self.grid.end(self.last_segment_id) if self.last_segment_id is not None else 0.0
+        return max(self.position_s, made_to)
+
     def eta_s(self, number):
         """Seconds until this run has made segment `number`, at its measured speed; None when it
         never will (it starts after it, ends before it, or has ended)."""
@@ -200,8 +206,7 @@ class Run:
         if not self.paused and time.monotonic() - self.last_progress_at > patience:
             return None  # it has not moved for a while (a hung read): it will not get there
         made_to = self.grid.end(self.last_segment_id) if self.last_segment_id is not None else None
-        position = max(self.position_s, made_to or 0.0)
-        missing = self.grid.end(number) - position
+        missing = self.grid.end(number) - self.made_to_s()
         if missing <= 0:
             # passed, and not made: trimmed since (job_disk_limit_mb), this run will not make it
             # again (past two segments' time: a segment FFmpeg has just finished may not be listed yet)
