@@ -94,11 +94,12 @@ def check_segment(playlist, url, n, init=b"", v0=0.0):
     return frames
 
 
-@pytest.mark.parametrize("remux", [False, True])
-def test_the_whole_film_from_the_first_answer_and_every_segment_right_after_jumps(worker, counted, remux):
-    job_id = f"whole-{int(remux)}-{counted.rsplit('.', 1)[1]}"
-    response = worker.post_job({"job_id": job_id, "source_path": counted,
-                                "configuration": {"force_remux": remux, "bitrate_bps": 500_000}})
+def check_the_whole_film(worker, job_id, counted, configuration):
+    """The job's first playlist is the whole film (VOD, adding up to it within a frame, no
+    discontinuity), and each segment, from the start, after a jump far ahead, the next, a jump
+    back, the same again and the end, shows its frames at their film time on one clock; the
+    playlist never changes."""
+    response = worker.post_job({"job_id": job_id, "source_path": counted, "configuration": configuration})
     assert response.status_code == 202, response.text
     url, text, playlist = media_playlist(worker, job_id)
     assert playlist.playlist_type == "vod" and playlist.is_endlist and "DISCONTINUITY" not in text
@@ -109,16 +110,40 @@ def test_the_whole_film_from_the_first_answer_and_every_segment_right_after_jump
     v0 = video_start(counted)
     check_segment(playlist, url, 0, init, v0)
     job = worker.job(job_id)
-    if not remux and job["state"] == "RUNNING":  # its FFmpeg hangs (a stuck read): it will not get there
+    transcode = not configuration.get("force_remux")
+    if transcode and job["state"] == "RUNNING":  # its FFmpeg hangs (a stuck read): it will not get there
         os.kill(job["pid"], signal.SIGSTOP)
     # a jump far ahead, the next, a jump back, the same again, the end
     for n in (last * 3 // 4, last * 3 // 4 + 1, 1, 2, last * 3 // 4, last):
         check_segment(playlist, url, n, init, v0)
     again = requests.get(url, timeout=30).text
     assert again == text  # a VOD playlist never changes
-    if not remux and job["state"] == "RUNNING":
+    if transcode and job["state"] == "RUNNING":
         assert worker.job(job_id)["restarts"] >= 1  # the jump ahead started a run there
     assert worker.delete(job_id).status_code == 200
+
+
+@pytest.mark.parametrize("remux", [False, True])
+def test_the_whole_film_from_the_first_answer_and_every_segment_right_after_jumps(worker, counted, remux):
+    check_the_whole_film(worker, f"whole-{int(remux)}-{counted.rsplit('.', 1)[1]}", counted,
+                         {"force_remux": remux, "bitrate_bps": 500_000})
+
+
+@pytest.mark.parametrize("encoder", ["libx265", "h264_nvenc", "hevc_nvenc", "h264_qsv", "hevc_qsv", "h264_vaapi",
+                                     "hevc_vaapi"])
+def test_every_encoder_keeps_the_grid_and_the_clock(worker, counted, encoder):
+    """x265 (HEVC in fMP4: one init segment for every run), and each hardware encoder on a machine
+    whose trials proved it (skipped where the worker refuses it as not usable): its keyframes are
+    forced on the grid (x265's -force_key_frames, NVENC's and QSV's forced IDR, VAAPI's), so every
+    segment starts with the frame listed, on the same clock, after jumps too."""
+    refused = worker.post_job({"job_id": "probe-hw", "source_path": counted,
+                               "configuration": {"encoder": encoder, "bitrate_bps": 500_000}})
+    if refused.status_code == 422 and "is not usable on this worker" in refused.text:
+        pytest.skip(f"{encoder}: no passed trial on this machine")
+    assert refused.status_code == 202, refused.text
+    assert worker.delete("probe-hw").status_code == 200
+    check_the_whole_film(worker, f"hw-{encoder}-{counted.rsplit('.', 1)[1]}", counted,
+                         {"encoder": encoder, "bitrate_bps": 500_000})
 
 
 def test_racing_requests_far_ahead_start_one_run(worker, counted):
