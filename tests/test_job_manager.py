@@ -13,6 +13,7 @@ import pytest
 import media_files as mf
 from specs import job_spec, media_info
 from transcode_worker import media
+from transcode_worker.api.hls import _watched
 from transcode_worker.audio import LEAD_S, RUNS_PER_JOB
 from transcode_worker.config import load_settings
 from transcode_worker.jobs import JobManager, Refused
@@ -227,12 +228,15 @@ def test_audio_runs_wait_while_the_video_run_makes_the_picture_its_player_waits_
     (tmp_path / "media").mkdir()
     (tmp_path / "media" / "film.mkv").write_bytes(b"\0" * 1000)
     (tmp_path / "segments").mkdir()
-    manager = JobManager(settings_in(tmp_path), ffmpeg_argv=ahead_after(1.5), audio_argv=ahead_after(0))
+    settings = settings_in(tmp_path, THROTTLE_LEAD_S="60")
+    manager = JobManager(settings, ffmpeg_argv=ahead_after(1.5), audio_argv=ahead_after(0))
     try:
         job, _ = manager.submit(spec(tmp_path, "held"))
         track = job.audio["audio0"]  # the DEFAULT rendition's run starts with the video's
         wait_for(lambda: 0 in track.made, 10, what="the sound's first segment")
         assert job.state is JobState.STARTING and track.run.held and stopped(track.run)
+        _watched(job, 0, settings, "audio0")  # a player takes the sound's made segment: still held
+        assert track.run.held and stopped(track.run)
         wait_for(lambda: job.state is JobState.RUNNING, 10, what="the picture's first segment")
         assert not track.run.held and stopped(track.run, False)
 

@@ -117,7 +117,6 @@ class AudioTrack:
             return True
         run = self.run
         if run.paused:
-            run.held = False
             run.supervisor.resume()
         eta = run.eta_s(number)
         fresh = start_s + run.grid.duration(number) / (run.rate or 1.0)
@@ -175,8 +174,7 @@ class AudioTrack:
     def release(self):
         run = self.run
         if run is not None and run.held:
-            run.held = False
-            run.supervisor.resume()
+            run.supervisor.resume()  # (held no more)
 
     def _changed(self, run, old, new):
         if old is JobState.STARTING and new is JobState.RUNNING and run is self.run and self.video_starting():
@@ -216,9 +214,10 @@ class AudioRuns:
             if track.name not in waited:
                 track.hold()
 
-    def _release_audio(self, job):
-        """`job`'s video run has made its first segment, or ended: its held audio runs go on."""
-        if not self._video_starting(job.job_id):
+    def _release_audio(self, job, old, new):
+        """A listener of the video's runs: once `job`'s run has made its first segment, or ended,
+        its held audio runs go on (the picture its player waited for is made, or will not be)."""
+        if old is JobState.STARTING and new is not JobState.STARTING and not self._video_starting(job.job_id):
             for track in list(job.audio.values()):
                 track.release()
 

@@ -79,7 +79,7 @@ class JobManager(AudioRuns, Sweeps):
         self._run_ids = itertools.count(1)  # each run's staging folder is its own (HlsOutput.run_id)
         self._lock = threading.RLock()
         self._accepting = True
-        self._listeners = []
+        self._listeners = [self._release_audio]  # (first: then the orchestrator link's)
         self._gate = lambda: None
 
     def set_gate(self, reason_to_refuse):
@@ -94,8 +94,6 @@ class JobManager(AudioRuns, Sweeps):
         self._listeners.append(callback)
 
     def _notify(self, job, old, new):
-        if old is JobState.STARTING and new is not JobState.STARTING:
-            self._release_audio(job)  # the picture its player waited for is made (or will not be)
         for callback in self._listeners:
             try:
                 callback(job, old, new)

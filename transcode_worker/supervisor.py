@@ -238,7 +238,7 @@ class JobSupervisor(threading.Thread):
                 return False
             if self._proc is not None:
                 self._signal(signal.SIGCONT)
-            self.job.paused = False
+            self.job.paused = self.job.held = False
             self.job.last_progress_at = time.monotonic()
             self.job.samples.clear()  # the speed guard measures from here: the pause is not slowness
         return True
