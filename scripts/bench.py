@@ -10,8 +10,9 @@ in timed tests).
 - seek: a re-POST with a new seek_time until the segment that holds it is fetched, beside a cold
   start at that position;
 - the whole film: a player that has segment 0 jumps to 75 % of the film (its request starts a
-  run there; the sound's segment there asked for beside it), beside Jellyfin's first segment; the same segment asked for again; the keyframe
-  index of a 2-hour film in Matroska and MP4 (scripts/bench_keyframes.py);
+  run there; the sound's segment there asked for beside it), beside Jellyfin's first segment;
+  the same segment asked for again; the keyframe index of a 2-hour film in Matroska and MP4
+  (scripts/bench_keyframes.py);
 - 50 HLS clients on loopback (2 MB segments): the worker under gunicorn beside nginx (Debian's
   nginx-light, sendfile on) serving the same folder, measured by wrk; and a worker behind its own
   nginx front (front = "nginx") beside the same nginx;

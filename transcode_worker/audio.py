@@ -343,7 +343,7 @@ class AudioRuns:
                 continue
             verdict = janitor_verdict(run, now, dataclasses.replace(limits, idle_s=0, finished_s=0,
                                                                     lead_s=lead_limit(limits.lead_s)))
-            if verdict is not None and verdict[0] in ("pause", "resume") and not run.held:
+            if verdict is not None and verdict[0] in ("pause", "resume"):
                 getattr(run.supervisor, verdict[0])()
             elif verdict is not None and verdict[0] == "stall":
                 run.supervisor.kill_stalled(verdict[1])

@@ -25,8 +25,9 @@ class Limits:
 
 def resume_due(job, lead_limit_s):
     """A paused job continues once a player is within half the lead (the gap keeps it from
-    flapping between paused and running on every segment)."""
-    return job.paused and job.lead_s() <= lead_limit_s / 2
+    flapping between paused and running on every segment); an audio run held while the video
+    makes its first segment is not throttling's to resume (audio.AudioTrack.hold)."""
+    return job.paused and not job.held and job.lead_s() <= lead_limit_s / 2
 
 
 def janitor_verdict(job, now, limits):

@@ -147,9 +147,7 @@ def _watched(job, segment, settings, rendition=None):
     if track is not None:  # and its audio rendition
         track.record_request(segment)
         run = track.run
-        # (a run held while the video makes its first segment stays held: it has made what this
-        # player asked for; a request for a segment it has not made resumes it, needs_run)
-        if run is not None and not run.held and resume_due(run, audio.lead_limit(settings.throttle_lead_s)):
+        if run is not None and resume_due(run, audio.lead_limit(settings.throttle_lead_s)):
             run.supervisor.resume()
 
 
